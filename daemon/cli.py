@@ -1,0 +1,286 @@
+"""The `facelint` command."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from daemon.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("facelint")
+
+
+def _common(p: argparse.ArgumentParser, root: bool = False) -> None:
+    if root:
+        p.add_argument("root", nargs="?", type=Path, help="data folder (default: data/)")
+        p.add_argument("--root", dest="root_opt", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--db", type=Path, help="store file (default: facelint.duckdb)")
+    p.add_argument("--config", type=Path, help="TOML settings file (default: facelint.toml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facelint",
+        description="Find the same person filed under two names in a face data set.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("scan", help="bring the store up to date with the data folder, once")
+    _common(p, root=True)
+    p.add_argument("--threshold", type=float, help="lowest score kept (default 0.4)")
+    p.add_argument(
+        "--max-pairs",
+        type=int,
+        dest="max_pairs_per_image",
+        help="pairs kept per image, its best ones (default 20)",
+    )
+    p.add_argument("--jitters", type=int, dest="num_jitters", help="dlib num_jitters (default 1)")
+    p.add_argument("--workers", type=int, help="encoder processes (default: one per core)")
+    p.add_argument("--backend", choices=["auto", "numpy", "cupy"])
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+
+    p = sub.add_parser("top", help="the best unreviewed pairs")
+    _common(p)
+    p.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--all", action="store_true", help="include reviewed pairs")
+
+    p = sub.add_parser("export", help="write every pair as CSV (path_a,path_b,score)")
+    _common(p)
+    p.add_argument("--csv", type=Path, required=True, help="output file ('-' for stdout)")
+
+    p = sub.add_parser("sql", help="run a SQL query against the store (read-only)")
+    _common(p)
+    p.add_argument("query", help='the query, e.g. "SELECT * FROM pairs LIMIT 5"')
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--write", action="store_true", help="open read-write (for fixes)")
+
+    p = sub.add_parser("status", help="the daemon's state and the store's totals")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("daemon", help="watch the data folder and keep the store up to date")
+    _common(p, root=True)
+    p.add_argument(
+        "--poll", action="store_true", default=None, help="polling observer (network file systems)"
+    )
+    p.add_argument("--workers", type=int)
+    p.add_argument("--backend", choices=["auto", "numpy", "cupy"])
+
+    p = sub.add_parser("dashboard", help="the review dashboard (Streamlit)")
+    _common(p)
+    p.add_argument("--root", type=Path, help="data folder (default: data/)")
+    p.add_argument("--port", type=int)
+    p.add_argument("--address", help="bind address (default 127.0.0.1)")
+
+    p = sub.add_parser("up", help="scan, then run the daemon with the dashboard beside it")
+    _common(p, root=True)
+    p.add_argument("--port", type=int)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    base = load_settings(getattr(args, "config", None))
+    values: dict[str, Any] = {}
+    for name in (
+        "db",
+        "threshold",
+        "max_pairs_per_image",
+        "num_jitters",
+        "workers",
+        "backend",
+        "poll",
+        "port",
+        "address",
+    ):
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+    root = getattr(args, "root", None) or getattr(args, "root_opt", None)
+    if root is not None:
+        values["root"] = root
+    return base.with_overrides(**values)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = settings_from(args)
+        handler = _COMMANDS[args.command]
+        return handler(settings, args)
+    except ConfigError as exc:
+        print(f"facelint: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from store.connection import StoreBusy, StoreMissing
+
+        if isinstance(exc, StoreBusy | StoreMissing):
+            print(f"facelint: {exc}", file=sys.stderr)
+            return 3
+        import duckdb
+
+        if isinstance(exc, duckdb.Error):
+            print(f"facelint: query failed: {exc}", file=sys.stderr)
+            return 4
+        raise
+
+
+def cmd_scan(s: Settings, args: argparse.Namespace) -> int:
+    from daemon.pipeline import Pipeline
+    from daemon.progress import Progress
+
+    def waiting(waited: float, why: str) -> None:
+        if waited == 0 or int(waited) % 5 == 0:
+            log.info("store is locked by another process; waiting (%.0f s)", waited)
+
+    pipeline = Pipeline(s, progress=Progress(), on_wait=waiting)
+    try:
+        stats = pipeline.run()
+    finally:
+        pipeline.close()
+    if args.json:
+        print(json.dumps(stats.as_dict(), ensure_ascii=False, default=str))
+        return 0
+    print(
+        f"{stats.images} images in {s.root}: {stats.encoded} encoded, {stats.reused} reused, "
+        f"{stats.moved} moved, {stats.removed} removed, {stats.failed} failed, "
+        f"{stats.no_face} without a face; {stats.pairs} pairs in {s.db} "
+        f"({'full' if stats.full_compare else 'incremental'} compare, {stats.seconds:.1f} s)"
+    )
+    for path, status, message in stats.failures:
+        print(f"  {status}: {path}: {message}")
+    for path, why in stats.skipped:
+        print(f"  skipped: {path}: {why}")
+    return 0
+
+
+def _emit(columns: Sequence[str], rows: Sequence[Sequence[Any]] | Any, fmt: str) -> None:
+    out = sys.stdout
+    if fmt == "json":
+        out.write(
+            json.dumps(
+                [dict(zip(columns, r, strict=True)) for r in rows],
+                ensure_ascii=False,
+                default=str,
+                indent=1,
+            )
+            + "\n"
+        )
+    elif fmt == "csv":
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(columns)
+        w.writerows(rows)
+    else:
+        rows = [[_cell(v) for v in r] for r in rows]
+        widths = [max([len(c)] + [_width(r[i]) for r in rows]) for i, c in enumerate(columns)]
+        out.write("  ".join(_pad(c, w) for c, w in zip(columns, widths, strict=True)) + "\n")
+        for r in rows:
+            out.write("  ".join(_pad(v, w) for v, w in zip(r, widths, strict=True)) + "\n")
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return "" if v is None else str(v)
+
+
+def _width(text: str) -> int:
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
+
+
+def cmd_top(s: Settings, args: argparse.Namespace) -> int:
+    from store.connection import open_store
+    from store.reports import TOP_COLUMNS, top_pairs
+
+    with open_store(s.db, read_only=True, timeout=s.lock_timeout) as con:
+        pairs = top_pairs(con, args.n, include_reviewed=args.all)
+    _emit(TOP_COLUMNS, [[p[c] for c in TOP_COLUMNS] for p in pairs], args.format)
+    return 0
+
+
+def cmd_export(s: Settings, args: argparse.Namespace) -> int:
+    from store.connection import open_store
+    from store.reports import export_csv, write_csv_file
+
+    with open_store(s.db, read_only=True, timeout=s.lock_timeout) as con:
+        if str(args.csv) == "-":
+            n = export_csv(con, sys.stdout)
+        else:
+            n = write_csv_file(con, args.csv)
+    print(f"{n} pairs written to {args.csv}", file=sys.stderr)
+    return 0
+
+
+def cmd_sql(s: Settings, args: argparse.Namespace) -> int:
+    from store.connection import open_store
+    from store.reports import run_sql
+
+    with open_store(s.db, read_only=not args.write, timeout=s.lock_timeout) as con:
+        columns, rows = run_sql(con, args.query)
+        _emit(columns, list(rows), args.format)
+    return 0
+
+
+def cmd_status(s: Settings, args: argparse.Namespace) -> int:
+    from daemon.status import read_status
+
+    status = read_status(s)
+    if args.json:
+        print(json.dumps(status, ensure_ascii=False, default=str))
+        return 0
+    for key, value in status.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def cmd_daemon(s: Settings, args: argparse.Namespace) -> int:
+    from daemon.service import run_service
+
+    return run_service(s)
+
+
+def cmd_dashboard(s: Settings, args: argparse.Namespace) -> int:
+    from daemon.launch import run_dashboard
+
+    return run_dashboard(s)
+
+
+def cmd_up(s: Settings, args: argparse.Namespace) -> int:
+    from daemon.launch import run_up
+
+    return run_up(s)
+
+
+_COMMANDS = {
+    "scan": cmd_scan,
+    "top": cmd_top,
+    "export": cmd_export,
+    "sql": cmd_sql,
+    "status": cmd_status,
+    "daemon": cmd_daemon,
+    "dashboard": cmd_dashboard,
+    "up": cmd_up,
+}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""Cross-class comparison as tiled matrix products, and each image's best-K match lists.
+
+All embeddings A (N×d, unit length) live on the array backend once. A full run visits the
+upper triangle of A·Aᵀ tile by tile (never N×N at once); an incremental run multiplies
+only the changed rows Q against A. Only scores at or above the threshold leave the tile,
+and same-class pairs are dropped there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+from daemon.backend import to_host
+
+Triples = tuple[np.ndarray, np.ndarray, np.ndarray]  # src index, dst index, cosine
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return v / norms
+
+
+def _empty() -> Triples:
+    return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+
+
+def cross_class_candidates(
+    xp: ModuleType,
+    unit: np.ndarray,
+    classes: np.ndarray,
+    threshold: float,
+    rows: np.ndarray | None = None,
+    tile_rows: int = 1024,
+    tile_cols: int = 8192,
+) -> Iterator[Triples]:
+    """Yield (i, j, cos) with cos >= threshold and different classes.
+
+    rows=None: every unordered pair once (i < j). Otherwise: each of `rows` against
+    every other image (both orders appear when both ends are in `rows`).
+    """
+    n = len(unit)
+    if n == 0:
+        return
+    a = xp.asarray(unit)
+    cls = np.asarray(classes)
+    row_list = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    for r0 in range(0, len(row_list), tile_rows):
+        r_idx = row_list[r0 : r0 + tile_rows]
+        if rows is None:
+            q = a[r_idx[0] : r_idx[-1] + 1]
+            c_start = int(r_idx[0])
+        else:
+            q = a[xp.asarray(r_idx)]
+            c_start = 0
+        for c0 in range(c_start, n, tile_cols):
+            c1 = min(n, c0 + tile_cols)
+            sims = q @ a[c0:c1].T
+            hit_r, hit_c = xp.nonzero(sims >= threshold)
+            if len(hit_r) == 0:
+                continue
+            vals = to_host(xp, sims[hit_r, hit_c])
+            i = r_idx[to_host(xp, hit_r)]
+            j = to_host(xp, hit_c).astype(np.int64) + c0
+            keep = (cls[i] != cls[j]) & (j > i if rows is None else j != i)
+            if keep.any():
+                yield i[keep], j[keep], vals[keep].astype(np.float32)
+
+
+class TopK:
+    """Per-source best K (by cosine) of a stream of directed candidates, and their counts."""
+
+    def __init__(self, n: int, k: int, compact_at: int = 4_000_000):
+        self.k = k
+        self.counts = np.zeros(n, dtype=np.int64)
+        self._chunks: list[Triples] = []
+        self._size = 0
+        self._compact_at = compact_at
+
+    def add(self, src: np.ndarray, dst: np.ndarray, cos: np.ndarray, count: bool = True) -> None:
+        if len(src) == 0:
+            return
+        if count:
+            self.counts += np.bincount(src, minlength=len(self.counts))
+        self._chunks.append((src, dst, cos))
+        self._size += len(src)
+        if self._size > self._compact_at:
+            self._compact()
+
+    def _compact(self) -> None:
+        src, dst, cos = (np.concatenate(p) for p in zip(*self._chunks, strict=True))
+        kept = best_k(src, dst, cos, self.k)
+        self._chunks = [kept]
+        self._size = len(kept[0])
+
+    def result(self) -> Triples:
+        if not self._chunks:
+            return _empty()
+        self._compact()
+        return self._chunks[0]
+
+
+def best_k(src: np.ndarray, dst: np.ndarray, cos: np.ndarray, k: int) -> Triples:
+    """Keep each source's k highest-cosine entries (ties broken by destination)."""
+    if len(src) == 0:
+        return _empty()
+    order = np.lexsort((dst, -cos, src))
+    src, dst, cos = src[order], dst[order], cos[order]
+    starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
+    sizes = np.diff(np.r_[starts, len(src)])
+    rank = np.arange(len(src)) - np.repeat(starts, sizes)
+    keep = rank < k
+    return src[keep], dst[keep], cos[keep]
+
+
+@dataclass
+class Lists:
+    """New best-K lists for `sources` (indices), and each source's candidate count."""
+
+    sources: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    cos: np.ndarray
+    candidates: np.ndarray  # aligned with `sources`
+
+
+def full_lists(
+    xp: ModuleType, unit: np.ndarray, classes: np.ndarray, threshold: float, k: int
+) -> Lists:
+    n = len(unit)
+    top = TopK(n, k)
+    for i, j, c in cross_class_candidates(xp, unit, classes, threshold):
+        top.add(np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([c, c]))
+    src, dst, cos = top.result()
+    return Lists(np.arange(n), src, dst, cos, top.counts)
+
+
+def dirty_candidates(
+    xp: ModuleType,
+    unit: np.ndarray,
+    classes: np.ndarray,
+    threshold: float,
+    k: int,
+    dirty: np.ndarray,
+) -> tuple[TopK, Triples]:
+    """Best-K lists of the dirty rows, and the reverse candidates of clean images.
+
+    The reverse triples (clean src, dirty dst, cos) are what each clean image may gain.
+    """
+    n = len(unit)
+    is_dirty = np.zeros(n, dtype=bool)
+    is_dirty[dirty] = True
+    fwd = TopK(n, k)
+    rev: list[Triples] = []
+    for i, j, c in cross_class_candidates(xp, unit, classes, threshold, rows=dirty):
+        fwd.add(i, j, c)
+        back = ~is_dirty[j]
+        rev.append((j[back], i[back], c[back]))
+    if not rev:
+        return fwd, _empty()
+    r_src, r_dst, r_cos = (np.concatenate(p) for p in zip(*rev, strict=True))
+    return fwd, (r_src, r_dst, r_cos)
+
+
+def merge_lists(
+    n: int,
+    k: int,
+    dirty: np.ndarray,
+    fwd: TopK,
+    rev: Triples,
+    old: Triples,
+    old_candidates: np.ndarray,
+) -> Lists:
+    """Lists after the `dirty` rows changed (new content, new class, or new file).
+
+    `old` must hold the stored list of every clean source that points at a dirty image or
+    appears in `rev`. A clean image whose list held a dirty entry and had more than k
+    candidates must itself be dirty (the caller expands the set): its (k+1)-th match was
+    never stored, so only a fresh row can refill its list.
+    """
+    is_dirty = np.zeros(n, dtype=bool)
+    is_dirty[dirty] = True
+    f_src, f_dst, f_cos = fwd.result()
+    o_src, o_dst, o_cos = old
+    clean_src = ~is_dirty[o_src]
+    keep_old = clean_src & ~is_dirty[o_dst]
+    lost = np.bincount(o_src[clean_src & ~keep_old], minlength=n)
+    r_src, r_dst, r_cos = rev
+    gained = np.bincount(r_src, minlength=n)
+    m_src, m_dst, m_cos = best_k(
+        np.concatenate([o_src[keep_old], r_src]),
+        np.concatenate([o_dst[keep_old], r_dst]),
+        np.concatenate([o_cos[keep_old], r_cos]),
+        k,
+    )
+    clean_changed = np.unique(np.concatenate([o_src[clean_src & ~keep_old], r_src]))
+    candidates = np.asarray(old_candidates, dtype=np.int64) - lost + gained
+    candidates[is_dirty] = fwd.counts[is_dirty]
+    candidates = np.maximum(candidates, 0)
+    sources = np.unique(np.concatenate([np.asarray(dirty, np.int64), clean_changed]))
+    # Clean lists in `old` that the change did not touch are rewritten unchanged: harmless.
+    in_sources = np.isin(m_src, sources)
+    return Lists(
+        sources,
+        np.concatenate([f_src, m_src[in_sources]]),
+        np.concatenate([f_dst, m_dst[in_sources]]),
+        np.concatenate([f_cos, m_cos[in_sources]]),
+        candidates[sources],
+    )

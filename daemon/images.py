@@ -1,0 +1,60 @@
+"""Reading image files into RGB arrays, with the failures a scraped data set has."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class ImageReadError(Exception):
+    """The file cannot be used as an image; `status` says how it failed."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def load_rgb(path: Path, max_pixels: int) -> np.ndarray:
+    """The image as an H×W×3 uint8 array, upright per its EXIF orientation."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        # Gone between listing and encoding: not a property of the content, so the
+        # caller must not record it against the file's hash.
+        raise ImageReadError("missing", "file disappeared before it was read") from None
+    except OSError as exc:
+        raise ImageReadError("unreadable", f"cannot read file: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise ImageReadError("unreadable", "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns before it refuses; we want one clear refusal, not a warning.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise ImageReadError(
+                        "unreadable",
+                        f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}",
+                    )
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                rgb = im.convert("RGB")
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError("unreadable", "not an image Pillow can identify") from None
+    except FileNotFoundError:
+        raise ImageReadError("missing", "file disappeared before it was read") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageReadError("unreadable", f"decompression bomb refused: {exc}") from None
+    except OSError as exc:
+        # Truncated or corrupt data surfaces as OSError from im.load().
+        raise ImageReadError("unreadable", f"cannot decode image: {exc}") from None
+    except (ValueError, SyntaxError) as exc:
+        raise ImageReadError("unreadable", f"cannot decode image: {exc}") from None
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))

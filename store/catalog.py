@@ -1,0 +1,245 @@
+"""Files and their embeddings: what the daemon knows about each image on disk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+# Statuses whose embedding takes part in comparisons.
+USABLE = ("ok", "multi_face")
+
+
+@dataclass(frozen=True)
+class FileRow:
+    id: int
+    path: str
+    klass: str
+    size: int
+    mtime_ns: int
+    hash: str | None
+
+
+@dataclass(frozen=True)
+class EmbeddingRow:
+    hash: str
+    status: str
+    message: str
+    faces: int
+    box: tuple[int, int, int, int] | None
+    whole_image: bool
+    width: int
+    height: int
+    vector: np.ndarray | None
+
+
+@dataclass
+class Vectors:
+    """Every usable embedding of the current model, one row per file."""
+
+    ids: np.ndarray  # int64, ascending
+    classes: list[str]
+    vectors: np.ndarray  # float32 N×d, raw (not normalised)
+    dirty: np.ndarray  # bool
+    candidates: np.ndarray  # int64
+
+
+def set_meta(con: duckdb.DuckDBPyConnection, **values: object) -> None:
+    for key, value in values.items():
+        con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, str(value)])
+
+
+def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
+    row = con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return None if row is None else str(row[0])
+
+
+def load_files(
+    con: duckdb.DuckDBPyConnection, paths: Iterable[str] | None = None
+) -> dict[str, FileRow]:
+    """Stored files by path: all of them, or those among `paths`."""
+    sql = "SELECT id, path, class, size, mtime_ns, hash FROM files"
+    if paths is None:
+        rows = con.execute(sql).fetchall()
+    else:
+        wanted = pa.table({"p": pa.array(list(paths), pa.string())})
+        con.register("wanted_paths", wanted)
+        try:
+            rows = con.execute(sql + " WHERE path IN (SELECT p FROM wanted_paths)").fetchall()
+        finally:
+            con.unregister("wanted_paths")
+    return {r[1]: FileRow(*r) for r in rows}
+
+
+def load_files_under(con: duckdb.DuckDBPyConnection, prefix: str) -> dict[str, FileRow]:
+    """Stored files at or below a folder (the daemon's view of a moved or deleted folder)."""
+    rows = con.execute(
+        "SELECT id, path, class, size, mtime_ns, hash FROM files WHERE starts_with(path, ?)",
+        [prefix.rstrip("/") + "/"],
+    ).fetchall()
+    return {r[1]: FileRow(*r) for r in rows}
+
+
+def add_files(
+    con: duckdb.DuckDBPyConnection,
+    rows: Sequence[tuple[str, str, int, int, str]],
+    now: datetime,
+) -> None:
+    """Insert (path, class, size, mtime_ns, hash) as new, dirty files."""
+    if not rows:
+        return
+    table = pa.table(
+        {
+            "path": [r[0] for r in rows],
+            "class": [r[1] for r in rows],
+            "size": pa.array([r[2] for r in rows], pa.int64()),
+            "mtime_ns": pa.array([r[3] for r in rows], pa.int64()),
+            "hash": [r[4] for r in rows],
+        }
+    )
+    con.register("new_files", table)
+    try:
+        # A path already stored (another writer got there first) is updated, not doubled.
+        con.execute(
+            """INSERT INTO files (id, path, class, size, mtime_ns, hash, first_seen, last_seen,
+                                  dirty, candidates)
+               SELECT nextval('file_ids'), path, class, size, mtime_ns, hash, $now, $now, true, 0
+               FROM new_files
+               ON CONFLICT (path) DO UPDATE SET class = excluded.class, size = excluded.size,
+                   mtime_ns = excluded.mtime_ns, hash = excluded.hash,
+                   last_seen = excluded.last_seen, dirty = true""",
+            {"now": now},
+        )
+    finally:
+        con.unregister("new_files")
+
+
+def update_files(
+    con: duckdb.DuckDBPyConnection,
+    rows: Sequence[tuple[int, str, str, int, int, str | None, bool]],
+    now: datetime,
+) -> None:
+    """Update (id, path, class, size, mtime_ns, hash, dirty) of stored files.
+
+    dirty=True (moves between classes, new content) makes the next compare redo the file's
+    matches; dirty=False keeps its pairs (a touched file, a move within its class).
+    """
+    for file_id, path, klass, size, mtime_ns, digest, dirty in rows:
+        con.execute(
+            """UPDATE files SET path = ?, class = ?, size = ?, mtime_ns = ?,
+                   hash = coalesce(?, hash), last_seen = ?, dirty = dirty OR ?
+               WHERE id = ?""",
+            [path, klass, size, mtime_ns, digest, now, dirty, file_id],
+        )
+
+
+def hashes_to_encode(con: duckdb.DuckDBPyConnection, model: str) -> list[tuple[str, str]]:
+    """(hash, one path holding it) for every stored content with no embedding of `model`.
+
+    A content whose last attempt ended in `error` (a model failure) is tried again; every
+    other outcome, `no_face` and `unreadable` included, is final for that content.
+    """
+    return [
+        (r[0], r[1])
+        for r in con.execute(
+            """SELECT f.hash, min(f.path) FROM files f
+               LEFT JOIN embeddings e ON e.hash = f.hash AND e.model = ?
+               WHERE f.hash IS NOT NULL AND (e.hash IS NULL OR e.status = 'error')
+               GROUP BY f.hash ORDER BY min(f.path)""",
+            [model],
+        ).fetchall()
+    ]
+
+
+def write_embeddings(
+    con: duckdb.DuckDBPyConnection, model: str, rows: Sequence[EmbeddingRow], now: datetime
+) -> None:
+    """Store encodings, mark their files for comparison, and count them (encoded_total)."""
+    if not rows:
+        return
+    for r in rows:
+        box = r.box or (None, None, None, None)
+        vec = None if r.vector is None else [float(x) for x in r.vector]
+        con.execute(
+            """INSERT OR REPLACE INTO embeddings VALUES
+               (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                r.hash,
+                model,
+                r.status,
+                r.message,
+                r.faces,
+                *box,
+                r.whole_image,
+                r.width,
+                r.height,
+                vec,
+                now,
+            ],
+        )
+    hashes = pa.table({"h": pa.array([r.hash for r in rows], pa.string())})
+    con.register("enc_hashes", hashes)
+    try:
+        con.execute("UPDATE files SET dirty = true WHERE hash IN (SELECT h FROM enc_hashes)")
+    finally:
+        con.unregister("enc_hashes")
+    bump_counter(con, "encoded_total", len(rows))
+
+
+def bump_counter(con: duckdb.DuckDBPyConnection, name: str, by: int) -> None:
+    con.execute(
+        """INSERT INTO counters VALUES (?, ?)
+           ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value""",
+        [name, by],
+    )
+
+
+def get_counter(con: duckdb.DuckDBPyConnection, name: str) -> int:
+    row = con.execute("SELECT value FROM counters WHERE name = ?", [name]).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def load_vectors(con: duckdb.DuckDBPyConnection, model: str) -> Vectors:
+    table = con.sql(
+        f"""SELECT f.id, f.class, e.vector, f.dirty, f.candidates
+            FROM files f JOIN embeddings e ON e.hash = f.hash AND e.model = $model
+            WHERE e.status IN {USABLE} AND e.vector IS NOT NULL
+            ORDER BY f.id""",
+        params={"model": model},
+    ).to_arrow_table()
+    n = table.num_rows
+    if n == 0:
+        return Vectors(
+            np.empty(0, np.int64),
+            [],
+            np.empty((0, 0), np.float32),
+            np.empty(0, bool),
+            np.empty(0, np.int64),
+        )
+    flat = table.column("vector").combine_chunks()
+    values = np.asarray(flat.values.to_numpy(zero_copy_only=False), dtype=np.float32)
+    return Vectors(
+        table.column("id").to_numpy().astype(np.int64),
+        table.column("class").to_pylist(),
+        values.reshape(n, -1),
+        table.column("dirty").to_numpy(zero_copy_only=False).astype(bool),
+        table.column("candidates").to_numpy().astype(np.int64),
+    )
+
+
+def dirty_unusable(con: duckdb.DuckDBPyConnection, model: str) -> list[int]:
+    """Dirty files with no usable embedding: they must lose whatever pairs they had."""
+    return [
+        r[0]
+        for r in con.execute(
+            f"""SELECT f.id FROM files f
+                LEFT JOIN embeddings e ON e.hash = f.hash AND e.model = ?
+                WHERE f.dirty AND (e.hash IS NULL OR e.status NOT IN {USABLE}
+                                   OR e.vector IS NULL)""",
+            [model],
+        ).fetchall()
+    ]

@@ -1,0 +1,86 @@
+"""Opening the DuckDB file with the lock discipline every process here must follow.
+
+DuckDB lets one process hold a read-write connection, and a writer excludes every reader
+(DESIGN.md). So nobody keeps a connection: open, do one short unit of work, close. An open
+that meets another process's lock retries with jittered backoff until a deadline, and the
+caller keeps its pending work meanwhile.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from store.schema import ensure_schema
+
+
+class StoreBusy(TimeoutError):
+    """Another process held the store's lock past our deadline."""
+
+
+class StoreMissing(FileNotFoundError):
+    """A read was asked of a store that was never created."""
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc)
+    return "lock" in text.lower() and ("Conflicting" in text or "Could not set lock" in text)
+
+
+@contextmanager
+def open_store(
+    path: Path | str,
+    *,
+    read_only: bool = False,
+    timeout: float = 600.0,
+    on_wait: Callable[[float, str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection for one unit of work; writes commit when the block exits cleanly.
+
+    `on_wait(waited_seconds, message)` is called before each retry so that a service can
+    show "waiting for store" while another process holds the file.
+    """
+    path = Path(path)
+    if read_only and not path.exists():
+        raise StoreMissing(f"no store at {path}: run `facelint scan` first")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    start = clock()
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if not _is_lock_error(exc):
+                raise
+            waited = clock() - start
+            if waited >= timeout:
+                raise StoreBusy(
+                    f"store {path} stayed locked by another process for {waited:.0f} s: {exc}"
+                ) from exc
+            if on_wait is not None:
+                on_wait(waited, str(exc).split("\n")[0])
+            sleep(min(delay * (0.5 + random.random()), max(0.0, timeout - waited)))
+            delay = min(delay * 2, 2.0)
+    try:
+        if not read_only:
+            ensure_schema(con)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        else:
+            yield con
+    finally:
+        con.close()

@@ -1,0 +1,191 @@
+"""Match lists, pairs and the score calibration.
+
+`neighbors` holds each image's best K cross-class matches (directed); `pair_rows` is their
+undirected union with first/last seen; both are keyed by file id, so a moved file keeps
+its history. Pairs are only ever rewritten for the images a change touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from store.scores import Calibration
+
+
+def _register_ids(con: duckdb.DuckDBPyConnection, name: str, ids: Sequence[int] | np.ndarray):
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (id BIGINT)")
+    arr = pa.table({"id": pa.array(np.asarray(ids, dtype=np.int64))})
+    con.register(f"{name}_src", arr)
+    try:
+        con.execute(f"INSERT INTO {name} SELECT DISTINCT id FROM {name}_src")
+    finally:
+        con.unregister(f"{name}_src")
+
+
+def load_calibration(con: duckdb.DuckDBPyConnection, model: str) -> Calibration | None:
+    row = con.execute(
+        """SELECT kind, zero_cos, anchor_cos, anchor_score, false_rate, samples, images
+           FROM calibration WHERE model = ?""",
+        [model],
+    ).fetchone()
+    return None if row is None else Calibration(*row)
+
+
+def save_calibration(
+    con: duckdb.DuckDBPyConnection, model: str, cal: Calibration, now: datetime
+) -> None:
+    con.execute(
+        "INSERT OR REPLACE INTO calibration VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            model,
+            cal.kind,
+            cal.zero_cos,
+            cal.anchor_cos,
+            cal.anchor_score,
+            cal.false_rate,
+            cal.samples,
+            cal.images,
+            now,
+        ],
+    )
+
+
+def lists_of(
+    con: duckdb.DuckDBPyConnection,
+    holding: Sequence[int] | np.ndarray,
+    sources: Sequence[int] | np.ndarray = (),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stored lists (src, dst, cosine) of every source holding one of `holding`, and of
+    `sources` themselves."""
+    _register_ids(con, "hold_ids", holding)
+    _register_ids(con, "want_src", sources)
+    table = con.sql(
+        """SELECT src, dst, cosine FROM neighbors WHERE src IN (
+               SELECT src FROM neighbors WHERE dst IN (SELECT id FROM hold_ids)
+               UNION SELECT id FROM want_src)"""
+    ).to_arrow_table()
+    return (
+        table.column("src").to_numpy().astype(np.int64),
+        table.column("dst").to_numpy().astype(np.int64),
+        table.column("cosine").to_numpy().astype(np.float32),
+    )
+
+
+def write_lists(
+    con: duckdb.DuckDBPyConnection,
+    sources: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    cos: np.ndarray,
+    candidates: np.ndarray,
+    cleared: Sequence[int] | np.ndarray,
+    cal: Calibration,
+    now: datetime,
+) -> None:
+    """Replace the lists of `sources`, then bring the pairs touching them up to date.
+
+    `cleared` are files compared (or found unusable) in this round: their dirty flag goes
+    in the same transaction, so a crash before it leaves them to be compared again.
+    """
+    _register_ids(con, "src_ids", sources)
+    con.execute("DELETE FROM neighbors WHERE src IN (SELECT id FROM src_ids)")
+    lists = pa.table(
+        {
+            "src": pa.array(np.asarray(src, np.int64)),
+            "dst": pa.array(np.asarray(dst, np.int64)),
+            "cosine": pa.array(np.asarray(cos, np.float32)),
+        }
+    )
+    con.register("new_lists", lists)
+    counts = pa.table(
+        {
+            "id": pa.array(np.asarray(sources, np.int64)),
+            "n": pa.array(np.asarray(candidates, np.int64)),
+        }
+    )
+    con.register("new_counts", counts)
+    try:
+        con.execute("INSERT INTO neighbors SELECT src, dst, cosine FROM new_lists")
+        con.execute("UPDATE files SET candidates = c.n FROM new_counts c WHERE files.id = c.id")
+    finally:
+        con.unregister("new_lists")
+        con.unregister("new_counts")
+    # Pairs touching a source may come from its own list or from a partner's list.
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE want AS
+           SELECT least(src, dst) AS lo, greatest(src, dst) AS hi, max(cosine) AS cosine
+           FROM neighbors
+           WHERE src IN (SELECT id FROM src_ids) OR dst IN (SELECT id FROM src_ids)
+           GROUP BY 1, 2"""
+    )
+    _sync_pairs(con, "src_ids", cal, now)
+    _register_ids(con, "clear_ids", cleared)
+    con.execute("UPDATE files SET dirty = false WHERE id IN (SELECT id FROM clear_ids)")
+
+
+def _sync_pairs(
+    con: duckdb.DuckDBPyConnection, scope: str, cal: Calibration, now: datetime
+) -> None:
+    score = cal.sql_expression("w.cosine")
+    con.execute(
+        f"""DELETE FROM pair_rows p
+            WHERE (p.lo IN (SELECT id FROM {scope}) OR p.hi IN (SELECT id FROM {scope}))
+              AND NOT EXISTS (SELECT 1 FROM want w WHERE w.lo = p.lo AND w.hi = p.hi)"""
+    )
+    con.execute(
+        f"""UPDATE pair_rows SET cosine = w.cosine, score = {score}, last_seen = $now
+            FROM want w WHERE pair_rows.lo = w.lo AND pair_rows.hi = w.hi""",
+        {"now": now},
+    )
+    con.execute(
+        f"""INSERT INTO pair_rows
+            SELECT w.lo, w.hi, w.cosine, {score}, $now, $now FROM want w
+            WHERE NOT EXISTS (SELECT 1 FROM pair_rows p WHERE p.lo = w.lo AND p.hi = w.hi)""",
+        {"now": now},
+    )
+
+
+def forget_matches(
+    con: duckdb.DuckDBPyConnection, ids: Sequence[int], k: int, delete_files: bool
+) -> int:
+    """Drop the matches of `ids` (and the files, if deleted); returns pairs removed.
+
+    A partner that had more than k candidates loses a list entry it cannot refill from
+    what is stored: it is marked dirty so that the next compare recomputes its list.
+    """
+    if len(ids) == 0:
+        return 0
+    _register_ids(con, "gone_ids", ids)
+    con.execute(
+        f"""UPDATE files SET dirty = true WHERE candidates > {int(k)} AND id IN (
+                SELECT src FROM neighbors WHERE dst IN (SELECT id FROM gone_ids))"""
+    )
+    con.execute(
+        """DELETE FROM neighbors WHERE src IN (SELECT id FROM gone_ids)
+                                    OR dst IN (SELECT id FROM gone_ids)"""
+    )
+    row = con.execute(
+        """SELECT count(*) FROM pair_rows WHERE lo IN (SELECT id FROM gone_ids)
+                                             OR hi IN (SELECT id FROM gone_ids)"""
+    ).fetchone()
+    con.execute(
+        """DELETE FROM pair_rows WHERE lo IN (SELECT id FROM gone_ids)
+                                    OR hi IN (SELECT id FROM gone_ids)"""
+    )
+    if delete_files:
+        con.execute("DELETE FROM files WHERE id IN (SELECT id FROM gone_ids)")
+    else:
+        con.execute(
+            "UPDATE files SET dirty = false, candidates = 0 WHERE id IN (SELECT id FROM gone_ids)"
+        )
+    return int(row[0]) if row else 0
+
+
+def count_pairs(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute("SELECT count(*) FROM pair_rows").fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,109 @@
+"""Read-side queries for the command line: top pairs, the CSV export, ad-hoc SQL."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import duckdb
+
+TOP_COLUMNS = ("score", "path_a", "class_a", "path_b", "class_b", "first_seen", "last_seen")
+
+
+def top_pairs(
+    con: duckdb.DuckDBPyConnection, limit: int, include_reviewed: bool = False
+) -> list[dict[str, Any]]:
+    where = "" if include_reviewed else "WHERE decision IS NULL"
+    cur = con.execute(
+        f"""SELECT {", ".join(TOP_COLUMNS)} FROM pairs {where}
+            ORDER BY score DESC, path_a, path_b LIMIT ?""",
+        [limit],
+    )
+    return [dict(zip(TOP_COLUMNS, row, strict=True)) for row in cur.fetchall()]
+
+
+def export_csv(con: duckdb.DuckDBPyConnection, out: TextIO) -> int:
+    """path_a,path_b,score rows like the original tool's CSV, best first.
+
+    Quoting is csv's: names with commas, quotes or newlines survive a round trip.
+    """
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["path_a", "path_b", "score"])
+    count = 0
+    cur = con.execute("SELECT path_a, path_b, score FROM pairs ORDER BY score DESC, path_a, path_b")
+    while rows := cur.fetchmany(10_000):
+        for a, b, score in rows:
+            writer.writerow([a, b, f"{score:.6f}"])
+            count += 1
+    return count
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, query: str) -> tuple[list[str], Iterator[tuple]]:
+    cur = con.execute(query)
+    columns = [d[0] for d in cur.description] if cur.description else []
+
+    def rows() -> Iterator[tuple]:
+        while batch := cur.fetchmany(10_000):
+            yield from batch
+
+    return columns, rows()
+
+
+def summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Totals the status command and the dashboard show."""
+
+    def one(sql: str) -> Any:
+        row = con.execute(sql).fetchone()
+        return row[0] if row else None
+
+    statuses = dict(
+        con.execute(
+            "SELECT coalesce(status, 'pending'), count(*) FROM images GROUP BY 1"
+        ).fetchall()
+    )
+    last = con.execute(
+        "SELECT kind, started_at, finished_at FROM runs ORDER BY finished_at DESC LIMIT 1"
+    ).fetchone()
+    cal = con.execute(
+        "SELECT kind, zero_cos, anchor_cos, images, computed_at FROM calibration "
+        "WHERE model = (SELECT value FROM meta WHERE key = 'model')"
+    ).fetchone()
+    return {
+        "images": one("SELECT count(*) FROM files"),
+        "classes": one("SELECT count(DISTINCT class) FROM files"),
+        "pairs": one("SELECT count(*) FROM pair_rows"),
+        "unreviewed_pairs": one("SELECT count(*) FROM pairs WHERE decision IS NULL"),
+        "hubs": one("SELECT count(*) FROM hubs"),
+        "encoded_total": one(
+            "SELECT coalesce(max(value), 0) FROM counters WHERE name = 'encoded_total'"
+        ),
+        "pending": one("SELECT count(*) FROM files WHERE dirty"),
+        "statuses": statuses,
+        "model": one("SELECT value FROM meta WHERE key = 'model'"),
+        "last_run": None
+        if last is None
+        else {
+            "kind": last[0],
+            "started_at": str(last[1]),
+            "finished_at": str(last[2]),
+        },
+        "calibration": None
+        if cal is None
+        else {
+            "kind": cal[0],
+            "zero_cos": cal[1],
+            "anchor_cos": cal[2],
+            "images": cal[3],
+            "computed_at": str(cal[4]),
+        },
+    }
+
+
+def write_csv_file(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as fh:
+        n = export_csv(con, fh)
+    tmp.replace(path)
+    return n
