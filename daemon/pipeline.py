@@ -183,14 +183,7 @@ class Pipeline:
         now = utcnow()
         with self._store() as con:
             catalog.set_meta(con, model=self.model, max_pairs_per_image=self.s.max_pairs_per_image)
-            stored_classes = {}
-            if diff.moved:
-                ids = [i for i, _ in diff.moved]
-                stored_classes = dict(
-                    con.execute(
-                        "SELECT id, class FROM files WHERE id IN (SELECT unnest(?))", [ids]
-                    ).fetchall()
-                )
+            stored_classes = catalog.classes_of(con, [i for i, _ in diff.moved])
             stats.pairs_removed += matches.forget_matches(
                 con, diff.removed, self.s.max_pairs_per_image, delete_files=True
             )
@@ -348,24 +341,20 @@ class Pipeline:
     def _finish(self, stats: RunStats, started_at: datetime) -> None:
         with self._store() as con:
             stats.pairs = matches.count_pairs(con)
-            row = con.execute("SELECT count(*) FROM files").fetchone()
-            stats.images = int(row[0]) if row else 0
-            con.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    started_at,
-                    utcnow(),
-                    stats.kind,
-                    str(self.root),
-                    stats.images,
-                    stats.encoded,
-                    stats.reused,
-                    stats.removed,
-                    stats.failed,
-                    stats.pairs,
-                    stats.full_compare,
-                ],
-            )
+            stats.images = catalog.count_files(con)
+            figures = {
+                k: getattr(stats, k)
+                for k in (
+                    "images",
+                    "encoded",
+                    "reused",
+                    "removed",
+                    "failed",
+                    "pairs",
+                    "full_compare",
+                )
+            }
+            catalog.record_run(con, started_at, utcnow(), stats.kind, str(self.root), figures)
         self.on_state("idle")
 
 

@@ -10,6 +10,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from store.sql import first_row
+
 # Statuses whose embedding takes part in comparisons.
 USABLE = ("ok", "multi_face")
 
@@ -54,7 +56,7 @@ def set_meta(con: duckdb.DuckDBPyConnection, **values: object) -> None:
 
 
 def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
-    row = con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    row = first_row(con, "SELECT value FROM meta WHERE key = ?", [key])
     return None if row is None else str(row[0])
 
 
@@ -199,7 +201,7 @@ def bump_counter(con: duckdb.DuckDBPyConnection, name: str, by: int) -> None:
 
 
 def get_counter(con: duckdb.DuckDBPyConnection, name: str) -> int:
-    row = con.execute("SELECT value FROM counters WHERE name = ?", [name]).fetchone()
+    row = first_row(con, "SELECT value FROM counters WHERE name = ?", [name])
     return 0 if row is None else int(row[0])
 
 
@@ -243,3 +245,45 @@ def dirty_unusable(con: duckdb.DuckDBPyConnection, model: str) -> list[int]:
             [model],
         ).fetchall()
     ]
+
+
+def classes_of(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    return dict(
+        con.execute(
+            "SELECT id, class FROM files WHERE id IN (SELECT unnest(?))", [list(ids)]
+        ).fetchall()
+    )
+
+
+def count_files(con: duckdb.DuckDBPyConnection) -> int:
+    row = first_row(con, "SELECT count(*) FROM files")
+    return int(row[0]) if row else 0
+
+
+def record_run(
+    con: duckdb.DuckDBPyConnection,
+    started_at: datetime,
+    finished_at: datetime,
+    kind: str,
+    root: str,
+    figures: dict[str, int | bool],
+) -> None:
+    """One row in `runs` per scan or reconcile: the history the status page shows."""
+    con.execute(
+        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            started_at,
+            finished_at,
+            kind,
+            root,
+            figures["images"],
+            figures["encoded"],
+            figures["reused"],
+            figures["removed"],
+            figures["failed"],
+            figures["pairs"],
+            figures["full_compare"],
+        ],
+    )

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from store.scores import Calibration
+from store.sql import first_row
 
 
 def _register_ids(con: duckdb.DuckDBPyConnection, name: str, ids: Sequence[int] | np.ndarray):
@@ -28,11 +29,12 @@ def _register_ids(con: duckdb.DuckDBPyConnection, name: str, ids: Sequence[int] 
 
 
 def load_calibration(con: duckdb.DuckDBPyConnection, model: str) -> Calibration | None:
-    row = con.execute(
+    row = first_row(
+        con,
         """SELECT kind, zero_cos, anchor_cos, anchor_score, false_rate, samples, images
            FROM calibration WHERE model = ?""",
         [model],
-    ).fetchone()
+    )
     return None if row is None else Calibration(*row)
 
 
@@ -169,10 +171,11 @@ def forget_matches(
         """DELETE FROM neighbors WHERE src IN (SELECT id FROM gone_ids)
                                     OR dst IN (SELECT id FROM gone_ids)"""
     )
-    row = con.execute(
+    row = first_row(
+        con,
         """SELECT count(*) FROM pair_rows WHERE lo IN (SELECT id FROM gone_ids)
-                                             OR hi IN (SELECT id FROM gone_ids)"""
-    ).fetchone()
+                                             OR hi IN (SELECT id FROM gone_ids)""",
+    )
     con.execute(
         """DELETE FROM pair_rows WHERE lo IN (SELECT id FROM gone_ids)
                                     OR hi IN (SELECT id FROM gone_ids)"""
@@ -187,5 +190,5 @@ def forget_matches(
 
 
 def count_pairs(con: duckdb.DuckDBPyConnection) -> int:
-    row = con.execute("SELECT count(*) FROM pair_rows").fetchone()
+    row = first_row(con, "SELECT count(*) FROM pair_rows")
     return int(row[0]) if row else 0

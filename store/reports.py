@@ -9,6 +9,8 @@ from typing import Any, TextIO
 
 import duckdb
 
+from store.sql import first_row
+
 TOP_COLUMNS = ("score", "path_a", "class_a", "path_b", "class_b", "first_seen", "last_seen")
 
 
@@ -55,7 +57,7 @@ def summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Totals the status command and the dashboard show."""
 
     def one(sql: str) -> Any:
-        row = con.execute(sql).fetchone()
+        row = first_row(con, sql)
         return row[0] if row else None
 
     statuses = dict(
@@ -63,13 +65,14 @@ def summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             "SELECT coalesce(status, 'pending'), count(*) FROM images GROUP BY 1"
         ).fetchall()
     )
-    last = con.execute(
-        "SELECT kind, started_at, finished_at FROM runs ORDER BY finished_at DESC LIMIT 1"
-    ).fetchone()
-    cal = con.execute(
+    last = first_row(
+        con, "SELECT kind, started_at, finished_at FROM runs ORDER BY finished_at DESC LIMIT 1"
+    )
+    cal = first_row(
+        con,
         "SELECT kind, zero_cos, anchor_cos, images, computed_at FROM calibration "
-        "WHERE model = (SELECT value FROM meta WHERE key = 'model')"
-    ).fetchone()
+        "WHERE model = (SELECT value FROM meta WHERE key = 'model')",
+    )
     return {
         "images": one("SELECT count(*) FROM files"),
         "classes": one("SELECT count(DISTINCT class) FROM files"),

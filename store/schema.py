@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import duckdb
 
+from store.sql import first_row
+
 SCHEMA_VERSION = 1
 
 _V1 = [
@@ -119,7 +121,7 @@ _MIGRATIONS: dict[int, list[str]] = {1: _V1}
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Bring a read-write connection's file to SCHEMA_VERSION; cheap when it already is."""
     try:
-        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        row = first_row(con, "SELECT value FROM meta WHERE key = 'schema_version'")
         current = int(row[0]) if row else 0
     except duckdb.CatalogException:
         current = 0

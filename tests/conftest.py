@@ -1,0 +1,69 @@
+"""Shared fixtures: real faces from ../shared/faces/dev, real DuckDB files in temp dirs."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEV_FACES = REPO.parent / "shared" / "faces" / "dev"
+
+
+def copy_dev_faces(dest: Path, classes: list[str] | None = None) -> Path:
+    """A writable copy of the dev faces (class folders only) at dest."""
+    if not DEV_FACES.is_dir():
+        pytest.fail(f"dev faces not found at {DEV_FACES}: the tests need ../shared/faces/dev")
+    dest.mkdir(parents=True, exist_ok=True)
+    for folder in sorted(p for p in DEV_FACES.iterdir() if p.is_dir()):
+        if classes is None or folder.name in classes:
+            shutil.copytree(folder, dest / folder.name)
+    for p in dest.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def scanned_dev(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(data root, store) of the whole dev set, scanned once per session. Read-only use."""
+    from daemon.config import Settings
+    from daemon.pipeline import Pipeline
+
+    base = tmp_path_factory.mktemp("scanned_dev")
+    root = copy_dev_faces(base / "data")
+    db = base / "facelint.duckdb"
+    pipeline = Pipeline(Settings(root=root, db=db))
+    try:
+        pipeline.run()
+    finally:
+        pipeline.close()
+    return root, db
+
+
+@pytest.fixture
+def dev_copy(scanned_dev: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    """A private, writable copy of the scanned dev set: (data root, store)."""
+    root, db = scanned_dev
+    new_root = tmp_path / "data"
+    shutil.copytree(root, new_root, copy_function=shutil.copy2)
+    new_db = tmp_path / "facelint.duckdb"
+    shutil.copy2(db, new_db)
+    return new_root, new_db
+
+
+@pytest.fixture
+def run_scan() -> Callable[..., object]:
+    """Run the real pipeline once over root into db; returns RunStats."""
+    from daemon.config import Settings
+    from daemon.pipeline import Pipeline
+
+    def run(root: Path, db: Path, **settings: object):
+        pipeline = Pipeline(Settings(root=root, db=db, **settings))  # type: ignore[arg-type]
+        try:
+            return pipeline.run()
+        finally:
+            pipeline.close()
+
+    return run
