@@ -8,7 +8,7 @@ and same-class pairs are dropped there.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -212,3 +212,28 @@ def merge_lists(
         np.concatenate([f_cos, m_cos[in_sources]]),
         candidates[sources],
     )
+
+
+def incremental_lists(
+    xp: ModuleType,
+    unit: np.ndarray,
+    classes: np.ndarray,
+    threshold: float,
+    k: int,
+    dirty: np.ndarray,
+    candidates: np.ndarray,
+    stored_lists: Callable[[np.ndarray, np.ndarray], Triples],
+) -> tuple[Lists, np.ndarray]:
+    """New lists after the `dirty` rows changed, reading old lists through `stored_lists`.
+
+    `stored_lists(holding, sources)` returns the stored lists (as row indices) of every
+    source holding one of `holding`, and of `sources`. Returns the lists and the dirty set
+    actually recomputed (widened by images at their cap that pointed at a dirty one).
+    """
+    n = len(unit)
+    h_src, _, _ = stored_lists(dirty, np.empty(0, np.int64))
+    at_cap = np.unique(h_src[candidates[h_src] > k])
+    dirty = np.unique(np.concatenate([np.asarray(dirty, np.int64), at_cap]))
+    fwd, rev = dirty_candidates(xp, unit, classes, threshold, k, dirty)
+    old = stored_lists(dirty, np.unique(rev[0]))
+    return merge_lists(n, k, dirty, fwd, rev, old, candidates), dirty

@@ -288,6 +288,11 @@ class Pipeline:
             unit = compare.normalise(vec.vectors)
             codes = np.unique(np.asarray(vec.classes), return_inverse=True)[1]
             cal, rescore = self._calibrate(con, unit, codes)
+            # Another threshold or cap changes which pairs exist: recompute them all.
+            params = f"threshold={self.s.threshold};k={k}"
+            if catalog.get_meta(con, "compare_params") != params:
+                rescore = True
+                catalog.set_meta(con, compare_params=params, max_pairs_per_image=k)
             stats.calibration = {
                 "kind": cal.kind,
                 "zero_cos": round(cal.zero_cos, 4),
@@ -301,29 +306,21 @@ class Pipeline:
             raw_threshold = cal.cosine_for(self.s.threshold)
             ids = vec.ids
 
-            def index(id_array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                pos = np.clip(np.searchsorted(ids, id_array), 0, n - 1)
-                return pos, ids[pos] == id_array
+            def stored_lists(holding: np.ndarray, sources: np.ndarray) -> compare.Triples:
+                o_src, o_dst, o_cos = matches.lists_of(con, ids[holding], ids[sources])
+                s_pos, s_ok = _positions(ids, o_src)
+                d_pos, d_ok = _positions(ids, o_dst)
+                ok = s_ok & d_ok
+                return s_pos[ok], d_pos[ok], o_cos[ok]
 
-            if not rescore and len(dirty) < n // 2:
-                # A clean image at its cap that pointed at a changed one cannot refill its
-                # list from what is stored: recompute it too.
-                h_src, _, _ = matches.lists_of(con, ids[dirty])
-                pos, ok = index(h_src)
-                hubs = pos[ok][vec.candidates[pos[ok]] > k]
-                dirty = np.unique(np.concatenate([dirty, hubs]))
             if rescore or len(dirty) >= n // 2:
                 stats.full_compare = True
                 lists = compare.full_lists(self.xp, unit, codes, raw_threshold, k)
                 cleared = ids
             else:
-                fwd, rev = compare.dirty_candidates(self.xp, unit, codes, raw_threshold, k, dirty)
-                o_src, o_dst, o_cos = matches.lists_of(con, ids[dirty], ids[np.unique(rev[0])])
-                s_pos, s_ok = index(o_src)
-                d_pos, d_ok = index(o_dst)
-                keep = s_ok & d_ok
-                old = (s_pos[keep], d_pos[keep], o_cos[keep])
-                lists = compare.merge_lists(n, k, dirty, fwd, rev, old, vec.candidates)
+                lists, dirty = compare.incremental_lists(
+                    self.xp, unit, codes, raw_threshold, k, dirty, vec.candidates, stored_lists
+                )
                 cleared = ids[dirty]
             stats.compared = len(dirty) if not stats.full_compare else n
             matches.write_lists(
@@ -356,6 +353,14 @@ class Pipeline:
             }
             catalog.record_run(con, started_at, utcnow(), stats.kind, str(self.root), figures)
         self.on_state("idle")
+
+
+def _positions(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row index of each wanted id in the sorted `ids`, and whether it is there at all."""
+    if len(ids) == 0:
+        return np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
+    pos = np.clip(np.searchsorted(ids, wanted), 0, len(ids) - 1)
+    return pos, ids[pos] == wanted
 
 
 def _row(digest: str, enc: Encoding) -> catalog.EmbeddingRow:

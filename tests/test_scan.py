@@ -195,3 +195,13 @@ def test_sql_command_reports_a_bad_query(scanned_dev, capsys):
 def test_reading_a_missing_store_is_a_clear_error(tmp_path, capsys, missing):
     assert main(["top", "--db", str(tmp_path / missing)]) == 3
     assert "run `facelint scan` first" in capsys.readouterr().err
+
+
+def test_changing_the_threshold_rescores_every_pair(dev_copy, run_scan):
+    root, db = dev_copy
+    before = query(db, "SELECT count(*) FROM pairs")[0][0]
+    stats = run_scan(root, db, threshold=0.6)
+    assert stats.full_compare and stats.encoded == 0
+    assert query(db, "SELECT min(score) FROM pairs")[0][0] >= 0.6
+    assert 0 < stats.pairs < before
+    assert run_scan(root, db, threshold=0.6).full_compare is False
