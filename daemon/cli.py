@@ -115,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         settings = settings_from(args)
         handler = _COMMANDS[args.command]

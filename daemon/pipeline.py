@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,6 +102,7 @@ class Pipeline:
         self.model = self.pool.model_id
         self.progress = progress or Progress(enabled=False)
         self.on_state = on_state or (lambda state: None)
+        self.state = "idle"
         self.on_wait = on_wait
         self.before_encode = before_encode
         self._xp: Any = None
@@ -110,10 +112,29 @@ class Pipeline:
         if self._own_pool:
             self.pool.close()
 
-    def _store(self, read_only: bool = False):
-        return open_store(
-            self.s.db, read_only=read_only, timeout=self.s.lock_timeout, on_wait=self.on_wait
-        )
+    @contextmanager
+    def _store(self, read_only: bool = False) -> Iterator[Any]:
+        waited = False
+
+        def waiting(seconds: float, why: str) -> None:
+            nonlocal waited
+            if not waited:
+                log.info("store is locked by another process; waiting: %s", why)
+            waited = True
+            self.on_state("waiting for store")
+            if self.on_wait is not None:
+                self.on_wait(seconds, why)
+
+        with open_store(
+            self.s.db, read_only=read_only, timeout=self.s.lock_timeout, on_wait=waiting
+        ) as con:
+            if waited:
+                self.on_state(self.state)
+            yield con
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self.on_state(state)
 
     @property
     def xp(self) -> Any:
@@ -135,7 +156,7 @@ class Pipeline:
         started = time.monotonic()
         started_at = utcnow()
         stats = RunStats(kind=kind)
-        self.on_state("scanning")
+        self._set_state("scanning")
         diff = self._detect(paths, list(folders), stats)
         self._apply(diff, stats)
         self._encode(stats)
@@ -211,7 +232,7 @@ class Pipeline:
             todo = catalog.hashes_to_encode(con, self.model)
         if not todo:
             return
-        self.on_state("encoding")
+        self._set_state("encoding")
         started = time.monotonic()
         self.progress.start("encoding", len(todo))
         paths = dict(todo)
@@ -302,7 +323,7 @@ class Pipeline:
             dirty = np.flatnonzero(vec.dirty)
             if not rescore and len(dirty) == 0:
                 return
-            self.on_state("comparing")
+            self._set_state("comparing")
             raw_threshold = cal.cosine_for(self.s.threshold)
             ids = vec.ids
 
@@ -352,7 +373,7 @@ class Pipeline:
                 )
             }
             catalog.record_run(con, started_at, utcnow(), stats.kind, str(self.root), figures)
-        self.on_state("idle")
+        self._set_state("idle")
 
 
 def _positions(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

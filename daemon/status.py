@@ -1,0 +1,81 @@
+"""The daemon's status, published where readers get it without the store's lock.
+
+A JSON file beside the store, replaced atomically (write a temp file, rename), holds the
+live figures: state, heartbeat, queue, throughput, temperature. Totals that must survive
+restarts (images, pairs, encoded_total) live in the store; `read_status` merges both and
+falls back to the file's last copy of them while another process holds the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from daemon.config import Settings
+
+STALE_SECONDS = 60.0
+
+
+def write_status(path: Path, status: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(status, fh, ensure_ascii=False, default=str)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_status_file(path: Path) -> dict[str, Any] | None:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
+    """What `facelint status` prints: live state plus the store's totals."""
+    from store.connection import StoreBusy, StoreMissing, open_store
+    from store.reports import summary
+
+    now = time.time() if now is None else now
+    live = read_status_file(settings.status_path()) or {}
+    heartbeat = live.get("heartbeat")
+    running = isinstance(heartbeat, int | float) and now - heartbeat < STALE_SECONDS
+    out: dict[str, Any] = {
+        "state": live.get("state", "stopped") if running else "daemon not running",
+        "heartbeat": heartbeat,
+        "heartbeat_age": None if heartbeat is None else round(now - heartbeat, 1),
+        "running": running,
+        "queue": live.get("queue", 0) if running else 0,
+        "throughput": live.get("throughput"),
+        "temperature": live.get("temperature"),
+        "throttled": live.get("throttled", False) if running else False,
+        "last_reconcile": live.get("last_reconcile"),
+        "message": live.get("message", ""),
+        "pid": live.get("pid"),
+        "store": str(settings.db),
+    }
+    try:
+        with open_store(settings.db, read_only=True, timeout=2.0) as con:
+            totals = summary(con)
+        out["store_readable"] = True
+    except (StoreBusy, StoreMissing) as exc:
+        totals = {k: live.get(k) for k in ("images", "pairs", "encoded_total")}
+        out["store_readable"] = False
+        out["store_message"] = str(exc)
+    out.update({k: v for k, v in totals.items()})
+    for key in ("images", "pairs", "encoded_total"):
+        out.setdefault(key, None)
+    return out

@@ -1,0 +1,225 @@
+"""Watching the data root: watchdog events become a debounced queue of paths to sync.
+
+A file is handed on once it is complete: a Closed event (the writer closed it), or no
+event and an unchanged size and mtime for `quiet` seconds. Renames are complete at once,
+and both ends of a move leave together so the pipeline sees a relabel, not a delete and
+an add.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+log = logging.getLogger("facelint.watcher")
+
+SETTLE_SECONDS = 0.3
+
+
+@dataclass
+class _Entry:
+    last_event: float
+    ready_now: bool = False
+    stat: tuple[int, int] | None = None
+    folder: bool = False
+    attempts: int = 0
+
+
+@dataclass
+class Batch:
+    paths: list[str] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths) + len(self.folders)
+
+
+class EventQueue:
+    """Root-relative paths waiting to be synced, each once however many events it had."""
+
+    def __init__(self, root: Path, quiet: float, clock: Callable[[], float] = time.monotonic):
+        self.root = root
+        self.quiet = quiet
+        self.clock = clock
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+        self.changed = threading.Event()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def touch(self, relpath: str, ready_now: bool = False, folder: bool = False) -> None:
+        now = self.clock()
+        with self._lock:
+            entry = self._entries.get(relpath)
+            if entry is None:
+                entry = self._entries[relpath] = _Entry(now, folder=folder)
+            entry.last_event = now
+            # A write after a close reopens the file: wait for the next close or quiet.
+            entry.ready_now = ready_now
+            entry.folder = entry.folder or folder
+        self.changed.set()
+
+    def requeue(self, batch: Batch, max_attempts: int = 3) -> list[str]:
+        """Put a failed batch back; returns the paths given up on after max_attempts
+        (the periodic reconcile will try those again)."""
+        dropped = []
+        now = self.clock()
+        with self._lock:
+            for rel, folder in [(p, False) for p in batch.paths] + [
+                (f, True) for f in batch.folders
+            ]:
+                entry = self._entries.setdefault(rel, _Entry(now, folder=folder))
+                entry.attempts += 1
+                entry.ready_now = True
+                if entry.attempts >= max_attempts:
+                    del self._entries[rel]
+                    dropped.append(rel)
+        return dropped
+
+    def next_due(self) -> float | None:
+        """Seconds until the earliest entry may be ready (0 = now), None when empty."""
+        now = self.clock()
+        with self._lock:
+            if not self._entries:
+                return None
+            return max(
+                0.0,
+                min(
+                    0.0 if e.ready_now else e.last_event + self.quiet - now
+                    for e in self._entries.values()
+                ),
+            )
+
+    def pop_ready(self, limit: int) -> Batch:
+        """Entries that are complete now, at most `limit`; moves keep their pairs whole."""
+        now = self.clock()
+        batch = Batch()
+        with self._lock:
+            for rel, entry in list(self._entries.items()):
+                if len(batch) >= limit:
+                    break
+                # Even a complete file waits a moment, so that a burst becomes one batch.
+                wait = min(SETTLE_SECONDS, self.quiet) if entry.ready_now else self.quiet
+                if now - entry.last_event < wait:
+                    continue
+                if not entry.ready_now and not entry.folder:
+                    current = _stat(self.root / rel)
+                    if current is not None and current != entry.stat:
+                        # Still growing (or first look): check again after another quiet.
+                        entry.stat = current
+                        entry.last_event = now
+                        continue
+                del self._entries[rel]
+                (batch.folders if entry.folder else batch.paths).append(rel)
+        return batch
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, root: Path, queue: EventQueue, ignored_top: set[str]):
+        self.root = str(root)
+        self.queue = queue
+        self.ignored_top = ignored_top
+
+    def _rel(self, path: str | bytes) -> str | None:
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        rel = os.path.relpath(path, self.root)
+        if rel == "." or rel.startswith(".."):
+            return None
+        rel = rel.replace(os.sep, "/")
+        parts = rel.split("/")
+        if parts[0] in self.ignored_top or any(p.startswith(".") for p in parts):
+            return None
+        return rel
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        src = self._rel(event.src_path)
+        if event.is_directory:
+            self._on_folder(event, src)
+            return
+        if event.event_type == "moved":
+            # A rename is complete at once; both ends leave together (a relabel).
+            for rel in (src, self._rel(event.dest_path)):
+                if rel is not None:
+                    self.queue.touch(rel, ready_now=True)
+            return
+        if src is None:
+            return
+        ready = isinstance(event, FileClosedEvent) or event.event_type == "deleted"
+        self.queue.touch(src, ready_now=ready)
+
+    def _on_folder(self, event: FileSystemEvent, src: str | None) -> None:
+        if isinstance(event, DirDeletedEvent | DirMovedEvent) and src is not None:
+            # What the store holds under a vanished folder is resolved as one unit.
+            self.queue.touch(src, ready_now=True, folder=True)
+        if isinstance(event, DirMovedEvent):
+            self._touch_files_under(event.dest_path, ready_now=True)
+        elif isinstance(event, DirCreatedEvent):
+            # Files may still be arriving in a new folder: each waits until complete.
+            self._touch_files_under(event.src_path, ready_now=False)
+
+    def _touch_files_under(self, folder: str | bytes, ready_now: bool) -> None:
+        base = os.fsdecode(folder)
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in filenames:
+                rel = self._rel(os.path.join(dirpath, name))
+                if rel is not None:
+                    self.queue.touch(rel, ready_now=ready_now)
+
+
+def start_observer(
+    root: Path, queue: EventQueue, poll: bool, ignored_top: set[str]
+) -> BaseObserver:
+    """A running observer on root. Falls back to polling when inotify runs out of watches."""
+    handler = _Handler(root, queue, ignored_top)
+    if not poll:
+        observer: BaseObserver = Observer()
+        try:
+            observer.schedule(handler, str(root), recursive=True)
+            observer.start()
+            return observer
+        except OSError as exc:
+            log.warning(
+                "cannot watch %s with inotify (%s): falling back to polling; raise "
+                "fs.inotify.max_user_watches to avoid this",
+                root,
+                exc,
+            )
+            try:
+                observer.stop()
+            except Exception:  # it may never have started
+                pass
+    observer = PollingObserver(timeout=2)
+    observer.schedule(handler, str(root), recursive=True)
+    observer.start()
+    return observer
