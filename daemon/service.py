@@ -142,8 +142,10 @@ class Service:
         if self.governor.check():
             previous = self.state
             self._set_state("throttled")
+            reading = self.governor.last_reading
+            at = "?" if reading is None else f"{reading:.0f}"
             self.message = (
-                f"CPU at {self.governor.last_reading:.0f} °C, above {self.s.temp_limit:.0f} °C: "
+                f"CPU at {at} °C, above {self.s.temp_limit:.0f} °C: "
                 f"paused until below {self.s.temp_resume:.0f} °C"
             )
             self.publish()
@@ -171,6 +173,7 @@ class Service:
             log.warning("%s: %s: %s", path, status, message)
         for path, why in stats.skipped:
             log.warning("skipped %s: %s", path, why)
+        self.publish()
 
     def reconcile(self) -> RunStats:
         stats = self.pipeline.run(kind="reconcile")

@@ -8,6 +8,7 @@ an add.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -215,10 +216,8 @@ def start_observer(
                 root,
                 exc,
             )
-            try:
+            with contextlib.suppress(Exception):  # it may never have started
                 observer.stop()
-            except Exception:  # it may never have started
-                pass
     observer = PollingObserver(timeout=2)
     observer.schedule(handler, str(root), recursive=True)
     observer.start()
