@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from store.catalog import FileRow
+
 log = logging.getLogger("facelint.inventory")
 
 HASH_CHUNK = 1 << 20
@@ -21,16 +23,6 @@ class DiskFile:
     klass: str
     size: int
     mtime_ns: int
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    id: int
-    path: str
-    klass: str
-    size: int
-    mtime_ns: int
-    hash: str | None
 
 
 @dataclass
@@ -143,7 +135,7 @@ def content_hash(path: Path) -> str:
 def diff(
     root: Path,
     disk: Iterable[DiskFile],
-    stored: dict[str, StoredFile],
+    stored: dict[str, FileRow],
     skipped: list[tuple[str, str]] | None = None,
 ) -> Diff:
     """Compare disk with the store; hash only files whose (size, mtime) changed.
@@ -176,7 +168,7 @@ def diff(
     gone = [s for p, s in stored.items() if p not in seen]
     # A new path whose content is that of a vanished file is a move: keep its identity so
     # its review history and pairs follow it, and nothing is re-encoded.
-    by_hash: dict[str, list[StoredFile]] = {}
+    by_hash: dict[str, list[FileRow]] = {}
     for s in gone:
         if s.hash:
             by_hash.setdefault(s.hash, []).append(s)
