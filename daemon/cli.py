@@ -266,7 +266,7 @@ def cmd_dashboard(s: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_up(s: Settings, args: argparse.Namespace) -> int:
-    from daemon.launch import run_up
+    from daemon.up import run_up
 
     return run_up(s)
 

@@ -57,7 +57,14 @@ def query_when_free(db: Path, sql: str, params: list | None = None, timeout: flo
 
 
 class DaemonProcess:
-    def __init__(self, root: Path, db: Path, tmp: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        db: Path,
+        tmp: Path,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+    ):
         self.root, self.db, self.tmp = root, db, tmp
         self.messages: list[str] = []
         self.sock_path = tmp / f"notify-{time.monotonic_ns()}.sock"
@@ -82,7 +89,8 @@ class DaemonProcess:
         self.log_path = tmp / f"daemon-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "daemon", str(root), "--db", str(db)],
+            [sys.executable, "-m", "daemon.cli",
+             *(command or ["daemon", str(root), "--db", str(db)])],
             cwd=str(tmp),
             env=full_env,
             stdout=self._log,

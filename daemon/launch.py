@@ -1,0 +1,68 @@
+"""Starting the review dashboard: `facelint dashboard` runs Streamlit on dashboard/app.py.
+
+The dashboard takes its settings as arguments after `--` and never imports the daemon,
+so this is the one place where facelint's settings become dashboard arguments.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+from daemon.config import Settings
+
+
+def _app_path() -> Path:
+    # Located, not imported: importing the dashboard package here would pull Streamlit
+    # into every facelint command.
+    spec = importlib.util.find_spec("dashboard")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the dashboard package is not installed alongside facelint")
+    return Path(next(iter(spec.submodule_search_locations))) / "app.py"
+
+
+def dashboard_command(settings: Settings) -> list[str]:
+    """The command line that serves the dashboard for these settings."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(_app_path()),
+        "--server.address",
+        settings.address,
+        "--server.port",
+        str(settings.port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--",
+        "--db",
+        str(Path(settings.db).absolute()),
+        "--root",
+        str(Path(settings.root).absolute()),
+        "--status-file",
+        str(Path(settings.status_path()).absolute()),
+        "--quarantine",
+        settings.quarantine,
+    ]
+    if settings.allow_file_actions:
+        cmd.append("--allow-file-actions")
+    return cmd
+
+
+def run_dashboard(settings: Settings) -> int:
+    """Serve the dashboard in the foreground until it stops; its exit code."""
+    print(
+        f"facelint dashboard: http://{settings.address}:{settings.port}/ "
+        f"(file actions {'on' if settings.allow_file_actions else 'off'})",
+        file=sys.stderr,
+    )
+    try:
+        return subprocess.call(dashboard_command(settings))
+    except KeyboardInterrupt:
+        # Streamlit got the same Ctrl-C and stops by itself.
+        return 130

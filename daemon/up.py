@@ -1,0 +1,32 @@
+"""`facelint up`: the daemon in the foreground with the dashboard beside it."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+
+from daemon.config import Settings
+from daemon.launch import dashboard_command
+from daemon.service import run_service
+
+log = logging.getLogger("facelint.up")
+
+
+def run_up(settings: Settings) -> int:
+    settings.root.mkdir(parents=True, exist_ok=True)
+    dashboard = subprocess.Popen(dashboard_command(settings))
+    log.info(
+        "dashboard on http://%s:%d/ ; daemon watching %s, store %s",
+        settings.address, settings.port, settings.root, settings.db,
+    )
+    try:
+        code = run_service(settings)
+    finally:
+        if dashboard.poll() is None:
+            dashboard.terminate()
+            try:
+                dashboard.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                dashboard.kill()
+                dashboard.wait()
+    return code
