@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, help="data folder (default: data/)")
     p.add_argument("--port", type=int)
     p.add_argument("--address", help="bind address (default 127.0.0.1)")
+    p.add_argument(
+        "--allow-file-actions",
+        action="store_true",
+        default=None,
+        help="let the dashboard move files (default: off, read-only)",
+    )
 
     p = sub.add_parser("up", help="scan, then run the daemon with the dashboard beside it")
     _common(p, root=True)

@@ -7,8 +7,10 @@ so this is the one place where facelint's settings become dashboard arguments.
 from __future__ import annotations
 
 import importlib.util
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from daemon.config import Settings
@@ -39,6 +41,8 @@ def dashboard_command(settings: Settings) -> list[str]:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "minimal",
         "--",
         "--db",
         str(Path(settings.db).absolute()),
@@ -55,14 +59,30 @@ def dashboard_command(settings: Settings) -> list[str]:
 
 
 def run_dashboard(settings: Settings) -> int:
-    """Serve the dashboard in the foreground until it stops; its exit code."""
+    """Serve the dashboard in the foreground until it stops; its exit code.
+
+    A SIGTERM to facelint (`kill`, a service manager) is passed on: Streamlit must not
+    outlive the command that started it.
+    """
     print(
         f"facelint dashboard: http://{settings.address}:{settings.port}/ "
         f"(file actions {'on' if settings.allow_file_actions else 'off'})",
         file=sys.stderr,
     )
+    proc = subprocess.Popen(dashboard_command(settings))
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate()) if in_main else None
     try:
-        return subprocess.call(dashboard_command(settings))
+        return proc.wait()
     except KeyboardInterrupt:
-        # Streamlit got the same Ctrl-C and stops by itself.
+        # A terminal's Ctrl-C reached Streamlit too; make sure, then give it time to stop.
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)

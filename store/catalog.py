@@ -130,13 +130,36 @@ def update_files(
     dirty=True (moves between classes, new content) makes the next compare redo the file's
     matches; dirty=False keeps its pairs (a touched file, a move within its class).
     """
-    for file_id, path, klass, size, mtime_ns, digest, dirty in rows:
+    if not rows:
+        return
+    table = pa.table(
+        {
+            "id": pa.array([r[0] for r in rows], pa.int64()),
+            "path": pa.array([r[1] for r in rows], pa.string()),
+            "class": pa.array([r[2] for r in rows], pa.string()),
+            "size": pa.array([r[3] for r in rows], pa.int64()),
+            "mtime_ns": pa.array([r[4] for r in rows], pa.int64()),
+            "hash": pa.array([r[5] for r in rows], pa.string()),
+            "dirty": pa.array([r[6] for r in rows], pa.bool_()),
+        }
+    )
+    con.register("file_updates", table)
+    try:
+        # Paths may swap between rows of one batch (a rename chain): park them first on
+        # names no relative path can have, so UNIQUE(path) never sees one path twice.
         con.execute(
-            """UPDATE files SET path = ?, class = ?, size = ?, mtime_ns = ?,
-                   hash = coalesce(?, hash), last_seen = ?, dirty = dirty OR ?
-               WHERE id = ?""",
-            [path, klass, size, mtime_ns, digest, now, dirty, file_id],
+            """UPDATE files SET path = '/moving/' || CAST(id AS VARCHAR)
+               WHERE id IN (SELECT id FROM file_updates)"""
         )
+        con.execute(
+            """UPDATE files SET path = u.path, class = u.class, size = u.size,
+                   mtime_ns = u.mtime_ns, hash = coalesce(u.hash, files.hash),
+                   last_seen = $now, dirty = files.dirty OR u.dirty
+               FROM file_updates u WHERE files.id = u.id""",
+            {"now": now},
+        )
+    finally:
+        con.unregister("file_updates")
 
 
 def hashes_to_encode(con: duckdb.DuckDBPyConnection, model: str) -> list[tuple[str, str]]:

@@ -29,6 +29,10 @@ class StoreMissing(FileNotFoundError):
 
 def _is_lock_error(exc: Exception) -> bool:
     text = str(exc)
+    if isinstance(exc, duckdb.ConnectionException):
+        # Same process, other mode: DuckDB refuses a read-only and a read-write connection
+        # to one file side by side. It clears when the other connection closes.
+        return "different configuration" in text
     return "lock" in text.lower() and ("Conflicting" in text or "Could not set lock" in text)
 
 
@@ -58,7 +62,7 @@ def open_store(
         try:
             con = duckdb.connect(str(path), read_only=read_only)
             break
-        except duckdb.IOException as exc:
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not _is_lock_error(exc):
                 raise
             waited = clock() - start

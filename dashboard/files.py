@@ -1,0 +1,209 @@
+"""Every file the dashboard reads or moves goes through here, and stays inside the root.
+
+Paths come from the store (root-relative, POSIX separators) and the store is user-editable
+(`facelint sql --write`), so none is trusted: absolute paths and `..` are refused outright,
+and whatever is left must still resolve, symlinks followed, inside the resolved root.
+Moves never overwrite: the rename itself refuses an existing destination.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+# An image larger than this is not shown (the encoder's pixel limit guards decoding).
+MAX_IMAGE_BYTES = 64 << 20
+# Tries at a free name before a move gives up.
+MAX_NAME_TRIES = 1000
+
+
+class UnsafePath(ValueError):
+    """A path that is not a plain root-relative path, or that resolves outside the root."""
+
+
+class FileActionRefused(RuntimeError):
+    """A move, removal or undo that was not done; the message says why, nothing changed."""
+
+
+def resolved_root(root: Path) -> Path:
+    try:
+        base = Path(root).resolve(strict=True)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise UnsafePath(f"the data root {root} does not exist") from exc
+    if not base.is_dir():
+        raise UnsafePath(f"the data root {root} is not a folder")
+    return base
+
+
+def inside(root: Path, relpath: str) -> Path:
+    """root/relpath with symlinks resolved, or UnsafePath when that leaves the root."""
+    if not relpath or "\x00" in relpath:
+        raise UnsafePath(f"refused path {relpath!r}: empty or not a file name")
+    if PurePosixPath(relpath).is_absolute() or PureWindowsPath(relpath).drive:
+        raise UnsafePath(f"refused path {relpath!r}: absolute; only paths inside the root")
+    pure = PurePosixPath(relpath)
+    if ".." in pure.parts or ".." in PureWindowsPath(relpath).parts:
+        raise UnsafePath(f"refused path {relpath!r}: contains '..'")
+    base = resolved_root(root)
+    target = (base / pure).resolve()
+    if not target.is_relative_to(base):
+        raise UnsafePath(
+            f"refused path {relpath!r}: it resolves to {target}, outside the data root {base}"
+        )
+    return target
+
+
+def read_image_bytes(root: Path, relpath: str) -> bytes:
+    """The bytes of an image inside the root: UnsafePath, FileNotFoundError or ValueError."""
+    path = inside(root, relpath)
+    if not path.is_file():
+        raise FileNotFoundError(f"{relpath} is not on disk (moved or deleted since the scan?)")
+    size = path.stat().st_size
+    if size > MAX_IMAGE_BYTES:
+        raise ValueError(f"{relpath} is {size:,} bytes: too large to show")
+    return path.read_bytes()
+
+
+def exists(root: Path, relpath: str) -> bool:
+    try:
+        return inside(root, relpath).is_file()
+    except UnsafePath:
+        return False
+
+
+# -- moves -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Move:
+    """A planned move between two root-relative paths."""
+
+    src: str
+    dst: str
+
+
+def _source(root: Path, relpath: str) -> Path:
+    path = inside(root, relpath)
+    # The unresolved path is what gets renamed: it must be the file itself, not a link
+    # (the scanner never follows links either, so a link here is not what was reviewed).
+    raw = resolved_root(root) / PurePosixPath(relpath)
+    if raw.is_symlink():
+        raise FileActionRefused(f"{relpath} is a symbolic link: refused")
+    if not path.is_file():
+        raise FileActionRefused(
+            f"{relpath} is not on disk any more (moved or deleted since the scan?)"
+        )
+    return path
+
+
+def _free_name(folder: Path, name: str) -> str:
+    """`name`, or `stem-2.ext`, `stem-3.ext`, ... : the first one not taken in `folder`."""
+    if not (folder / name).exists():
+        return name
+    stem, ext = os.path.splitext(name)
+    for n in range(2, MAX_NAME_TRIES):
+        candidate = f"{stem}-{n}{ext}"
+        if not (folder / candidate).exists():
+            return candidate
+    raise FileActionRefused(f"no free name for {name} in {folder}")
+
+
+def _relative(root: Path, path: Path) -> str:
+    return path.relative_to(resolved_root(root)).as_posix()
+
+
+def plan_relabel(root: Path, relpath: str, target_class: str) -> Move:
+    """Move an image into the top of another class folder (that must exist)."""
+    _source(root, relpath)
+    if len(PurePosixPath(target_class).parts) != 1:
+        raise FileActionRefused(f"class {target_class!r} is not a single folder name")
+    folder = inside(root, target_class)
+    if not folder.is_dir():
+        raise FileActionRefused(f"class folder {target_class!r} is not a folder in the root")
+    name = PurePosixPath(relpath).name
+    return Move(relpath, _relative(root, folder / _free_name(folder, name)))
+
+
+def plan_quarantine(root: Path, relpath: str, quarantine: str) -> Move:
+    """Move an image to <quarantine>/<its class>/<its name>: out of the data set, kept."""
+    _source(root, relpath)
+    parts = PurePosixPath(relpath).parts
+    folder = inside(root, f"{quarantine}/{parts[0]}")
+    return Move(relpath, _relative(root, folder / _free_name(folder, parts[-1])))
+
+
+def plan_undo(root: Path, moved_from: str, moved_to: str) -> Move:
+    """Move a file back where an action took it from; refused if that place is taken."""
+    back = inside(root, moved_from)
+    if back.exists() or back.is_symlink():
+        raise FileActionRefused(
+            f"cannot undo: {moved_from} exists again, and an undo never overwrites"
+        )
+    _source(root, moved_to)
+    return Move(moved_to, moved_from)
+
+
+def execute(root: Path, move: Move) -> None:
+    """Do a planned move: FileActionRefused if anything changed since it was planned."""
+    src = inside(root, move.src)
+    dst = inside(root, move.dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    # mkdir may have followed a link made since planning: check again where it landed.
+    if not dst.parent.resolve().is_relative_to(resolved_root(root)):
+        raise UnsafePath(f"refused path {move.dst!r}: its folder now resolves outside the root")
+    try:
+        rename_no_replace(src, dst)
+    except FileExistsError as exc:
+        raise FileActionRefused(f"{move.dst} appeared meanwhile: not overwritten") from exc
+    except FileNotFoundError as exc:
+        raise FileActionRefused(f"{move.src} is not on disk any more") from exc
+    except OSError as exc:
+        raise FileActionRefused(f"cannot move {move.src} to {move.dst}: {exc}") from exc
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def _renameat2(src: Path, dst: Path) -> bool:
+    """Linux's atomic no-overwrite rename; False where the kernel or file system lacks it."""
+    if sys.platform != "linux":
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(libc, "renameat2", None)
+    if fn is None:
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(src), None, str(dst))
+
+
+def rename_no_replace(src: Path, dst: Path) -> None:
+    """Rename src to dst, FileExistsError if dst exists, without a window in between.
+
+    A plain rename would replace dst. renameat2(RENAME_NOREPLACE) keeps it one rename (one
+    "moved" event for the daemon's watcher); link+unlink is the portable no-overwrite way.
+    """
+    if _renameat2(src, dst):
+        return
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        # No hard links here (some network and FAT file systems): check, then rename.
+        if dst.exists() or dst.is_symlink():
+            raise FileExistsError(errno.EEXIST, "destination exists", str(dst)) from exc
+        os.rename(src, dst)
+        return
+    os.unlink(src)

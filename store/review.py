@@ -1,0 +1,460 @@
+"""The review dashboard's queries and writes: pairs to review, a class's images, problem
+images, decisions and the file-action log.
+
+Every function takes a connection the caller opened for one short unit of work
+(store.connection.open_store), so the dashboard never holds the store's lock.
+
+Decisions are keyed by the two images' content hashes (least first, like the `pairs`
+view joins them): a decision survives moves, renames and re-scans, and a pair of the
+same two contents found again anywhere is recognised as already decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+
+from store.reports import summary
+
+# A decision on a pair. "skip" means "not now": it leaves the unreviewed list and waits
+# under the "skipped" filter until someone decides the pair or clears the skip.
+DECISIONS = ("different", "same", "removed", "skip")
+
+# Review-state filters of the pairs page, and the SQL each one means.
+REVIEW_STATES: dict[str, str] = {
+    "unreviewed": "d.decision IS NULL",
+    "skipped": "d.decision = 'skip'",
+    "different": "d.decision = 'different'",
+    "same": "d.decision = 'same'",
+    "removed": "d.decision = 'removed'",
+    "decided": "d.decision IS NOT NULL AND d.decision <> 'skip'",
+    "all": "true",
+}
+
+PROBLEM_STATUSES = ("no_face", "multi_face", "unreadable", "error")
+
+# Actions that moved a file and can be undone; "undo" rows record the undoing itself.
+FILE_ACTIONS = ("move", "quarantine")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: int
+    path: str  # relative to the data root, POSIX separators
+    klass: str
+    hash: str | None
+    status: str | None  # None: not encoded yet
+    message: str | None
+    faces: int | None
+    box: tuple[int, int, int, int] | None  # left, top, right, bottom in image pixels
+    whole_image: bool
+    width: int | None
+    height: int | None
+    candidates: int
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page of pairs ended: the next page starts strictly after it."""
+
+    score: float
+    lo: int
+    hi: int
+
+
+@dataclass(frozen=True)
+class PairView:
+    lo: int
+    hi: int
+    score: float
+    cosine: float
+    first_seen: datetime
+    decision: str | None
+    a: ImageInfo  # the image with the smaller path, as in the `pairs` view
+    b: ImageInfo
+
+    @property
+    def cursor(self) -> Cursor:
+        return Cursor(self.score, self.lo, self.hi)
+
+
+@dataclass(frozen=True)
+class PairFilter:
+    min_score: float = -1.0
+    max_score: float = 1.0
+    # Case-insensitive substring of either class name.
+    class_search: str = ""
+    # Exactly this class on either side (a person's page).
+    klass: str | None = None
+    state: str = "unreviewed"
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    id: int
+    acted_at: datetime
+    who: str | None
+    action: str
+    src: str
+    dst: str
+    hash_a: str | None
+    hash_b: str | None
+    undone_at: datetime | None
+    undo_of: int | None
+
+    @property
+    def undoable(self) -> bool:
+        return self.action in FILE_ACTIONS and self.undone_at is None
+
+
+# -- reading -------------------------------------------------------------------------------
+
+_IMAGE_COLUMNS = """image_id, path, class, hash, status, message, faces,
+    box_left, box_top, box_right, box_bottom, whole_image, width, height, candidates"""
+
+
+def _image(row: Sequence[Any]) -> ImageInfo:
+    box = None if row[7] is None or row[9] is None else (row[7], row[8], row[9], row[10])
+    return ImageInfo(
+        id=row[0],
+        path=row[1],
+        klass=row[2],
+        hash=row[3],
+        status=row[4],
+        message=row[5],
+        faces=row[6],
+        box=box,
+        whole_image=bool(row[11]),
+        width=row[12],
+        height=row[13],
+        candidates=int(row[14] or 0),
+    )
+
+
+def images_by_id(con: duckdb.DuckDBPyConnection, ids: Iterable[int]) -> dict[int, ImageInfo]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = con.execute(
+        f"SELECT {_IMAGE_COLUMNS} FROM images WHERE image_id IN (SELECT unnest(?))", [wanted]
+    ).fetchall()
+    return {r[0]: _image(r) for r in rows}
+
+
+def _pair_query(flt: PairFilter, params: dict[str, Any]) -> tuple[str, str]:
+    """(FROM ..., WHERE ...) selecting the pairs `p` a filter keeps.
+
+    Only pair_rows' own columns are read per pair; decisions and class searches become
+    small id sets joined against it. Joining every pair with its two files first (as the
+    `pairs` view does) costs two to three times more at a million pairs.
+    """
+    if flt.state not in REVIEW_STATES:
+        raise ValueError(f"unknown review state {flt.state!r}: one of {', '.join(REVIEW_STATES)}")
+    source = "pair_rows p"
+    if flt.state != "all":
+        # Decided pairs as file-id pairs: every file holding either content counts, as
+        # in the `pairs` view, so a decision follows the content wherever it is filed.
+        which = "true" if flt.state == "unreviewed" else REVIEW_STATES[flt.state]
+        join = "ANTI JOIN" if flt.state == "unreviewed" else "SEMI JOIN"
+        source += f""" {join} (
+            SELECT DISTINCT least(fa.id, fb.id) AS lo, greatest(fa.id, fb.id) AS hi
+            FROM decisions d JOIN files fa ON fa.hash = d.hash_a
+                JOIN files fb ON fb.hash = d.hash_b
+            WHERE {which}) x ON x.lo = p.lo AND x.hi = p.hi"""
+    clauses = ["p.score >= $min_score", "p.score <= $max_score"]
+    params["min_score"] = float(flt.min_score)
+    params["max_score"] = float(flt.max_score)
+    if flt.class_search.strip():
+        # contains() rather than LIKE: a name with % or _ is searched for literally.
+        found = "SELECT id FROM files WHERE contains(lower(class), $search)"
+        clauses.append(f"(p.lo IN ({found}) OR p.hi IN ({found}))")
+        params["search"] = flt.class_search.strip().lower()
+    if flt.klass is not None:
+        members = "SELECT id FROM files WHERE class = $klass"
+        clauses.append(f"(p.lo IN ({members}) OR p.hi IN ({members}))")
+        params["klass"] = flt.klass
+    return source, " AND ".join(clauses)
+
+
+def _decisions_of(
+    con: duckdb.DuckDBPyConnection, hash_pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """Decisions on the given content pairs, keyed (least hash, greatest hash)."""
+    keys = sorted({(min(a, b), max(a, b)) for a, b in hash_pairs})
+    if not keys:
+        return {}
+    rows = con.execute(
+        """SELECT d.hash_a, d.hash_b, d.decision FROM decisions d
+           JOIN (SELECT unnest(?) AS a, unnest(?) AS b) k ON k.a = d.hash_a AND k.b = d.hash_b""",
+        [[k[0] for k in keys], [k[1] for k in keys]],
+    ).fetchall()
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def pair_page(
+    con: duckdb.DuckDBPyConnection,
+    flt: PairFilter,
+    limit: int,
+    after: Cursor | None = None,
+) -> list[PairView]:
+    """One page of pairs, best score first, starting after `after`.
+
+    Keyset paging on (score desc, lo, hi): a deep page costs what the first one does,
+    where OFFSET would sort everything before it (benchmarks/bench_dashboard.py).
+    """
+    params: dict[str, Any] = {"limit": int(limit)}
+    source, where = _pair_query(flt, params)
+    if after is not None:
+        # The column is FLOAT: compare in FLOAT so the cursor's own row compares equal.
+        where += """ AND (p.score < CAST($c_score AS FLOAT)
+            OR (p.score = CAST($c_score AS FLOAT)
+                AND (p.lo > $c_lo OR (p.lo = $c_lo AND p.hi > $c_hi))))"""
+        params.update(c_score=after.score, c_lo=after.lo, c_hi=after.hi)
+    rows = con.execute(
+        f"""SELECT p.lo, p.hi, p.score, p.cosine, p.first_seen FROM {source}
+            WHERE {where} ORDER BY p.score DESC, p.lo, p.hi LIMIT $limit""",
+        params,
+    ).fetchall()
+    images = images_by_id(con, [r[0] for r in rows] + [r[1] for r in rows])
+    found = []
+    for lo, hi, score, cosine, first_seen in rows:
+        x, y = images.get(lo), images.get(hi)
+        # A pair whose file row is missing (a hand-edited store) is left out, as the
+        # `pairs` view's inner joins leave it out, rather than failing the page.
+        if x is not None and y is not None:
+            a, b = (x, y) if x.path < y.path else (y, x)
+            found.append((lo, hi, float(score), float(cosine), first_seen, a, b))
+    decisions = _decisions_of(con, [(a.hash, b.hash) for *_, a, b in found if a.hash and b.hash])
+    return [
+        PairView(
+            lo,
+            hi,
+            score,
+            cosine,
+            first_seen,
+            decisions.get((min(a.hash or "", b.hash or ""), max(a.hash or "", b.hash or ""))),
+            a,
+            b,
+        )
+        for lo, hi, score, cosine, first_seen, a, b in found
+    ]
+
+
+def count_pairs(con: duckdb.DuckDBPyConnection, flt: PairFilter) -> int:
+    params: dict[str, Any] = {}
+    source, where = _pair_query(flt, params)
+    row = con.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def class_names(
+    con: duckdb.DuckDBPyConnection, search: str = "", limit: int = 500
+) -> list[tuple[str, int]]:
+    """(class, number of images), by name, whose name contains `search` (any case)."""
+    return [
+        (r[0], int(r[1]))
+        for r in con.execute(
+            """SELECT class, count(*) FROM files WHERE contains(lower(class), ?)
+               GROUP BY class ORDER BY class LIMIT ?""",
+            [search.strip().lower(), int(limit)],
+        ).fetchall()
+    ]
+
+
+def class_images(
+    con: duckdb.DuckDBPyConnection, klass: str, limit: int, offset: int = 0
+) -> tuple[list[ImageInfo], int]:
+    """One page of a class's images by path, and how many it has in all."""
+    rows = con.execute(
+        f"SELECT {_IMAGE_COLUMNS} FROM images WHERE class = ? ORDER BY path LIMIT ? OFFSET ?",
+        [klass, int(limit), int(offset)],
+    ).fetchall()
+    total = con.execute("SELECT count(*) FROM files WHERE class = ?", [klass]).fetchone()
+    return [_image(r) for r in rows], int(total[0]) if total else 0
+
+
+def problems(
+    con: duckdb.DuckDBPyConnection,
+    statuses: Sequence[str] = PROBLEM_STATUSES,
+    limit: int = 60,
+    offset: int = 0,
+) -> tuple[list[ImageInfo], int]:
+    """Images whose encoding went wrong or was doubtful, and how many there are."""
+    wanted = [s for s in statuses if s in PROBLEM_STATUSES]
+    if not wanted:
+        return [], 0
+    rows = con.execute(
+        f"""SELECT {_IMAGE_COLUMNS} FROM images WHERE status IN (SELECT unnest(?))
+            ORDER BY status, path LIMIT ? OFFSET ?""",
+        [wanted, int(limit), int(offset)],
+    ).fetchall()
+    total = con.execute(
+        "SELECT count(*) FROM images WHERE status IN (SELECT unnest(?))", [wanted]
+    ).fetchone()
+    return [_image(r) for r in rows], int(total[0]) if total else 0
+
+
+def hub_images(con: duckdb.DuckDBPyConnection, limit: int = 60) -> list[ImageInfo]:
+    """Images matching more others than the store keeps pairs for, most candidates first."""
+    rows = con.execute(
+        f"""SELECT {_IMAGE_COLUMNS} FROM images WHERE path IN (SELECT path FROM hubs)
+            ORDER BY candidates DESC, path LIMIT ?""",
+        [int(limit)],
+    ).fetchall()
+    return [_image(r) for r in rows]
+
+
+def image_by_path(con: duckdb.DuckDBPyConnection, path: str) -> ImageInfo | None:
+    row = con.execute(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE path = ?", [path]).fetchone()
+    return None if row is None else _image(row)
+
+
+def totals(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """The store's totals and calibration, as the status command shows them."""
+    out = summary(con)
+    out["decisions"] = dict(
+        con.execute("SELECT decision, count(*) FROM decisions GROUP BY 1").fetchall()
+    )
+    return out
+
+
+# -- decisions -----------------------------------------------------------------------------
+
+
+def record_decision(
+    con: duckdb.DuckDBPyConnection,
+    hash_1: str,
+    hash_2: str,
+    decision: str,
+    who: str,
+    note: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Set (or replace) the decision on the pair of these two contents."""
+    if decision not in DECISIONS:
+        raise ValueError(f"unknown decision {decision!r}: one of {', '.join(DECISIONS)}")
+    con.execute(
+        """INSERT INTO decisions VALUES (least($h1, $h2), greatest($h1, $h2), $decision,
+                                         $note, $who, $now)
+           ON CONFLICT (hash_a, hash_b) DO UPDATE SET decision = excluded.decision,
+               note = excluded.note, decided_by = excluded.decided_by,
+               decided_at = excluded.decided_at""",
+        {
+            "h1": hash_1,
+            "h2": hash_2,
+            "decision": decision,
+            "note": note,
+            "who": who,
+            "now": now or utcnow(),
+        },
+    )
+
+
+def clear_decision(
+    con: duckdb.DuckDBPyConnection, hash_1: str, hash_2: str, only_if: str | None = None
+) -> bool:
+    """Put the pair back into the unreviewed list; with `only_if`, only when its decision
+    is still that one (an undo must not erase a decision taken since)."""
+    row = con.execute(
+        """DELETE FROM decisions WHERE hash_a = least($h1, $h2) AND hash_b = greatest($h1, $h2)
+               AND ($only IS NULL OR decision = $only)
+           RETURNING decision""",
+        {"h1": hash_1, "h2": hash_2, "only": only_if},
+    ).fetchone()
+    return row is not None
+
+
+def decision_for(con: duckdb.DuckDBPyConnection, hash_1: str, hash_2: str) -> str | None:
+    row = con.execute(
+        "SELECT decision FROM decisions WHERE hash_a = least(?, ?) AND hash_b = greatest(?, ?)",
+        [hash_1, hash_2, hash_1, hash_2],
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+# -- the file-action log -------------------------------------------------------------------
+
+_ACTION_COLUMNS = "id, acted_at, who, action, src, dst, hash_a, hash_b, undone_at, undo_of"
+
+
+def log_action(
+    con: duckdb.DuckDBPyConnection,
+    action: str,
+    src: str,
+    dst: str,
+    who: str,
+    hashes: tuple[str, str] | None = None,
+    undo_of: int | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Record a file action (root-relative paths); returns its id."""
+    h1, h2 = hashes if hashes is not None else (None, None)
+    row = con.execute(
+        f"""INSERT INTO actions ({_ACTION_COLUMNS})
+            VALUES (nextval('action_ids'), $now, $who, $action, $src, $dst,
+                    least($h1, $h2), greatest($h1, $h2), NULL, $undo_of)
+            RETURNING id""",
+        {
+            "now": now or utcnow(),
+            "who": who,
+            "action": action,
+            "src": src,
+            "dst": dst,
+            "h1": h1,
+            "h2": h2,
+            "undo_of": undo_of,
+        },
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def mark_undone(
+    con: duckdb.DuckDBPyConnection, action_id: int, now: datetime | None = None
+) -> None:
+    con.execute(
+        "UPDATE actions SET undone_at = ? WHERE id = ? AND undone_at IS NULL",
+        [now or utcnow(), action_id],
+    )
+
+
+def get_action(con: duckdb.DuckDBPyConnection, action_id: int) -> ActionRow | None:
+    row = con.execute(
+        f"SELECT {_ACTION_COLUMNS} FROM actions WHERE id = ?", [int(action_id)]
+    ).fetchone()
+    return None if row is None else ActionRow(*row)
+
+
+def recent_actions(con: duckdb.DuckDBPyConnection, limit: int = 200) -> list[ActionRow]:
+    rows = con.execute(
+        f"SELECT {_ACTION_COLUMNS} FROM actions ORDER BY id DESC LIMIT ?", [int(limit)]
+    ).fetchall()
+    return [ActionRow(*r) for r in rows]
+
+
+def last_moves_from(con: duckdb.DuckDBPyConnection, paths: Iterable[str]) -> dict[str, ActionRow]:
+    """For each path, the latest file action (not undone) that moved a file away from it:
+    tells a reviewer where a file went before the daemon has caught up."""
+    wanted = sorted(set(paths))
+    if not wanted:
+        return {}
+    rows = con.execute(
+        f"""SELECT {_ACTION_COLUMNS} FROM actions
+            WHERE action IN (SELECT unnest(?)) AND undone_at IS NULL
+              AND src IN (SELECT unnest(?))
+            ORDER BY id""",
+        [list(FILE_ACTIONS), wanted],
+    ).fetchall()
+    return {r[4]: ActionRow(*r) for r in rows}
