@@ -473,8 +473,10 @@ def test_facelint_dashboard_serves_on_localhost_and_stops_with_it(scanned_dev, t
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     health = f"http://127.0.0.1:{port}/_stcore/health"
+    # The installed console script, beside the interpreter: it need not be on PATH.
+    script = Path(sys.executable).with_name("facelint")
     proc = subprocess.Popen(
-        ["facelint", "dashboard", "--db", str(db), "--root", str(root), "--port", str(port)],
+        [str(script), "dashboard", "--db", str(db), "--root", str(root), "--port", str(port)],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
