@@ -32,6 +32,7 @@ from watchdog.observers.polling import PollingObserver
 log = logging.getLogger("facelint.watcher")
 
 SETTLE_SECONDS = 0.3
+MAX_HOLD_SECONDS = 5.0
 
 
 @dataclass
@@ -41,6 +42,7 @@ class _Entry:
     stat: tuple[int, int] | None = None
     folder: bool = False
     attempts: int = 0
+    first_ready: float = 0.0
 
 
 @dataclass
@@ -60,6 +62,7 @@ class EventQueue:
         self.quiet = quiet
         self.clock = clock
         self._entries: dict[str, _Entry] = {}
+        self._last_any = 0.0
         self._lock = threading.Lock()
         self.changed = threading.Event()
 
@@ -74,7 +77,10 @@ class EventQueue:
             if entry is None:
                 entry = self._entries[relpath] = _Entry(now, folder=folder)
             entry.last_event = now
+            self._last_any = now
             # A write after a close reopens the file: wait for the next close or quiet.
+            if ready_now and not entry.ready_now:
+                entry.first_ready = now
             entry.ready_now = ready_now
             entry.folder = entry.folder or folder
         self.changed.set()
@@ -91,10 +97,19 @@ class EventQueue:
                 entry = self._entries.setdefault(rel, _Entry(now, folder=folder))
                 entry.attempts += 1
                 entry.ready_now = True
+                entry.first_ready = now
                 if entry.attempts >= max_attempts:
                     del self._entries[rel]
                     dropped.append(rel)
         return dropped
+
+    def _settled(self, now: float) -> bool:
+        """Complete files leave once the events have paused for a moment, so that a burst
+        (or both ends of a folder move) becomes one batch; a stream of events that never
+        pauses still lets them out after MAX_HOLD_SECONDS."""
+        settle = min(SETTLE_SECONDS, self.quiet)
+        oldest = min((e.first_ready for e in self._entries.values() if e.ready_now), default=now)
+        return now - self._last_any >= settle or now - oldest >= MAX_HOLD_SECONDS
 
     def next_due(self) -> float | None:
         """Seconds until the earliest entry may be ready (0 = now), None when empty."""
@@ -102,27 +117,28 @@ class EventQueue:
         with self._lock:
             if not self._entries:
                 return None
-            return max(
-                0.0,
-                min(
-                    0.0 if e.ready_now else e.last_event + self.quiet - now
-                    for e in self._entries.values()
-                ),
-            )
+            settle = min(SETTLE_SECONDS, self.quiet)
+            due = [
+                (self._last_any + settle - now) if e.ready_now else e.last_event + self.quiet - now
+                for e in self._entries.values()
+            ]
+            return max(0.0, min(due))
 
     def pop_ready(self, limit: int) -> Batch:
-        """Entries that are complete now, at most `limit`; moves keep their pairs whole."""
+        """Entries that are complete now, at most `limit`."""
         now = self.clock()
         batch = Batch()
         with self._lock:
+            settled = self._settled(now)
             for rel, entry in list(self._entries.items()):
                 if len(batch) >= limit:
                     break
-                # Even a complete file waits a moment, so that a burst becomes one batch.
-                wait = min(SETTLE_SECONDS, self.quiet) if entry.ready_now else self.quiet
-                if now - entry.last_event < wait:
+                if entry.ready_now:
+                    if not settled:
+                        continue
+                elif now - entry.last_event < self.quiet:
                     continue
-                if not entry.ready_now and not entry.folder:
+                elif not entry.folder:
                     current = _stat(self.root / rel)
                     if current is not None and current != entry.stat:
                         # Still growing (or first look): check again after another quiet.

@@ -259,3 +259,34 @@ def test_kill_9_during_a_batch_then_restart_is_consistent(tmp_path, run_scan):
     sql = "SELECT path_a, path_b FROM pairs ORDER BY 1, 2"
     assert query(db, sql) == query(fresh, sql)
     assert query(db, "SELECT count(*) - count(DISTINCT (lo, hi)) FROM pair_rows") == [(0,)]
+
+
+def test_renaming_and_deleting_a_class_folder(tree, tmp_path):
+    root, db = tree
+    d = DaemonProcess(root, db, tmp_path)
+    try:
+        d.wait_ready()
+        d.wait_idle()
+        base = encoded_total(db)
+        ids = dict(query_when_free(db, "SELECT path, id FROM files WHERE class = 'Raj'"))
+        # Renaming a folder relabels its images: same identities, nothing re-encoded.
+        (root / "Raj").rename(root / "Raj Koothrappali")
+        wait_for(lambda: not any(p.startswith("Raj/") for p in store_paths(db)), 60,
+                 "the folder rename")
+        d.wait_idle()
+        after = dict(query_when_free(
+            db, "SELECT path, id FROM files WHERE class = 'Raj Koothrappali'"))
+        assert sorted(after.values()) == sorted(ids.values())
+        assert encoded_total(db) == base
+        assert store_paths(db) == disk_paths(root)
+        # Deleting a folder removes its images and their pairs.
+        shutil.rmtree(root / "Raj Koothrappali")
+        wait_for(lambda: not any(p.startswith("Raj ") for p in store_paths(db)), 60,
+                 "the folder delete")
+        d.wait_idle()
+        assert query_when_free(
+            db, "SELECT count(*) FROM pairs WHERE class_a LIKE 'Raj%' OR class_b LIKE 'Raj%'"
+        ) == [(0,)]
+        assert d.terminate() == 0
+    finally:
+        d.close()
