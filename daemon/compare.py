@@ -209,30 +209,40 @@ def merge_lists(
     rev: Triples,
     old: Triples,
     old_candidates: np.ndarray,
+    unchanged: np.ndarray | None = None,
 ) -> Lists:
     """Lists after the `dirty` rows changed (new content, new class, or new file).
 
     `old` must hold the stored list of every clean source that points at a dirty image or
     appears in `rev`. A clean image whose list held a dirty entry and had more than k
     candidates must itself be dirty (the caller expands the set): its (k+1)-th match was
-    never stored, so only a fresh row can refill its list.
+    never stored, so only a fresh row can refill its list. Those rows go in `unchanged`
+    too: their content and class are what they were, so a clean image's candidate count
+    neither loses nor gains them (counting what it gains from them, while only the
+    stored part of what it had can be subtracted, would inflate the counts of hubs).
     """
     is_dirty = np.zeros(n, dtype=bool)
     is_dirty[dirty] = True
+    moved = is_dirty.copy()  # dirty rows whose relations may really have changed
+    if unchanged is not None:
+        moved[unchanged] = False
     f_src, f_dst, f_cos = fwd.result()
     o_src, o_dst, o_cos = old
     clean_src = ~is_dirty[o_src]
     keep_old = clean_src & ~is_dirty[o_dst]
-    lost = np.bincount(o_src[clean_src & ~keep_old], minlength=n)
+    lost_at = clean_src & moved[o_dst]
+    lost = np.bincount(o_src[lost_at], minlength=n)
     r_src, r_dst, r_cos = rev
-    gained = np.bincount(r_src, minlength=n)
+    gained_at = moved[r_dst]
+    gained = np.bincount(r_src[gained_at], minlength=n)
     m_src, m_dst, m_cos = best_k(
         np.concatenate([o_src[keep_old], r_src]),
         np.concatenate([o_dst[keep_old], r_dst]),
         np.concatenate([o_cos[keep_old], r_cos]),
         k,
     )
-    clean_changed = np.unique(np.concatenate([o_src[clean_src & ~keep_old], r_src]))
+    # A clean image related only to unchanged rows gets its own list and count back.
+    clean_changed = np.unique(np.concatenate([o_src[lost_at], r_src[gained_at]]))
     candidates = np.asarray(old_candidates, dtype=np.int64) - lost + gained
     candidates[is_dirty] = fwd.counts[is_dirty]
     candidates = np.maximum(candidates, 0)
@@ -265,9 +275,10 @@ def incremental_lists(
     actually recomputed (widened by images at their cap that pointed at a dirty one).
     """
     n = len(unit)
-    h_src, _, _ = stored_lists(dirty, np.empty(0, np.int64))
-    at_cap = np.unique(h_src[candidates[h_src] > k])
-    dirty = np.unique(np.concatenate([np.asarray(dirty, np.int64), at_cap]))
+    changed = np.asarray(dirty, np.int64)
+    h_src, _, _ = stored_lists(changed, np.empty(0, np.int64))
+    at_cap = np.setdiff1d(h_src[candidates[h_src] > k], changed)
+    dirty = np.unique(np.concatenate([changed, at_cap]))
     fwd, rev = dirty_candidates(xp, unit, classes, threshold, k, dirty)
     old = stored_lists(dirty, np.unique(rev[0]))
-    return merge_lists(n, k, dirty, fwd, rev, old, candidates), dirty
+    return merge_lists(n, k, dirty, fwd, rev, old, candidates, unchanged=at_cap), dirty

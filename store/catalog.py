@@ -186,33 +186,45 @@ def write_embeddings(
     """Store encodings, mark their files for comparison, and count them (encoded_total)."""
     if not rows:
         return
-    for r in rows:
-        box = r.box or (None, None, None, None)
-        vec = None if r.vector is None else [float(x) for x in r.vector]
-        con.execute(
-            """INSERT OR REPLACE INTO embeddings VALUES
-               (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [
-                r.hash,
-                model,
-                r.status,
-                r.message,
-                r.faces,
-                *box,
-                r.whole_image,
-                r.width,
-                r.height,
-                vec,
-                now,
-            ],
-        )
-    hashes = pa.table({"h": pa.array([r.hash for r in rows], pa.string())})
-    con.register("enc_hashes", hashes)
+    # One INSERT of an Arrow table, not one per row: a row-by-row INSERT with a 128-float
+    # list costs ~2.4 ms, which is ~140 s of main-process CPU over 57,637 new images,
+    # taken from the encoder processes on a two-core machine.
+    count = len(rows)
+    # INSERT OR REPLACE may not see a key twice in one statement: the last one wins.
+    rows = list({r.hash: r for r in rows}.values())
+    boxes = [r.box or (None, None, None, None) for r in rows]
+    table = pa.table(
+        {
+            "hash": pa.array([r.hash for r in rows], pa.string()),
+            "status": pa.array([r.status for r in rows], pa.string()),
+            "message": pa.array([r.message for r in rows], pa.string()),
+            "faces": pa.array([r.faces for r in rows], pa.int32()),
+            "box_left": pa.array([b[0] for b in boxes], pa.int32()),
+            "box_top": pa.array([b[1] for b in boxes], pa.int32()),
+            "box_right": pa.array([b[2] for b in boxes], pa.int32()),
+            "box_bottom": pa.array([b[3] for b in boxes], pa.int32()),
+            "whole_image": pa.array([r.whole_image for r in rows], pa.bool_()),
+            "width": pa.array([r.width for r in rows], pa.int32()),
+            "height": pa.array([r.height for r in rows], pa.int32()),
+            "vector": pa.array(
+                [None if r.vector is None else np.asarray(r.vector, np.float32) for r in rows],
+                pa.list_(pa.float32()),
+            ),
+        }
+    )
+    con.register("new_embeddings", table)
     try:
-        con.execute("UPDATE files SET dirty = true WHERE hash IN (SELECT h FROM enc_hashes)")
+        con.execute(
+            """INSERT OR REPLACE INTO embeddings
+               SELECT hash, $model, status, message, faces, box_left, box_top, box_right,
+                      box_bottom, whole_image, width, height, vector, $now
+               FROM new_embeddings""",
+            {"model": model, "now": now},
+        )
+        con.execute("UPDATE files SET dirty = true WHERE hash IN (SELECT hash FROM new_embeddings)")
     finally:
-        con.unregister("enc_hashes")
-    bump_counter(con, "encoded_total", len(rows))
+        con.unregister("new_embeddings")
+    bump_counter(con, "encoded_total", count)
 
 
 def bump_counter(con: duckdb.DuckDBPyConnection, name: str, by: int) -> None:

@@ -109,10 +109,14 @@ _V1 = [
         JOIN files fb ON fb.id = p.hi
         LEFT JOIN decisions d ON d.hash_a = least(fa.hash, fb.hash)
             AND d.hash_b = greatest(fa.hash, fb.hash)""",
+    # A hub matches far more images than is typical here. "More than the cap" alone stops
+    # meaning anything at scale: at 57,637 faces the calibrated threshold lets ~860
+    # candidates through for an ordinary face, so every image would be over a cap of 20.
     """CREATE OR REPLACE VIEW hubs AS
         SELECT path, class, candidates FROM images
         WHERE candidates > CAST((SELECT value FROM meta WHERE key = 'max_pairs_per_image')
-                                AS INTEGER)""",
+                                AS INTEGER)
+          AND candidates > 4 * (SELECT coalesce(median(candidates), 0) FROM files)""",
 ]
 
 _MIGRATIONS: dict[int, list[str]] = {1: _V1}

@@ -32,8 +32,11 @@ def brute_force(unit, cls, t, k):
     out = {}
     counts = np.zeros(n, int)
     for i in range(n):
-        cand = [(float(sims[i, j]), j) for j in range(n)
-                if j != i and cls[j] != cls[i] and sims[i, j] >= t]
+        cand = [
+            (float(sims[i, j]), j)
+            for j in range(n)
+            if j != i and cls[j] != cls[i] and sims[i, j] >= t
+        ]
         counts[i] = len(cand)
         for c, j in sorted(cand, key=lambda x: (-x[0], x[1]))[:k]:
             out[(i, j)] = round(c, 5)
@@ -95,3 +98,30 @@ def test_best_k_keeps_highest_per_source():
     cos = np.array([0.5, 0.9, 0.7, 0.1, 0.2], np.float32)
     s, d, c = compare.best_k(src, dst, cos, 2)
     assert as_set(s, d, c) == {(0, 6): 0.9, (0, 7): 0.7, (1, 9): 0.2, (1, 8): 0.1}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_incremental_counts_do_not_grow_from_recomputed_neighbours(seed):
+    # Rows re-marked dirty with the same content (a re-saved file): nothing really
+    # changed, so no clean image may gain candidates. The hubs recomputed because they
+    # held such a row must not count twice; only the changed row itself is uncertain
+    # (whether it was among a hub's unstored candidates is not in the store): at most 1.
+    rng = np.random.default_rng(seed)
+    n, k, t = 400, 3, 0.5
+    unit, cls = random_faces(rng, n, 10)
+    before = compare.full_lists(np, unit, cls, t, k)
+    assert (before.candidates > k).sum() > n // 2  # hubs exist, or the test shows nothing
+    changed = np.sort(rng.choice(np.flatnonzero(before.candidates > k), 1, replace=False))
+
+    def stored_lists(holding, sources):
+        keep = np.isin(
+            before.src, np.concatenate([before.src[np.isin(before.dst, holding)], sources])
+        )
+        return before.src[keep], before.dst[keep], before.cos[keep]
+
+    lists, _ = compare.incremental_lists(
+        np, unit, cls, t, k, changed, before.candidates, stored_lists
+    )
+    drift = lists.candidates - before.candidates[lists.sources]
+    assert drift.min() >= 0
+    assert drift.max() <= len(changed)
