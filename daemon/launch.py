@@ -58,6 +58,18 @@ def dashboard_command(settings: Settings) -> list[str]:
     return cmd
 
 
+def stop_process(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not stopped within `timeout` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def run_dashboard(settings: Settings) -> int:
     """Serve the dashboard in the foreground until it stops; its exit code.
 
@@ -76,12 +88,7 @@ def run_dashboard(settings: Settings) -> int:
         return proc.wait()
     except KeyboardInterrupt:
         # A terminal's Ctrl-C reached Streamlit too; make sure, then give it time to stop.
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10)
         return 130
     finally:
         if in_main:

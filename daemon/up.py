@@ -6,7 +6,7 @@ import logging
 import subprocess
 
 from daemon.config import Settings
-from daemon.launch import dashboard_command
+from daemon.launch import dashboard_command, stop_process
 from daemon.service import run_service
 
 log = logging.getLogger("facelint.up")
@@ -22,11 +22,5 @@ def run_up(settings: Settings) -> int:
     try:
         code = run_service(settings)
     finally:
-        if dashboard.poll() is None:
-            dashboard.terminate()
-            try:
-                dashboard.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                dashboard.kill()
-                dashboard.wait()
+        stop_process(dashboard, 15)
     return code
