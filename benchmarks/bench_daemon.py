@@ -89,8 +89,10 @@ def build_tree(root: Path, db: Path, n: int, classes: int) -> float:
         stats = pipeline.run()
     finally:
         pipeline.close()
-    print(f"setup: {n} files, {classes} classes, {stats.pairs} pairs, "
-          f"first full compare + reconcile {stats.seconds:.1f} s")
+    print(
+        f"setup: {n} files, {classes} classes, {stats.pairs} pairs, "
+        f"first full compare + reconcile {stats.seconds:.1f} s"
+    )
     return time.monotonic() - started
 
 
@@ -121,29 +123,40 @@ def main() -> int:
         print(text, flush=True)
         lines.append(text)
 
-    say(f"# bench_daemon {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
-        f"{os.cpu_count()} cores, python {platform.python_version()}")
+    say(
+        f"# bench_daemon {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+        f"{os.cpu_count()} cores, python {platform.python_version()}"
+    )
     tmp = Path(tempfile.mkdtemp(prefix="facelint-bench-"))
     try:
         root, db = tmp / "data", tmp / "facelint.duckdb"
         setup = build_tree(root, db, args.images, args.classes)
         say(f"store: {args.images} embeddings in {args.classes} classes (setup {setup:.0f} s)")
-        env = dict(os.environ, FACELINT_QUIET_SECONDS="1.0", FACELINT_CONFIG=str(tmp / "none"),
-                   PYTHONPATH=str(REPO))
+        env = dict(
+            os.environ,
+            FACELINT_QUIET_SECONDS="1.0",
+            FACELINT_CONFIG=str(tmp / "none"),
+            PYTHONPATH=str(REPO),
+        )
         log_path = tmp / "daemon.log"
         with log_path.open("w") as log:
             started = time.monotonic()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "daemon.cli", "daemon", str(root), "--db", str(db)],
-                cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=tmp,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
             try:
                 while status(db).get("state") != "idle" or status(db).get("images") is None:
                     if proc.poll() is not None:
                         raise SystemExit(log_path.read_text())
                     time.sleep(0.05)
-                say(f"daemon start to idle (reconcile of {args.images} files): "
-                    f"{time.monotonic() - started:.2f} s")
+                say(
+                    f"daemon start to idle (reconcile of {args.images} files): "
+                    f"{time.monotonic() - started:.2f} s"
+                )
                 main_mb, child_mb = tree_rss(proc.pid)
                 say(f"memory after start: daemon {main_mb:.0f} MiB (no encoder yet)")
                 faces = sorted(DEV.glob("*/*.png"))[: args.faces + 1]
@@ -153,23 +166,33 @@ def main() -> int:
                     dest = root / "person_0000" / f"new_{i}_{face.name}"
                     shutil.copyfile(face, dest)  # one write and close: a Closed event
                     closed = time.monotonic()
-                    while status(db).get("images") != before + 1 or status(db).get(
-                        "state"
-                    ) != "idle":
+                    while (
+                        status(db).get("images") != before + 1 or status(db).get("state") != "idle"
+                    ):
                         time.sleep(0.005)
                     latencies.append(time.monotonic() - closed)
                 main_mb, child_mb = tree_rss(proc.pid)
-                batch_seconds = [float(x) for x in re.findall(
-                    r"batch of \d+: .*\((\d+\.\d+) s\)", log_path.read_text())]
-                say(f"first new face (starts the encoder pool): {latencies[0]:.2f} s "
-                    f"close-to-queryable; the daemon's batch took {batch_seconds[0]:.2f} s")
+                batch_seconds = [
+                    float(x)
+                    for x in re.findall(r"batch of \d+: .*\((\d+\.\d+) s\)", log_path.read_text())
+                ]
+                say(
+                    f"first new face (starts the encoder pool): {latencies[0]:.2f} s "
+                    f"close-to-queryable; the daemon's batch took {batch_seconds[0]:.2f} s"
+                )
                 warm = latencies[1:]
-                say(f"next {len(warm)} faces, close-to-queryable: median {np.median(warm):.2f} s, "
-                    f"max {max(warm):.2f} s (includes the 0.3 s settle that batches bursts)")
-                say(f"  the daemon's own batch time (detect, encode, compare, write): median "
-                    f"{np.median(batch_seconds[1:]):.2f} s")
-                say(f"memory with {args.images} embeddings: daemon {main_mb:.0f} MiB, "
-                    f"encoder workers {child_mb:.0f} MiB in all")
+                say(
+                    f"next {len(warm)} faces, close-to-queryable: median {np.median(warm):.2f} s, "
+                    f"max {max(warm):.2f} s (includes the 0.3 s settle that batches bursts)"
+                )
+                say(
+                    f"  the daemon's own batch time (detect, encode, compare, write): median "
+                    f"{np.median(batch_seconds[1:]):.2f} s"
+                )
+                say(
+                    f"memory with {args.images} embeddings: daemon {main_mb:.0f} MiB, "
+                    f"encoder workers {child_mb:.0f} MiB in all"
+                )
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=60)

@@ -17,7 +17,10 @@ def run_up(settings: Settings) -> int:
     dashboard = subprocess.Popen(dashboard_command(settings))
     log.info(
         "dashboard on http://%s:%d/ ; daemon watching %s, store %s",
-        settings.address, settings.port, settings.root, settings.db,
+        settings.address,
+        settings.port,
+        settings.root,
+        settings.db,
     )
     try:
         code = run_service(settings)

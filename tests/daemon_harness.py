@@ -89,8 +89,12 @@ class DaemonProcess:
         self.log_path = tmp / f"daemon-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli",
-             *(command or ["daemon", str(root), "--db", str(db)])],
+            [
+                sys.executable,
+                "-m",
+                "daemon.cli",
+                *(command or ["daemon", str(root), "--db", str(db)]),
+            ],
             cwd=str(tmp),
             env=full_env,
             stdout=self._log,

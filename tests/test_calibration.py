@@ -25,8 +25,12 @@ def test_sql_expression_matches_numpy():
     cal = Calibration("quantile", 0.83, 0.905)
     xs = np.linspace(-1, 1, 41)
     con = duckdb.connect()
-    got = [con.execute(f"SELECT {cal.sql_expression('x')} FROM (SELECT ?::DOUBLE AS x)",
-                       [float(x)]).fetchall()[0][0] for x in xs]
+    got = [
+        con.execute(
+            f"SELECT {cal.sql_expression('x')} FROM (SELECT ?::DOUBLE AS x)", [float(x)]
+        ).fetchall()[0][0]
+        for x in xs
+    ]
     assert np.allclose(got, cal.score(xs))
 
 

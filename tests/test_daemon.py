@@ -271,18 +271,21 @@ def test_renaming_and_deleting_a_class_folder(tree, tmp_path):
         ids = dict(query_when_free(db, "SELECT path, id FROM files WHERE class = 'Raj'"))
         # Renaming a folder relabels its images: same identities, nothing re-encoded.
         (root / "Raj").rename(root / "Raj Koothrappali")
-        wait_for(lambda: not any(p.startswith("Raj/") for p in store_paths(db)), 60,
-                 "the folder rename")
+        wait_for(
+            lambda: not any(p.startswith("Raj/") for p in store_paths(db)), 60, "the folder rename"
+        )
         d.wait_idle()
-        after = dict(query_when_free(
-            db, "SELECT path, id FROM files WHERE class = 'Raj Koothrappali'"))
+        after = dict(
+            query_when_free(db, "SELECT path, id FROM files WHERE class = 'Raj Koothrappali'")
+        )
         assert sorted(after.values()) == sorted(ids.values())
         assert encoded_total(db) == base
         assert store_paths(db) == disk_paths(root)
         # Deleting a folder removes its images and their pairs.
         shutil.rmtree(root / "Raj Koothrappali")
-        wait_for(lambda: not any(p.startswith("Raj ") for p in store_paths(db)), 60,
-                 "the folder delete")
+        wait_for(
+            lambda: not any(p.startswith("Raj ") for p in store_paths(db)), 60, "the folder delete"
+        )
         d.wait_idle()
         assert query_when_free(
             db, "SELECT count(*) FROM pairs WHERE class_a LIKE 'Raj%' OR class_b LIKE 'Raj%'"

@@ -39,8 +39,10 @@ def test_default_threshold_separates_people_and_finds_the_planted_mistake(scanne
     same = who[i] == who[j]
     same_rate = float((scores[i, j][same] >= 0.4).mean())
     diff_rate = float((scores[i, j][~same] >= 0.4).mean())
-    print(f"same-identity pairs >= 0.4: {same_rate:.1%} of {same.sum()}; "
-          f"different-identity pairs >= 0.4: {diff_rate:.2%} of {(~same).sum()}")
+    print(
+        f"same-identity pairs >= 0.4: {same_rate:.1%} of {same.sum()}; "
+        f"different-identity pairs >= 0.4: {diff_rate:.2%} of {(~same).sum()}"
+    )
     assert same_rate >= 0.95
     assert diff_rate <= 0.02
     # The planted mistake tops the review queue.

@@ -70,8 +70,9 @@ def test_move_between_folders_is_a_relabel(dev_copy, run_scan):
     assert pairs_of(db, moved) == []
     after = pairs_of(db, "Joseph_Biden/biden.jpg")
     # Its new class-mates are no longer pairs; the other Joe_Biden image now is.
-    assert not any(a.startswith("Joseph_Biden/") and b.startswith("Joseph_Biden/")
-                   for a, b, _ in after)
+    assert not any(
+        a.startswith("Joseph_Biden/") and b.startswith("Joseph_Biden/") for a, b, _ in after
+    )
     assert ("Joe_Biden/biden2.jpg", "Joseph_Biden/biden.jpg") in [(a, b) for a, b, _ in after]
 
 
@@ -84,8 +85,9 @@ def test_delete_removes_its_pairs(dev_copy, run_scan):
     assert stats.removed == 1 and stats.encoded == 0
     assert pairs_of(db, gone) == []
     assert query(db, "SELECT count(*) FROM images WHERE path = ?", [gone]) == [(0,)]
-    assert query(db, "SELECT count(*) FROM neighbors n LEFT JOIN files f ON f.id = n.dst "
-                     "WHERE f.id IS NULL") == [(0,)]
+    assert query(
+        db, "SELECT count(*) FROM neighbors n LEFT JOIN files f ON f.id = n.dst WHERE f.id IS NULL"
+    ) == [(0,)]
 
 
 def test_bad_files_get_a_status_and_the_run_continues(tmp_path, run_scan):
@@ -121,8 +123,9 @@ def test_bad_files_get_a_status_and_the_run_continues(tmp_path, run_scan):
 
 def test_no_face_image_gets_no_pairs(scanned_dev):
     _, db = scanned_dev
-    assert query(db, "SELECT status FROM images WHERE path = 'Charlton_Heston/pilatus800.jpg'") \
-        == [("no_face",)]
+    assert query(db, "SELECT status FROM images WHERE path = 'Charlton_Heston/pilatus800.jpg'") == [
+        ("no_face",)
+    ]
     assert pairs_of(db, "Charlton_Heston/pilatus800.jpg") == []
 
 
@@ -152,10 +155,15 @@ def test_scan_waits_out_another_process_holding_the_store(tmp_path, run_scan):
     db = tmp_path / "s.duckdb"
     duckdb.connect(str(db)).close()
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-         " time.sleep(4); c.close()", str(db)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+            " time.sleep(4); c.close()",
+            str(db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
@@ -205,3 +213,14 @@ def test_changing_the_threshold_rescores_every_pair(dev_copy, run_scan):
     assert query(db, "SELECT min(score) FROM pairs")[0][0] >= 0.6
     assert 0 < stats.pairs < before
     assert run_scan(root, db, threshold=0.6).full_compare is False
+
+
+def test_pixel_limit_refuses_a_decompression_bomb(tmp_path, run_scan):
+    root = tmp_path / "data"
+    (root / "Big").mkdir(parents=True)
+    shutil.copy2(DEV_FACES / "Joe_Biden" / "biden2.jpg", root / "Big" / "huge.jpg")  # 1200²
+    db = tmp_path / "s.duckdb"
+    stats = run_scan(root, db, max_pixels=1_000_000)
+    assert stats.failed == 1
+    ((status, message),) = query(db, "SELECT status, message FROM images")
+    assert status == "unreadable" and "over the limit" in message

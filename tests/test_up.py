@@ -30,8 +30,11 @@ def test_up_runs_daemon_and_dashboard_on_the_defaults(tmp_path):
     port = free_port()
     # No root, no store argument: the defaults, relative to the working directory.
     d = DaemonProcess(
-        tmp_path / "data", tmp_path / "facelint.duckdb", tmp_path,
-        env={"FACELINT_PORT": str(port)}, command=["up"],
+        tmp_path / "data",
+        tmp_path / "facelint.duckdb",
+        tmp_path,
+        env={"FACELINT_PORT": str(port)},
+        command=["up"],
     )
     try:
         d.wait_ready()
