@@ -293,3 +293,16 @@ def test_renaming_and_deleting_a_class_folder(tree, tmp_path):
         assert d.terminate() == 0
     finally:
         d.close()
+
+
+def test_polling_observer_for_network_mounts(tree, tmp_path):
+    root, db = tree
+    d = DaemonProcess(root, db, tmp_path, command=["daemon", str(root), "--db", str(db), "--poll"])
+    try:
+        d.wait_ready()
+        assert "PollingObserver" in d.log()
+        shutil.copy2(DEV_FACES / "Joe_Biden" / "biden2.jpg", root / "Amy" / "biden2.jpg")
+        wait_for(lambda: pairs_of(db, "Amy/biden2.jpg"), 60, "pairs via the polling observer")
+        assert d.terminate() == 0
+    finally:
+        d.close()
