@@ -61,6 +61,7 @@ class RunStats:
     no_face: int = 0
     pairs: int = 0
     pairs_removed: int = 0
+    encoded_total: int = 0  # every encode the store has recorded, across runs
     full_compare: bool = False
     compared: int = 0
     calibration: dict[str, Any] = field(default_factory=dict)
@@ -158,8 +159,8 @@ class Pipeline:
         stats = RunStats(kind=kind)
         self._set_state("scanning")
         diff = self._detect(paths, list(folders), stats)
-        self._apply(diff, stats)
-        self._encode(stats)
+        todo = self._apply(diff, stats)
+        self._encode(stats, todo)
         self._compare(stats)
         stats.seconds = round(time.monotonic() - started, 3)
         self._finish(stats, started_at)
@@ -195,12 +196,14 @@ class Pipeline:
         stats.scanned = len(disk)
         return inventory.diff(self.root, disk, stored, skipped)
 
-    def _apply(self, diff: inventory.Diff, stats: RunStats) -> None:
+    def _apply(self, diff: inventory.Diff, stats: RunStats) -> list[tuple[str, str]] | None:
+        """Write the diff; returns the content still to encode (None: nothing was written,
+        so the encode step asks the store itself, for work a crash left pending)."""
         stats.new, stats.moved = len(diff.new), len(diff.moved)
         stats.changed, stats.touched = len(diff.changed), len(diff.touched)
         stats.removed = len(diff.removed)
         if diff.is_empty():
-            return
+            return None
         now = utcnow()
         with self._store() as con:
             catalog.set_meta(con, model=self.model, max_pairs_per_image=self.s.max_pairs_per_image)
@@ -222,14 +225,17 @@ class Pipeline:
             catalog.add_files(
                 con, [(f.path, f.klass, f.size, f.mtime_ns, h) for f, h in diff.new], now
             )
-            missing = {h for h, _ in catalog.hashes_to_encode(con, self.model)}
+            todo = catalog.hashes_to_encode(con, self.model)
+        missing = {h for h, _ in todo}
         # Content already encoded under this model is reused, never re-encoded.
         stats.reused = stats.moved + sum(1 for _, h in diff.new if h not in missing)
         stats.reused += sum(1 for _, _, h in diff.changed if h not in missing)
+        return todo
 
-    def _encode(self, stats: RunStats) -> None:
-        with self._store() as con:
-            todo = catalog.hashes_to_encode(con, self.model)
+    def _encode(self, stats: RunStats, todo: list[tuple[str, str]] | None) -> None:
+        if todo is None:
+            with self._store() as con:
+                todo = catalog.hashes_to_encode(con, self.model)
         if not todo:
             return
         self._set_state("encoding")
@@ -360,6 +366,7 @@ class Pipeline:
         with self._store() as con:
             stats.pairs = matches.count_pairs(con)
             stats.images = catalog.count_files(con)
+            stats.encoded_total = catalog.get_counter(con, "encoded_total")
             figures = {
                 k: getattr(stats, k)
                 for k in (

@@ -160,15 +160,11 @@ class Service:
     def _record(self, stats: RunStats) -> None:
         if stats.encoded:
             self.encoded_recent.append((self.clock(), stats.encoded))
-        self.totals = {"images": stats.images, "pairs": stats.pairs}
-        from store.catalog import get_counter
-        from store.connection import open_store
-
-        try:
-            with open_store(self.s.db, read_only=True, timeout=5.0) as con:
-                self.totals["encoded_total"] = get_counter(con, "encoded_total")
-        except StoreBusy:
-            pass
+        self.totals = {
+            "images": stats.images,
+            "pairs": stats.pairs,
+            "encoded_total": stats.encoded_total,
+        }
         for path, status, message in stats.failures:
             log.warning("%s: %s: %s", path, status, message)
         for path, why in stats.skipped:
