@@ -704,7 +704,7 @@ class CannedPool:
 
 def timed_phases(pipeline: Pipeline, phases: dict[str, float]) -> None:
     """Accumulate the wall time of each step of Pipeline.run() into `phases`."""
-    for name in ("_detect", "_apply", "_encode", "_compare", "_finish"):
+    for name in ("_detect", "_apply", "_encode", "refresh", "_finish"):
         step = getattr(pipeline, name)
 
         def wrapper(*args: Any, _step: Any = step, _name: str = name, **kwargs: Any) -> Any:

@@ -1,59 +1,117 @@
-"""Calibrated scores: a monotone map of raw cosine so that the threshold means something.
+"""Calibrated scores whose meaning holds at any data-set size.
 
-Raw dlib cosine ranks pairs best but puts every pair of people above 0.4 (DESIGN.md). We
-keep its order and move the scale: the map is piecewise linear through (-1, -1),
-(zero_cos, 0), (anchor_cos, 0.4), (1, 1), where zero_cos is the median raw cosine of
-cross-class pairs in the user's own data (a typical pair of different people scores 0),
-and anchor_cos is the cosine that only `false_rate` of cross-class pairs reach (so 0.4
-admits about that fraction of different people). Cross-class pairs are nearly all
-different people, and their distribution is the user's population's own: a Western
-prior would not fit Japanese faces (DESIGN.md measured 60 % false pairs that way).
+A reviewer needs the number of false matches *per image* at the threshold to stay small
+however large the set grows. Different people's pairs grow with N², one person's with N,
+so a fixed quantile (the first release's 1.5 %) fills the store with strangers at scale
+(25 M pairs at 57,637 faces). Here the threshold score 0.4 sits at the raw cosine that
+different people reach with a tail probability of TARGET_FALSE_PER_IMAGE / N: about 0.1
+false matches per image at any N (docs/design.md, "Scores").
+
+That tail lies far beyond what any sample sees (≈2·10⁻⁶ at 57,637 images), so it is
+fitted: raw cosines of random cross-folder pairs (nearly all different people), a normal
+fitted to their upper quantiles by least squares on the normal scale, extrapolated. The
+fit stops short of the sample's very top, where real mistakes among the random draws
+sit (one person under two names makes its pairs cross-folder); measured on LFW with 100
+planted mistakes, the fitted tail errs on the safe side (fewer false matches than the
+target, not more). The map from raw cosine to score is piecewise linear and monotone,
+so the model's ranking is kept; the same-person rate at the threshold (recall) is read
+off pairs inside folders, which are mostly right.
+
+A model whose raw cosine is already a similarity in the everyday sense (ArcFace) keeps
+the identity map unless the tail says 0.4 admits too many: then the map only tightens,
+never loosens.
 """
 
 from __future__ import annotations
+
+import math
+from statistics import NormalDist
 
 import numpy as np
 
 from store.scores import ANCHOR_SCORE, Calibration
 
-# Fraction of different-person pairs allowed to reach ANCHOR_SCORE. Measured on the dev
-# faces: 1.5 % keeps 95 % of same-person pairs at >= 0.4 with about 1 % false pairs.
-DEFAULT_FALSE_RATE = 0.015
-# Fewer cross-class pairs than this and a quantile is noise: use the prior instead.
+# Expected false matches per image at the threshold score.
+TARGET_FALSE_PER_IMAGE = 0.1
+# Fewer cross-folder pairs than this and a tail fit is noise: use the prior instead.
 MIN_SAMPLES = 1000
-# The prior: what the estimate gives on the dev faces (dlib ResNet, 68 faces, 15 folders).
+# Cross-folder pairs sampled for the fit, and same-folder pairs for the recall estimate.
+MAX_SAMPLES = 1_000_000
+MAX_GENUINE = 200_000
+# The prior: about what the estimate gives on the dev faces (dlib ResNet, 70 faces, 15
+# folders: zero 0.835, anchor 0.932).
 PRIOR_ZERO_COS = 0.835
-PRIOR_ANCHOR_COS = 0.905
-# Pairs gathered at a time when sampling cross-class cosines (memory: 2 x chunk x d floats).
+PRIOR_ANCHOR_COS = 0.93
+# Pairs gathered at a time when sampling (memory: 2 x chunk x d floats).
 SAMPLE_CHUNK = 16_384
 
+_NORMAL = NormalDist()
 
-def identity() -> Calibration:
+
+def identity(images: int = 0) -> Calibration:
     """For models whose raw cosine already centres different people near 0 (ArcFace)."""
-    return Calibration("identity", 0.0, ANCHOR_SCORE, ANCHOR_SCORE)
+    return Calibration("identity", 0.0, ANCHOR_SCORE, ANCHOR_SCORE, images=images)
 
 
 def prior(images: int = 0) -> Calibration:
     return Calibration("prior", PRIOR_ZERO_COS, PRIOR_ANCHOR_COS, images=images)
 
 
+def fit_tail(sample: np.ndarray) -> tuple[float, float]:
+    """(loc, scale) of a normal fitted to the sample's upper quantiles: P(x >= c) is
+    1 - Phi((c - loc) / scale) out in the tail."""
+    m = len(sample)
+    # From the 90th percentile up to where ~30 sampled pairs remain above, but no further
+    # than 1 in 300: beyond it real mistakes among the draws bend the curve upwards.
+    hi = min(2.5, math.log10(max(m, 100) / 30))
+    ps = 1 - 10 ** -np.linspace(1.0, max(1.3, hi), 12)
+    qs = np.quantile(sample, ps)
+    zs = np.array([_NORMAL.inv_cdf(float(p)) for p in ps])
+    scale, loc = np.polyfit(zs, qs, 1)
+    return float(loc), float(max(scale, 1e-4))
+
+
 def estimate(
     unit: np.ndarray,
     classes: np.ndarray,
-    false_rate: float = DEFAULT_FALSE_RATE,
-    max_samples: int = 400_000,
+    raw_is_score: bool = False,
+    target: float = TARGET_FALSE_PER_IMAGE,
     seed: int = 0,
 ) -> Calibration:
     """Estimate from unit-length embeddings and their integer class codes."""
     n = len(unit)
-    cos = _cross_class_sample(unit, classes, max_samples, seed)
+    cos = _cross_class_sample(unit, classes, MAX_SAMPLES, seed)
     if len(cos) < MIN_SAMPLES:
-        return prior(n)
-    zero = float(np.median(cos))
-    anchor = float(np.quantile(cos, 1.0 - false_rate))
-    if not zero < anchor < 1.0:
-        return prior(n)
-    return Calibration("quantile", zero, anchor, ANCHOR_SCORE, false_rate, len(cos), n)
+        return identity(n) if raw_is_score else prior(n)
+    loc, scale = fit_tail(cos)
+    sizes = np.bincount(classes)
+    # Each image meets every image outside its own folder.
+    cross = float(n - np.mean(sizes[classes]))
+    rate = min(0.5, target / max(cross, 1.0))
+    anchor = loc + scale * _NORMAL.inv_cdf(1.0 - rate)
+    genuine = _same_class_sample(unit, classes, MAX_GENUINE, seed)
+    if raw_is_score:
+        zero = 0.0
+        anchor = max(anchor, ANCHOR_SCORE)
+        kind = "identity" if anchor == ANCHOR_SCORE else "tail"
+    else:
+        zero = float(np.median(cos))
+        kind = "tail"
+        if not zero < anchor < 1.0:
+            return prior(n)
+    cal = Calibration(
+        kind,
+        zero,
+        float(min(anchor, 0.9999)),
+        ANCHOR_SCORE,
+        samples=len(cos),
+        images=n,
+        tail_loc=loc,
+        tail_scale=scale,
+        cross=cross,
+    )
+    recall = float(np.mean(genuine >= cal.anchor_cos)) if len(genuine) else None
+    return cal.with_recall(recall, len(genuine))
 
 
 def _cross_class_sample(
@@ -73,8 +131,34 @@ def _cross_class_sample(
     j = rng.integers(0, n, size=max_samples * 2)
     keep = classes[i] != classes[j]
     i, j = i[keep][:max_samples], j[keep][:max_samples]
-    # In chunks: gathering all 400,000 pairs at once is two 200 MB copies (d = 128),
-    # more memory than the whole comparison of 57,637 images needs.
+    return _dots(unit, i, j)
+
+
+def _same_class_sample(
+    unit: np.ndarray, classes: np.ndarray, max_samples: int, seed: int
+) -> np.ndarray:
+    """Cosines of pairs inside folders (one person, mostly), at most max_samples."""
+    order = np.argsort(classes, kind="stable")
+    c = classes[order]
+    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+    sizes = np.diff(np.r_[starts, len(c)])
+    total = int((sizes * (sizes - 1) // 2).sum())
+    if total == 0:
+        return np.empty(0, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    multi = sizes >= 2
+    # Draw folders by their number of pairs, then two distinct members of each.
+    weights = (sizes * (sizes - 1) / 2)[multi]
+    pick = rng.choice(np.flatnonzero(multi), size=min(max_samples, total),
+                      p=weights / weights.sum())
+    a = rng.integers(0, sizes[pick])
+    b = (a + 1 + rng.integers(0, sizes[pick] - 1)) % sizes[pick]
+    i, j = order[starts[pick] + a], order[starts[pick] + b]
+    return _dots(unit, i, j)
+
+
+def _dots(unit: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    # In chunks: gathering a million pairs at once is two 500 MB copies (d = 128).
     out = np.empty(len(i), dtype=np.result_type(unit.dtype, np.float32))
     for s in range(0, len(i), SAMPLE_CHUNK):
         e = s + SAMPLE_CHUNK

@@ -152,16 +152,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_scan(s: Settings, args: argparse.Namespace) -> int:
     from daemon.pipeline import Pipeline
-    from daemon.progress import Progress
+    from daemon.progress import TerminalProgress
 
     def waiting(waited: float, why: str) -> None:
         if waited == 0 or int(waited) % 5 == 0:
             log.info("store is locked by another process; waiting (%.0f s)", waited)
 
-    pipeline = Pipeline(s, progress=Progress(), on_wait=waiting)
+    progress = TerminalProgress()
+    pipeline = Pipeline(s, on_progress=progress, on_wait=waiting)
     try:
         stats = pipeline.run()
     finally:
+        progress.close()
         pipeline.close()
     if args.json:
         print(json.dumps(stats.as_dict(), ensure_ascii=False, default=str))
@@ -169,7 +171,8 @@ def cmd_scan(s: Settings, args: argparse.Namespace) -> int:
     print(
         f"{stats.images} images in {s.root}: {stats.encoded} encoded, {stats.reused} reused, "
         f"{stats.moved} moved, {stats.removed} removed, {stats.failed} failed, "
-        f"{stats.no_face} without a face; {stats.pairs} pairs in {s.db} "
+        f"{stats.no_face} without a face; {stats.pairs} pairs and {stats.suggestions} "
+        f"suggestions in {s.db} "
         f"({'full' if stats.full_compare else 'incremental'} compare, {stats.seconds:.1f} s)"
     )
     for path, status, message in stats.failures:

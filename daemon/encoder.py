@@ -6,7 +6,7 @@ models are never compared. A new model is a new class implementing `Encoder`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -17,17 +17,35 @@ from daemon.images import ImageReadError, load_rgb
 Box = tuple[int, int, int, int]  # left, top, right, bottom in original pixels
 
 
+MAX_FACES = 5
+
+
+@dataclass
+class Face:
+    box: Box
+    vector: np.ndarray
+    det_score: float = 0.0
+    landmarks: np.ndarray | None = None
+
+
 @dataclass
 class Encoding:
     status: str  # ok | no_face | multi_face | unreadable | error
     message: str = ""
-    faces: int = 0
-    box: Box | None = None
-    whole_image: bool = False
-    vector: np.ndarray | None = None
     model: str = ""
     width: int = 0
     height: int = 0
+    whole_image: bool = False
+    detected: int = 0
+    faces: list[Face] = field(default_factory=list)
+
+    @property
+    def vector(self) -> np.ndarray | None:
+        return self.faces[0].vector if self.faces else None
+
+    @property
+    def box(self) -> Box | None:
+        return self.faces[0].box if self.faces else None
 
 
 class Encoder(Protocol):
@@ -96,27 +114,27 @@ class DlibEncoder:
         whole = False
         if not found:
             if not _looks_like_aligned_crop(w, h):
-                return Encoding(
-                    "no_face", "no face detected", 0, None, False, None, self.model_id, w, h
-                )
+                return Encoding("no_face", "no face detected", self.model_id, w, h)
             whole = True
-            box: Box = (0, 0, w, h)
+            boxes: list[tuple[Box, float]] = [((0, 0, w, h), 0.0)]
         else:
-            box = max(found, key=lambda b: (b[0][2] - b[0][0]) * (b[0][3] - b[0][1]))[0]
+            boxes = sorted(found, key=lambda b: -(b[0][2] - b[0][0]) * (b[0][3] - b[0][1]))
         dlib = self._dlib
-        rect = dlib.rectangle(box[0], box[1], box[2] - 1, box[3] - 1)
-        shape = self._shape(rgb, rect)
-        vec = np.asarray(
-            self._net.compute_face_descriptor(rgb, shape, self.num_jitters), dtype=np.float32
-        )
-        faces = len(found)
+        faces = []
+        for box, det in boxes[:MAX_FACES]:
+            rect = dlib.rectangle(box[0], box[1], box[2] - 1, box[3] - 1)
+            shape = self._shape(rgb, rect)
+            vec = np.asarray(
+                self._net.compute_face_descriptor(rgb, shape, self.num_jitters), dtype=np.float32
+            )
+            faces.append(Face(box, vec, det))
         if whole:
             status, msg = "ok", "no face detected in an aligned crop: whole image used as the face"
-        elif faces > 1:
-            status, msg = "multi_face", f"{faces} faces found; the largest was encoded"
+        elif len(found) > 1:
+            status, msg = "multi_face", f"{len(found)} faces found; each is encoded"
         else:
             status, msg = "ok", ""
-        return Encoding(status, msg, faces, box, whole, vec, self.model_id, w, h)
+        return Encoding(status, msg, self.model_id, w, h, whole, len(found), faces)
 
 
 def _rect(r: object, scale: float, w: int, h: int) -> Box:

@@ -1,9 +1,15 @@
-"""The pipeline: disk → change detection → encoding → comparison → store.
+"""The pipeline: disk → change detection → encoding → comparison → suggestions → store.
 
 `facelint scan` runs it once over the whole tree; the daemon runs it over the paths its
-events named. Each step writes in its own short transaction, and what a step leaves
-undone (files without an embedding, files marked dirty) is exactly what the next run
-picks up, so a crash or kill loses nothing.
+events named. Every step reads, computes and writes apart: a short connection reads
+what a step needs, the computation holds no connection, and one short transaction
+writes the result. So the dashboard and a user's SQL never wait on a computation, and
+what a step leaves undone (files without an encoding, files marked dirty) is exactly
+what the next run picks up: a crash or kill loses nothing.
+
+The comparison step (`refresh`) reads a snapshot of the store, computes faces, the
+calibration, match lists and suggestions from it, and writes them only if the store
+has not changed underneath (its `generation` counter): otherwise it starts over.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from daemon.backend import get_backend
 from daemon.config import Settings
 from daemon.encode_pool import EncoderPool
 from daemon.encoder import Encoding
-from daemon.progress import Progress
-from store import catalog, matches
+from daemon.mistakes import Mistakes, find_mistakes
+from daemon.snapshot import Snapshot, assign_folders
+from store import catalog, embeddings, folders, matches, suggestions
 from store.connection import open_store
 from store.scores import Calibration
 
@@ -39,10 +46,22 @@ RESCORE_TOLERANCE = 0.01
 RECALIBRATE_GROWTH = 0.01
 ENCODE_CHUNK = 64
 ENCODE_CHUNK_SECONDS = 20.0
+# A refresh whose snapshot went stale (another writer) is computed again, this often.
+REFRESH_ATTEMPTS = 3
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """What the pipeline is doing, for whoever renders it (a terminal bar, the daemon's
+    status file): `stage` with `done` of `total` items."""
+
+    stage: str  # encoding | comparing | suggesting
+    done: int
+    total: int
 
 
 @dataclass
@@ -61,6 +80,7 @@ class RunStats:
     no_face: int = 0
     pairs: int = 0
     pairs_removed: int = 0
+    suggestions: int = 0
     encoded_total: int = 0  # every encode the store has recorded, across runs
     full_compare: bool = False
     compared: int = 0
@@ -68,6 +88,9 @@ class RunStats:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     encode_seconds: float = 0.0
+    read_seconds: float = 0.0
+    compute_seconds: float = 0.0
+    write_seconds: float = 0.0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -77,6 +100,24 @@ class RunStats:
         return out
 
 
+@dataclass
+class Plan:
+    """What one refresh writes, computed with no connection open."""
+
+    unusable: list[int]
+    calibration: Calibration | None  # to save (None: unchanged)
+    compare_params: str | None  # to save (None: unchanged)
+    lists: compare.Lists | None  # in row indices of snapshot.faces
+    cleared: np.ndarray  # file ids whose dirty flag goes
+    chosen_ids: np.ndarray  # files whose standing face changed
+    chosen_faces: np.ndarray
+    folder_names: dict[int, str]
+    folder_file_ids: np.ndarray
+    folder_file_folders: np.ndarray
+    mistakes: Mistakes | None
+    suggestions_key: str
+
+
 class Pipeline:
     """One store, one root, one encoder pool; run() as often as needed."""
 
@@ -84,7 +125,7 @@ class Pipeline:
         self,
         settings: Settings,
         pool: EncoderPool | None = None,
-        progress: Progress | None = None,
+        on_progress: Callable[[ProgressEvent], None] | None = None,
         on_state: Callable[[str], None] | None = None,
         on_wait: Callable[[float, str], None] | None = None,
         before_encode: Callable[[], bool] | None = None,
@@ -101,13 +142,15 @@ class Pipeline:
         )
         self._own_pool = pool is None
         self.model = self.pool.model_id
-        self.progress = progress or Progress(enabled=False)
+        self.on_progress = on_progress or (lambda event: None)
         self.on_state = on_state or (lambda state: None)
         self.state = "idle"
         self.on_wait = on_wait
         self.before_encode = before_encode
         self._xp: Any = None
         self.backend_note = ""
+        # The longest a write transaction of this pipeline held the store (benchmarks).
+        self.longest_write = 0.0
 
     def close(self) -> None:
         if self._own_pool:
@@ -132,6 +175,15 @@ class Pipeline:
             if waited:
                 self.on_state(self.state)
             yield con
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        """One write transaction, timed: how long readers may wait on us."""
+        with self._store() as con:
+            started = time.monotonic()
+            yield con
+            # Commit happens as the outer block exits: count it too.
+        self.longest_write = max(self.longest_write, time.monotonic() - started)
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -161,7 +213,7 @@ class Pipeline:
         diff = self._detect(paths, list(folders), stats)
         todo = self._apply(diff, stats)
         self._encode(stats, todo)
-        self._compare(stats)
+        self.refresh(stats)
         stats.seconds = round(time.monotonic() - started, 3)
         self._finish(stats, started_at)
         return stats
@@ -205,7 +257,7 @@ class Pipeline:
         if diff.is_empty():
             return None
         now = utcnow()
-        with self._store() as con:
+        with self._write() as con:
             catalog.set_meta(con, model=self.model, max_pairs_per_image=self.s.max_pairs_per_image)
             stored_classes = catalog.classes_of(con, [i for i, _ in diff.moved])
             stats.pairs_removed += matches.forget_matches(
@@ -225,7 +277,8 @@ class Pipeline:
             catalog.add_files(
                 con, [(f.path, f.klass, f.size, f.mtime_ns, h) for f, h in diff.new], now
             )
-            todo = catalog.hashes_to_encode(con, self.model)
+            catalog.bump_counter(con, "generation", 1)
+            todo = embeddings.hashes_to_encode(con, self.model)
         missing = {h for h, _ in todo}
         # Content already encoded under this model is reused, never re-encoded.
         stats.reused = stats.moved + sum(1 for _, h in diff.new if h not in missing)
@@ -235,19 +288,22 @@ class Pipeline:
     def _encode(self, stats: RunStats, todo: list[tuple[str, str]] | None) -> None:
         if todo is None:
             with self._store() as con:
-                todo = catalog.hashes_to_encode(con, self.model)
+                todo = embeddings.hashes_to_encode(con, self.model)
         if not todo:
             return
         self._set_state("encoding")
         started = time.monotonic()
-        self.progress.start("encoding", len(todo))
+        total = len(todo)
+        self.on_progress(ProgressEvent("encoding", 0, total))
         paths = dict(todo)
-        batch: list[catalog.EmbeddingRow] = []
+        batch: list[embeddings.EncodingRow] = []
         last_flush = time.monotonic()
+        done = 0
         for digest, enc in self.pool.encode(
             ((h, self.root / p) for h, p in todo), before_each=self.before_encode
         ):
-            self.progress.advance()
+            done += 1
+            self.on_progress(ProgressEvent("encoding", done, total))
             if enc.status == "missing":
                 stats.skipped.append((paths[digest], enc.message))
                 continue
@@ -262,108 +318,189 @@ class Pipeline:
                 stats.encoded += self._flush(batch)
                 last_flush = time.monotonic()
         stats.encoded += self._flush(batch)
-        self.progress.finish()
         stats.encode_seconds = round(time.monotonic() - started, 3)
 
-    def _flush(self, batch: list[catalog.EmbeddingRow]) -> int:
+    def _flush(self, batch: list[embeddings.EncodingRow]) -> int:
         if not batch:
             return 0
-        with self._store() as con:
-            catalog.write_embeddings(con, self.model, batch, utcnow())
+        with self._write() as con:
+            embeddings.write_encodings(con, self.model, batch, utcnow())
+            catalog.bump_counter(con, "generation", 1)
         n = len(batch)
         batch.clear()
         return n
 
-    def _calibrate(self, con, unit: np.ndarray, codes: np.ndarray) -> tuple[Calibration, bool]:
+    # -- refresh: read → compute → write ---------------------------------------------------
+
+    def refresh(self, stats: RunStats | None = None) -> None:
+        """Bring faces, calibration, pairs and suggestions up to date with the files and
+        encodings in the store."""
+        stats = stats or RunStats(kind="refresh")
+        for _ in range(REFRESH_ATTEMPTS):
+            t0 = time.monotonic()
+            with self._store() as con:
+                snap = Snapshot.read(con, self.model)
+            t1 = time.monotonic()
+            plan = self._compute(snap, stats)
+            t2 = time.monotonic()
+            stats.read_seconds += round(t1 - t0, 3)
+            stats.compute_seconds += round(t2 - t1, 3)
+            if plan is None:
+                return
+            if self._write_plan(snap, plan, stats):
+                stats.write_seconds += round(time.monotonic() - t2, 3)
+                return
+            log.info("the store changed while comparing: computing again")
+        log.warning("the store kept changing; the next run finishes the comparison")
+
+    def _compute(self, snap: Snapshot, stats: RunStats) -> Plan | None:
+        k = self.s.max_pairs_per_image
+        faces = snap.faces
+        n = len(faces)
+        names, folder_file_ids, folder_file_folders, folder_of_class = assign_folders(snap)
+        params = f"threshold={self.s.threshold};k={k}"
+        unit_faces = compare.normalise(faces.vectors) if n else np.empty((0, 0), np.float32)
+        codes = np.unique(np.asarray(faces.classes), return_inverse=True)[1] if n else np.empty(
+            0, np.int64
+        )
+        old = snap.calibration
+        cal, rescore = self._calibrate(old, unit_faces, faces, codes)
+        rows = _standing_faces(snap, unit_faces, codes, cal)
+        unit = unit_faces[rows] if n else unit_faces
+        changed_face = (faces.face_index[rows] != faces.chosen) if n else np.zeros(0, bool)
+        dirty = faces.dirty | changed_face
+        if snap.compare_params != params:
+            rescore = True
+        if cal is not None:
+            stats.calibration = _calibration_summary(cal, self.s.threshold)
+        lists = None
+        cleared = np.empty(0, np.int64)
+        if n and (rescore or dirty.any()):
+            self._set_state("comparing")
+            self.on_progress(ProgressEvent("comparing", 0, 1))
+            raw_threshold = cal.cosine_for(self.s.threshold)
+            if rescore or dirty.sum() >= n // 2:
+                stats.full_compare = True
+                lists = compare.full_lists(self.xp, unit, codes, raw_threshold, k)
+                cleared = faces.ids
+                stats.compared = n
+            else:
+                lists, recomputed = compare.incremental_lists(
+                    self.xp,
+                    unit,
+                    codes,
+                    raw_threshold,
+                    k,
+                    np.flatnonzero(dirty),
+                    faces.candidates,
+                    snap.stored_lists_in(faces.ids),
+                )
+                cleared = faces.ids[recomputed]
+                stats.compared = len(recomputed)
+            self.on_progress(ProgressEvent("comparing", 1, 1))
+        something_changed = (
+            lists is not None
+            or bool(snap.unusable)
+            or len(folder_file_ids) > 0
+            or snap.suggested_at != snap.generation_key(self.model)
+        )
+        mistakes = None
+        if something_changed and cal is not None:
+            self._set_state("suggesting")
+            self.on_progress(ProgressEvent("suggesting", 0, 1))
+            src, dst = _list_rows(snap, faces.ids, lists)
+            mistakes = find_mistakes(
+                snap, unit, rows, src, dst, cal, self.s.threshold, folder_of_class, self.model
+            )
+            stats.suggestions = len(mistakes.rows)
+            self.on_progress(ProgressEvent("suggesting", 1, 1))
+        if (
+            lists is None
+            and not snap.unusable
+            and mistakes is None
+            and not len(folder_file_ids)
+            and cal == old
+            and not changed_face.any()
+        ):
+            return None
+        return Plan(
+            unusable=snap.unusable,
+            calibration=cal if cal != old else None,
+            compare_params=params if snap.compare_params != params else None,
+            lists=lists,
+            cleared=cleared,
+            chosen_ids=faces.ids[changed_face] if n else np.empty(0, np.int64),
+            chosen_faces=faces.face_index[rows][changed_face] if n else np.empty(0, np.int16),
+            folder_names=names,
+            folder_file_ids=folder_file_ids,
+            folder_file_folders=folder_file_folders,
+            mistakes=mistakes,
+            suggestions_key=snap.generation_key(self.model),
+        )
+
+    def _calibrate(
+        self, old: Calibration | None, unit_faces: np.ndarray, faces: Any, codes: np.ndarray
+    ) -> tuple[Calibration | None, bool]:
         """The calibration to score with, and whether every pair must be rescored."""
-        old = matches.load_calibration(con, self.model)
-        n = len(unit)
-        if self.s.onnx_model:
-            new = calib.identity()
-        elif old is None or abs(n - old.images) > max(1, RECALIBRATE_GROWTH * old.images):
-            new = calib.estimate(unit, codes)
-        else:
+        n = len(faces)
+        if n == 0:
             return old, False
+        if old is not None and abs(n - old.images) <= max(1, RECALIBRATE_GROWTH * old.images):
+            return old, False
+        # Calibrate on each image's first face: the standing face is chosen with the
+        # calibration, and the first face is the standing one for nearly every image.
+        first = unit_faces[faces.face_start]
+        new = calib.estimate(first, codes, raw_is_score=bool(self.s.onnx_model))
         if old is not None and new.max_shift(old) <= RESCORE_TOLERANCE:
             # Within tolerance: keep the scores stable, remember the size it was checked at.
-            kept = Calibration(
-                old.kind,
-                old.zero_cos,
-                old.anchor_cos,
-                old.anchor_score,
-                old.false_rate,
-                old.samples,
-                n,
-            )
-            matches.save_calibration(con, self.model, kept, utcnow())
+            kept = Calibration(**{**old.__dict__, "images": n})
             return kept, False
-        matches.save_calibration(con, self.model, new, utcnow())
         if old is not None:
             log.info("calibration moved by up to %.3f: rescoring every pair", new.max_shift(old))
         return new, True
 
-    def _compare(self, stats: RunStats) -> None:
-        k = self.s.max_pairs_per_image
+    def _write_plan(self, snap: Snapshot, plan: Plan, stats: RunStats) -> bool:
         now = utcnow()
-        with self._store() as con:
-            unusable = catalog.dirty_unusable(con, self.model)
-            stats.pairs_removed += matches.forget_matches(con, unusable, k, delete_files=False)
-            vec = catalog.load_vectors(con, self.model)
-            n = len(vec.ids)
-            if n == 0:
-                return
-            unit = compare.normalise(vec.vectors)
-            codes = np.unique(np.asarray(vec.classes), return_inverse=True)[1]
-            cal, rescore = self._calibrate(con, unit, codes)
-            # Another threshold or cap changes which pairs exist: recompute them all.
-            params = f"threshold={self.s.threshold};k={k}"
-            if catalog.get_meta(con, "compare_params") != params:
-                rescore = True
-                catalog.set_meta(con, compare_params=params, max_pairs_per_image=k)
-            stats.calibration = {
-                "kind": cal.kind,
-                "zero_cos": round(cal.zero_cos, 4),
-                "anchor_cos": round(cal.anchor_cos, 4),
-                "images": cal.images,
-            }
-            dirty = np.flatnonzero(vec.dirty)
-            if not rescore and len(dirty) == 0:
-                return
-            self._set_state("comparing")
-            raw_threshold = cal.cosine_for(self.s.threshold)
-            ids = vec.ids
-
-            def stored_lists(holding: np.ndarray, sources: np.ndarray) -> compare.Triples:
-                o_src, o_dst, o_cos = matches.lists_of(con, ids[holding], ids[sources])
-                s_pos, s_ok = _positions(ids, o_src)
-                d_pos, d_ok = _positions(ids, o_dst)
-                ok = s_ok & d_ok
-                return s_pos[ok], d_pos[ok], o_cos[ok]
-
-            if rescore or len(dirty) >= n // 2:
-                stats.full_compare = True
-                lists = compare.full_lists(self.xp, unit, codes, raw_threshold, k)
-                cleared = ids
-            else:
-                lists, dirty = compare.incremental_lists(
-                    self.xp, unit, codes, raw_threshold, k, dirty, vec.candidates, stored_lists
+        k = self.s.max_pairs_per_image
+        ids = snap.faces.ids
+        with self._write() as con:
+            if catalog.get_counter(con, "generation") != snap.generation:
+                return False
+            self._set_state("writing")
+            stats.pairs_removed += matches.forget_matches(con, plan.unusable, k, delete_files=False)
+            cal = plan.calibration or snap.calibration
+            if plan.calibration is not None:
+                matches.save_calibration(con, self.model, plan.calibration, now)
+            if plan.compare_params is not None:
+                catalog.set_meta(con, compare_params=plan.compare_params, max_pairs_per_image=k)
+            if plan.lists is not None and cal is not None:
+                lists = plan.lists
+                matches.write_lists(
+                    con,
+                    ids[lists.sources],
+                    ids[lists.src],
+                    ids[lists.dst],
+                    lists.cos,
+                    lists.candidates,
+                    plan.cleared,
+                    cal,
+                    now,
                 )
-                cleared = ids[dirty]
-            stats.compared = len(dirty) if not stats.full_compare else n
-            matches.write_lists(
-                con,
-                ids[lists.sources],
-                ids[lists.src],
-                ids[lists.dst],
-                lists.cos,
-                lists.candidates,
-                cleared,
-                cal,
-                now,
+            if len(plan.chosen_ids):
+                catalog.set_standing_faces(con, plan.chosen_ids, plan.chosen_faces)
+            folders.write_folders(
+                con, plan.folder_names, plan.folder_file_ids, plan.folder_file_folders
             )
+            if plan.mistakes is not None:
+                suggestions.write_suggestions(
+                    con, plan.mistakes.rows, plan.mistakes.pairs, plan.mistakes.reopen, now
+                )
+                catalog.set_meta(con, suggested_at=plan.suggestions_key)
+        self._set_state("idle")
+        return True
 
     def _finish(self, stats: RunStats, started_at: datetime) -> None:
-        with self._store() as con:
+        with self._write() as con:
             stats.pairs = matches.count_pairs(con)
             stats.images = catalog.count_files(con)
             stats.encoded_total = catalog.get_counter(con, "encoded_total")
@@ -383,6 +520,54 @@ class Pipeline:
         self._set_state("idle")
 
 
+def _standing_faces(
+    snap: Snapshot, unit_faces: np.ndarray, codes: np.ndarray, cal: Calibration | None
+) -> np.ndarray:
+    from daemon.faces import choose_faces
+
+    faces = snap.faces
+    if len(faces) == 0:
+        return np.empty(0, np.int64)
+    picks = {}
+    for i, (h, c) in enumerate(zip(faces.hashes, faces.classes, strict=True)):
+        face = snap.picks.get((h, c))
+        if face is not None:
+            hit = np.flatnonzero(
+                faces.face_index[faces.face_start[i] : faces.face_start[i] + faces.face_count[i]]
+                == face
+            )
+            if len(hit):
+                picks[i] = int(faces.face_start[i] + hit[0])
+    same_cos = cal.cosine_for(0.4) if cal is not None else 1.0
+    return choose_faces(
+        codes,
+        faces.hashes,
+        faces.face_start,
+        faces.face_count,
+        faces.boxes,
+        unit_faces,
+        faces.width,
+        faces.height,
+        same_cos,
+        picks,
+    )
+
+
+def _list_rows(
+    snap: Snapshot, ids: np.ndarray, lists: compare.Lists | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every image's current list, as row indices (stored lists, replaced where new)."""
+    s_src, s_dst, _ = snap.lists
+    pos_s, ok_s = _positions(ids, s_src)
+    pos_d, ok_d = _positions(ids, s_dst)
+    ok = ok_s & ok_d
+    src, dst = pos_s[ok], pos_d[ok]
+    if lists is None:
+        return src, dst
+    keep = ~np.isin(src, lists.sources)
+    return np.concatenate([src[keep], lists.src]), np.concatenate([dst[keep], lists.dst])
+
+
 def _positions(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row index of each wanted id in the sorted `ids`, and whether it is there at all."""
     if len(ids) == 0:
@@ -391,15 +576,25 @@ def _positions(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndar
     return pos, ids[pos] == wanted
 
 
-def _row(digest: str, enc: Encoding) -> catalog.EmbeddingRow:
-    return catalog.EmbeddingRow(
+def _calibration_summary(cal: Calibration, threshold: float) -> dict[str, Any]:
+    return {
+        "kind": cal.kind,
+        "zero_cos": round(cal.zero_cos, 4),
+        "anchor_cos": round(cal.anchor_cos, 4),
+        "images": cal.images,
+        "false_per_image": cal.false_per_image(threshold),
+        "recall": cal.recall,
+    }
+
+
+def _row(digest: str, enc: Encoding) -> embeddings.EncodingRow:
+    return embeddings.EncodingRow(
         digest,
         enc.status,
         enc.message,
-        enc.faces,
-        enc.box,
+        enc.detected,
         enc.whole_image,
         enc.width,
         enc.height,
-        enc.vector,
+        [embeddings.FaceRow(f.box, f.vector, f.det_score) for f in enc.faces],
     )

@@ -1,60 +1,61 @@
-"""A progress bar on a terminal, periodic log lines elsewhere (journald, CI logs)."""
+"""Progress on a terminal (tqdm's bar) or as periodic log lines elsewhere (journald, CI
+logs), from the pipeline's progress events."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
+
+from daemon.pipeline import ProgressEvent
+
+log = logging.getLogger("facelint.progress")
 
 
-class Progress:
-    def __init__(self, stream: TextIO | None = None, enabled: bool = True, every: float = 10.0):
+class TerminalProgress:
+    """Renders ProgressEvents: a bar per stage on a terminal, a log line every `every`
+    seconds otherwise."""
+
+    def __init__(self, stream: TextIO | None = None, every: float = 10.0):
         self.stream = stream or sys.stderr
-        self.enabled = enabled
         self.tty = self.stream.isatty()
         self.every = every
-        self._label = ""
-        self._total = 0
-        self._done = 0
-        self._start = 0.0
+        self._bar: Any = None
+        self._stage = ""
         self._last = 0.0
+        self._started = 0.0
 
-    def start(self, label: str, total: int) -> None:
-        self._label, self._total, self._done = label, total, 0
-        self._start = self._last = time.monotonic()
-        self._draw(force=True)
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.stage != self._stage:
+            self.close()
+            self._stage = event.stage
+            self._started = time.monotonic()
+            if self.tty and event.total > 1:
+                from tqdm import tqdm
 
-    def advance(self, n: int = 1) -> None:
-        self._done += n
-        self._draw()
+                self._bar = tqdm(total=event.total, desc=event.stage, unit="img", file=self.stream)
+        if self._bar is not None:
+            self._bar.update(event.done - self._bar.n)
+        elif event.total > 1:
+            now = time.monotonic()
+            if now - self._last >= self.every or event.done == event.total:
+                self._last = now
+                rate = event.done / max(now - self._started, 1e-9)
+                left = (event.total - event.done) / rate if rate > 0 else 0.0
+                log.info(
+                    "%s %d/%d (%.1f/s, about %.0f s left)",
+                    event.stage,
+                    event.done,
+                    event.total,
+                    rate,
+                    left,
+                )
+        if event.done >= event.total:
+            self.close()
 
-    def rate(self) -> float:
-        elapsed = time.monotonic() - self._start
-        return self._done / elapsed if elapsed > 0 else 0.0
-
-    def finish(self) -> None:
-        self._draw(force=True)
-        if self.enabled and self.tty and self._total:
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def _draw(self, force: bool = False) -> None:
-        if not self.enabled or not self._total:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < (0.2 if self.tty else self.every):
-            return
-        self._last = now
-        rate = self.rate()
-        left = (self._total - self._done) / rate if rate > 0 else 0.0
-        frac = self._done / self._total
-        text = (
-            f"{self._label} {self._done}/{self._total} ({frac:5.1%}) "
-            f"{rate:.1f}/s, {left:.0f} s left"
-        )
-        if self.tty:
-            bar = "#" * int(frac * 30)
-            self.stream.write(f"\r[{bar:<30}] {text}\033[K")
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        self._stage = ""

@@ -19,7 +19,8 @@ from typing import Any
 
 from daemon.config import Settings
 from daemon.notify import SystemdNotifier
-from daemon.pipeline import Pipeline, RunStats
+from daemon.pipeline import Pipeline, ProgressEvent, RunStats
+from daemon.progress import TerminalProgress
 from daemon.status import write_status
 from daemon.thermal import TemperatureSource, ThermalGovernor, make_temperature_source
 from daemon.watcher import Batch, EventQueue, start_observer
@@ -56,8 +57,12 @@ class Service:
         self.queue = EventQueue(settings.root, settings.quiet_seconds)
         self.stop_event = threading.Event()
         self.reconcile_due = threading.Event()
+        self.terminal = TerminalProgress()
+        self.progress: dict[str, Any] | None = None
+        self._stage_started = clock()
         self.pipeline = Pipeline(
             settings,
+            on_progress=self._progress,
             on_state=self._set_state,
             on_wait=self._store_wait,
             before_encode=self._before_encode,
@@ -79,6 +84,28 @@ class Service:
         self._mark_alive()
         if state != self.state:
             self.state = state
+            self.publish()
+
+    def _progress(self, event: ProgressEvent) -> None:
+        """The pipeline's progress, on the terminal and in the status file: done/total,
+        rate and time left, so the dashboard can say "encoding 1,234 of 5,000"."""
+        self._mark_alive()
+        self.terminal(event)
+        now = self.clock()
+        if self.progress is None or self.progress["stage"] != event.stage or event.done == 0:
+            self._stage_started = now
+        elapsed = now - self._stage_started
+        rate = event.done / elapsed if elapsed > 0 else 0.0
+        left = (event.total - event.done) / rate if rate > 0 else None
+        self.progress = {
+            "stage": event.stage,
+            "done": event.done,
+            "total": event.total,
+            "rate": round(rate, 2),
+            "eta_s": None if left is None else round(left, 1),
+        }
+        if event.done >= event.total:
+            self.progress = None
             self.publish()
 
     def _store_wait(self, waited: float, why: str) -> None:
@@ -106,6 +133,7 @@ class Service:
             "sensor": self.governor.sensor_available,
             "last_reconcile": self.last_reconcile,
             "message": self.message,
+            "progress": self.progress,
             "root": str(self.root),
             **self.totals,
         }
@@ -118,6 +146,8 @@ class Service:
             except OSError as exc:
                 log.warning("cannot write status file %s: %s", self.s.status_path(), exc)
         text = f"{snap['state']}; queue {snap['queue']}"
+        if self.progress:
+            text += f"; {self.progress['stage']} {self.progress['done']}/{self.progress['total']}"
         if "images" in snap:
             text += f"; {snap['images']} images, {snap['pairs']} pairs"
         if self.message:

@@ -64,12 +64,13 @@ def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
         "throttled": live.get("throttled", False) if running else False,
         "last_reconcile": live.get("last_reconcile"),
         "message": live.get("message", ""),
+        "progress": live.get("progress") if running else None,
         "pid": live.get("pid"),
         "store": str(settings.db),
     }
     try:
         with open_store(settings.db, read_only=True, timeout=2.0) as con:
-            totals = summary(con)
+            totals = summary(con, settings.threshold)
         out["store_readable"] = True
     except (StoreBusy, StoreMissing) as exc:
         totals = {k: live.get(k) for k in ("images", "pairs", "encoded_total")}

@@ -1,4 +1,5 @@
-"""Files and their embeddings: what the daemon knows about each image on disk."""
+"""Files: what the daemon knows about each image on disk (the `files` table), plus the
+store's small bookkeeping tables (`meta`, `counters`, `runs`)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,6 @@ import pyarrow as pa
 
 from store.sql import first_row
 
-# Statuses whose embedding takes part in comparisons.
-USABLE = ("ok", "multi_face")
-
 
 @dataclass(frozen=True)
 class FileRow:
@@ -24,30 +22,6 @@ class FileRow:
     size: int
     mtime_ns: int
     hash: str | None
-
-
-@dataclass(frozen=True)
-class EmbeddingRow:
-    hash: str
-    status: str
-    message: str
-    faces: int
-    box: tuple[int, int, int, int] | None
-    whole_image: bool
-    width: int
-    height: int
-    vector: np.ndarray | None
-
-
-@dataclass
-class Vectors:
-    """Every usable embedding of the current model, one row per file."""
-
-    ids: np.ndarray  # int64, ascending
-    classes: list[str]
-    vectors: np.ndarray  # float32 N×d, raw (not normalised)
-    dirty: np.ndarray  # bool
-    candidates: np.ndarray  # int64
 
 
 def set_meta(con: duckdb.DuckDBPyConnection, **values: object) -> None:
@@ -162,71 +136,6 @@ def update_files(
         con.unregister("file_updates")
 
 
-def hashes_to_encode(con: duckdb.DuckDBPyConnection, model: str) -> list[tuple[str, str]]:
-    """(hash, one path holding it) for every stored content with no embedding of `model`.
-
-    A content whose last attempt ended in `error` (a model failure) is tried again; every
-    other outcome, `no_face` and `unreadable` included, is final for that content.
-    """
-    return [
-        (r[0], r[1])
-        for r in con.execute(
-            """SELECT f.hash, min(f.path) FROM files f
-               LEFT JOIN embeddings e ON e.hash = f.hash AND e.model = ?
-               WHERE f.hash IS NOT NULL AND (e.hash IS NULL OR e.status = 'error')
-               GROUP BY f.hash ORDER BY min(f.path)""",
-            [model],
-        ).fetchall()
-    ]
-
-
-def write_embeddings(
-    con: duckdb.DuckDBPyConnection, model: str, rows: Sequence[EmbeddingRow], now: datetime
-) -> None:
-    """Store encodings, mark their files for comparison, and count them (encoded_total)."""
-    if not rows:
-        return
-    # One INSERT of an Arrow table, not one per row: a row-by-row INSERT with a 128-float
-    # list costs ~2.4 ms, which is ~140 s of main-process CPU over 57,637 new images,
-    # taken from the encoder processes on a two-core machine.
-    count = len(rows)
-    # INSERT OR REPLACE may not see a key twice in one statement: the last one wins.
-    rows = list({r.hash: r for r in rows}.values())
-    boxes = [r.box or (None, None, None, None) for r in rows]
-    table = pa.table(
-        {
-            "hash": pa.array([r.hash for r in rows], pa.string()),
-            "status": pa.array([r.status for r in rows], pa.string()),
-            "message": pa.array([r.message for r in rows], pa.string()),
-            "faces": pa.array([r.faces for r in rows], pa.int32()),
-            "box_left": pa.array([b[0] for b in boxes], pa.int32()),
-            "box_top": pa.array([b[1] for b in boxes], pa.int32()),
-            "box_right": pa.array([b[2] for b in boxes], pa.int32()),
-            "box_bottom": pa.array([b[3] for b in boxes], pa.int32()),
-            "whole_image": pa.array([r.whole_image for r in rows], pa.bool_()),
-            "width": pa.array([r.width for r in rows], pa.int32()),
-            "height": pa.array([r.height for r in rows], pa.int32()),
-            "vector": pa.array(
-                [None if r.vector is None else np.asarray(r.vector, np.float32) for r in rows],
-                pa.list_(pa.float32()),
-            ),
-        }
-    )
-    con.register("new_embeddings", table)
-    try:
-        con.execute(
-            """INSERT OR REPLACE INTO embeddings
-               SELECT hash, $model, status, message, faces, box_left, box_top, box_right,
-                      box_bottom, whole_image, width, height, vector, $now
-               FROM new_embeddings""",
-            {"model": model, "now": now},
-        )
-        con.execute("UPDATE files SET dirty = true WHERE hash IN (SELECT hash FROM new_embeddings)")
-    finally:
-        con.unregister("new_embeddings")
-    bump_counter(con, "encoded_total", count)
-
-
 def bump_counter(con: duckdb.DuckDBPyConnection, name: str, by: int) -> None:
     con.execute(
         """INSERT INTO counters VALUES (?, ?)
@@ -240,46 +149,40 @@ def get_counter(con: duckdb.DuckDBPyConnection, name: str) -> int:
     return 0 if row is None else int(row[0])
 
 
-def load_vectors(con: duckdb.DuckDBPyConnection, model: str) -> Vectors:
+@dataclass
+class AllFiles:
+    ids: np.ndarray  # ascending
+    paths: list[str]
+    classes: list[str]
+    hashes: list[str | None]
+    folder_ids: np.ndarray  # -1 where not assigned yet
+
+
+def all_files(con: duckdb.DuckDBPyConnection) -> AllFiles:
     table = con.sql(
-        f"""SELECT f.id, f.class, e.vector, f.dirty, f.candidates
-            FROM files f JOIN embeddings e ON e.hash = f.hash AND e.model = $model
-            WHERE e.status IN {USABLE} AND e.vector IS NOT NULL
-            ORDER BY f.id""",
-        params={"model": model},
+        "SELECT id, path, class, hash, coalesce(folder_id, -1) AS folder_id FROM files ORDER BY id"
     ).to_arrow_table()
-    n = table.num_rows
-    if n == 0:
-        return Vectors(
-            np.empty(0, np.int64),
-            [],
-            np.empty((0, 0), np.float32),
-            np.empty(0, bool),
-            np.empty(0, np.int64),
-        )
-    flat = table.column("vector").combine_chunks()
-    values = np.asarray(flat.values.to_numpy(zero_copy_only=False), dtype=np.float32)
-    return Vectors(
+    return AllFiles(
         table.column("id").to_numpy().astype(np.int64),
+        table.column("path").to_pylist(),
         table.column("class").to_pylist(),
-        values.reshape(n, -1),
-        table.column("dirty").to_numpy(zero_copy_only=False).astype(bool),
-        table.column("candidates").to_numpy().astype(np.int64),
+        table.column("hash").to_pylist(),
+        table.column("folder_id").to_numpy().astype(np.int64),
     )
 
 
-def dirty_unusable(con: duckdb.DuckDBPyConnection, model: str) -> list[int]:
-    """Dirty files with no usable embedding: they must lose whatever pairs they had."""
-    return [
-        r[0]
-        for r in con.execute(
-            f"""SELECT f.id FROM files f
-                LEFT JOIN embeddings e ON e.hash = f.hash AND e.model = ?
-                WHERE f.dirty AND (e.hash IS NULL OR e.status NOT IN {USABLE}
-                                   OR e.vector IS NULL)""",
-            [model],
-        ).fetchall()
-    ]
+def set_standing_faces(
+    con: duckdb.DuckDBPyConnection, ids: np.ndarray, faces: np.ndarray
+) -> None:
+    """Record which face stands for each of these files in its folder."""
+    table = pa.table(
+        {"id": pa.array(np.asarray(ids, np.int64)), "face": pa.array(np.asarray(faces, np.int16))}
+    )
+    con.register("standing_faces", table)
+    try:
+        con.execute("UPDATE files SET face = s.face FROM standing_faces s WHERE files.id = s.id")
+    finally:
+        con.unregister("standing_faces")
 
 
 def classes_of(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> dict[int, str]:

@@ -53,8 +53,10 @@ def run_sql(con: duckdb.DuckDBPyConnection, query: str) -> tuple[list[str], Iter
     return columns, rows()
 
 
-def summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """Totals the status command and the dashboard show."""
+def summary(con: duckdb.DuckDBPyConnection, threshold: float = 0.4) -> dict[str, Any]:
+    """Totals the status command and the dashboard show (`threshold`: the user's, for
+    what the calibration says of it)."""
+    from store import matches
 
     def one(sql: str) -> Any:
         row = first_row(con, sql)
@@ -68,10 +70,17 @@ def summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     last = first_row(
         con, "SELECT kind, started_at, finished_at FROM runs ORDER BY finished_at DESC LIMIT 1"
     )
+    model = one("SELECT value FROM meta WHERE key = 'model'")
     cal = first_row(
         con,
         "SELECT kind, zero_cos, anchor_cos, images, computed_at FROM calibration "
         "WHERE model = (SELECT value FROM meta WHERE key = 'model')",
+    )
+    calibration = matches.load_calibration(con, model) if model else None
+    open_by_kind = dict(
+        con.execute(
+            "SELECT kind, count(*) FROM suggestions WHERE state = 'open' GROUP BY 1 ORDER BY 1"
+        ).fetchall()
     )
     return {
         "images": one("SELECT count(*) FROM files"),
@@ -100,7 +109,14 @@ def summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             "anchor_cos": cal[2],
             "images": cal[3],
             "computed_at": str(cal[4]),
+            "threshold": threshold,
+            "false_matches_per_image": calibration.false_per_image(threshold)
+            if calibration
+            else None,
+            "recall": calibration.recall if calibration else None,
         },
+        "open_suggestions": sum(open_by_kind.values()),
+        "open_suggestions_by_kind": open_by_kind,
     }
 
 

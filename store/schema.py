@@ -11,7 +11,7 @@ import duckdb
 
 from store.sql import first_row
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = [
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -119,7 +119,109 @@ _V1 = [
           AND candidates > 4 * (SELECT coalesce(median(candidates), 0) FROM files)""",
 ]
 
-_MIGRATIONS: dict[int, list[str]] = {1: _V1}
+# Version 2: every detected face of an image (a group photo's label means one of them),
+# folders with an identity that survives a rename, and mistakes ("suggestions") to review.
+_V2 = [
+    """CREATE TABLE IF NOT EXISTS faces (
+        hash VARCHAR NOT NULL,
+        model VARCHAR NOT NULL,
+        face SMALLINT NOT NULL,
+        box_left INTEGER, box_top INTEGER, box_right INTEGER, box_bottom INTEGER,
+        det_score FLOAT,
+        vector FLOAT[] NOT NULL,
+        PRIMARY KEY (hash, model, face))""",
+    """INSERT INTO faces
+        SELECT hash, model, 0, box_left, box_top, box_right, box_bottom, 0, vector
+        FROM embeddings WHERE vector IS NOT NULL""",
+    "ALTER TABLE embeddings DROP COLUMN vector",
+    "ALTER TABLE embeddings DROP COLUMN box_left",
+    "ALTER TABLE embeddings DROP COLUMN box_top",
+    "ALTER TABLE embeddings DROP COLUMN box_right",
+    "ALTER TABLE embeddings DROP COLUMN box_bottom",
+    "CREATE SEQUENCE IF NOT EXISTS folder_ids START 1",
+    "CREATE TABLE IF NOT EXISTS folders (id BIGINT PRIMARY KEY, name VARCHAR NOT NULL UNIQUE)",
+    """INSERT INTO folders SELECT nextval('folder_ids'), class
+        FROM (SELECT DISTINCT class FROM files ORDER BY class)""",
+    "ALTER TABLE files ADD COLUMN folder_id BIGINT",
+    "UPDATE files SET folder_id = (SELECT id FROM folders WHERE folders.name = files.class)",
+    # The face that stands for the image in its folder (under the active model).
+    "ALTER TABLE files ADD COLUMN face SMALLINT DEFAULT 0",
+    # A reviewer's choice of the face that stands for an image in one folder.
+    """CREATE TABLE IF NOT EXISTS face_picks (
+        hash VARCHAR NOT NULL, model VARCHAR NOT NULL, class VARCHAR NOT NULL,
+        face SMALLINT NOT NULL, picked_by VARCHAR, picked_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (hash, model, class))""",
+    # Suggested mistakes as last computed. Decided ones stay after they stop being computed
+    # (active = false), so the view keeps every decision a reviewer made.
+    """CREATE TABLE IF NOT EXISTS suggestion_rows (
+        id VARCHAR PRIMARY KEY,
+        kind VARCHAR NOT NULL,
+        model VARCHAR,
+        folder_a BIGINT, folder_b BIGINT,
+        hash VARCHAR, file_id BIGINT,
+        rank_score DOUBLE NOT NULL,
+        strength DOUBLE,
+        images INTEGER,
+        evidence VARCHAR NOT NULL,
+        class_a_name VARCHAR, class_b_name VARCHAR, path_name VARCHAR,
+        active BOOLEAN NOT NULL DEFAULT true,
+        first_seen TIMESTAMP NOT NULL, last_seen TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS suggestion_pairs (
+        id VARCHAR NOT NULL, a BIGINT NOT NULL, b BIGINT NOT NULL, score FLOAT NOT NULL)""",
+    # Decisions on suggestions, keyed by the suggestion id (folders by identity, images by
+    # content): they survive rescans, moves, renames, restarts and a model switch.
+    """CREATE TABLE IF NOT EXISTS suggestion_decisions (
+        id VARCHAR PRIMARY KEY,
+        decision VARCHAR NOT NULL,
+        rank_score DOUBLE, images INTEGER,
+        target VARCHAR, note VARCHAR,
+        decided_by VARCHAR, decided_at TIMESTAMP NOT NULL,
+        reopened_at TIMESTAMP, reopened_why VARCHAR)""",
+    """CREATE OR REPLACE VIEW images AS
+        SELECT f.path, f.class, e.status, e.message, e.faces, f.hash,
+               fc.box_left, fc.box_top, fc.box_right, fc.box_bottom, e.whole_image,
+               e.width, e.height, e.model, f.size, f.first_seen, f.last_seen,
+               f.candidates, f.id AS image_id, f.face
+        FROM files f
+        LEFT JOIN embeddings e ON e.hash = f.hash
+            AND e.model = (SELECT value FROM meta WHERE key = 'model')
+        LEFT JOIN faces fc ON fc.hash = f.hash AND fc.model = e.model
+            AND fc.face = coalesce(f.face, 0)""",
+    # What the calibration means: the fitted tail of different people's cosines, the
+    # images each image meets, and the share of same-folder pairs at the anchor.
+    "ALTER TABLE calibration ADD COLUMN tail_loc DOUBLE",
+    "ALTER TABLE calibration ADD COLUMN tail_scale DOUBLE",
+    "ALTER TABLE calibration ADD COLUMN \"cross\" DOUBLE",
+    "ALTER TABLE calibration ADD COLUMN recall DOUBLE",
+    "ALTER TABLE calibration ADD COLUMN genuine_samples BIGINT",
+    # Pairs and lists are rebuilt under the new calibration on the first run.
+    "UPDATE files SET dirty = true",
+    "DELETE FROM calibration",
+    """CREATE OR REPLACE VIEW suggestions AS
+        SELECT s.id, s.kind, s.rank_score,
+               coalesce(fa.name, s.class_a_name) AS class_a,
+               coalesce(fb.name, s.class_b_name) AS class_b,
+               coalesce(f.path, s.path_name) AS path,
+               s.evidence,
+               CASE WHEN d.decision IS NULL OR d.reopened_at IS NOT NULL THEN 'open'
+                    ELSE d.decision END AS state,
+               s.model, s.hash, s.images, s.active, s.first_seen, s.last_seen,
+               d.decided_by, d.decided_at, d.target, d.reopened_why
+        FROM suggestion_rows s
+        LEFT JOIN folders fa ON fa.id = s.folder_a
+        LEFT JOIN folders fb ON fb.id = s.folder_b
+        LEFT JOIN files f ON f.id = s.file_id
+        LEFT JOIN suggestion_decisions d ON d.id = s.id
+        WHERE s.active OR d.decision IS NOT NULL""",
+    """CREATE OR REPLACE VIEW suggestion_evidence AS
+        SELECT p.id, fa.path AS path_a, fa.class AS class_a, fb.path AS path_b,
+               fb.class AS class_b, p.score
+        FROM suggestion_pairs p
+        JOIN files fa ON fa.id = p.a
+        JOIN files fb ON fb.id = p.b""",
+]
+
+_MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:

@@ -2,11 +2,15 @@
 
 The map is piecewise linear through (-1, -1), (zero_cos, 0), (anchor_cos, anchor_score),
 (1, 1): monotone, so the model's own ranking is kept. The daemon estimates the knots from
-the user's data (daemon/calibration.py); the store keeps them with the embeddings.
+the user's data (daemon/calibration.py); the store keeps them with the embeddings, with
+what they mean: the fitted tail of different people's cosines (expected false matches
+per image at any score) and the share of one person's pairs at or above the anchor.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,13 +20,24 @@ ANCHOR_SCORE = 0.4
 
 @dataclass(frozen=True)
 class Calibration:
-    kind: str  # quantile (estimated) | prior (too little data) | identity (no rescaling)
+    kind: str  # tail (estimated) | prior (too little data) | identity (no rescaling)
     zero_cos: float
     anchor_cos: float
     anchor_score: float = ANCHOR_SCORE
-    false_rate: float | None = None
+    false_rate: float | None = None  # kept for stores of schema 1
     samples: int = 0
     images: int = 0
+    # Normal upper tail of different people's raw cosine: P(c' >= c) = Q((c - loc)/scale).
+    tail_loc: float | None = None
+    tail_scale: float | None = None
+    # Images each image is compared with (those outside its own folder).
+    cross: float | None = None
+    # Share of same-folder pairs at or above anchor_cos, and how many pairs said so.
+    recall: float | None = None
+    genuine_samples: int = 0
+
+    def with_recall(self, recall: float | None, samples: int) -> Calibration:
+        return dataclasses.replace(self, recall=recall, genuine_samples=samples)
 
     def _knots(self) -> tuple[np.ndarray, np.ndarray]:
         xs = np.array([-1.0, self.zero_cos, self.anchor_cos, 1.0])
@@ -37,6 +52,13 @@ class Calibration:
         """The raw cosine at which `score` is reached (the inverse map)."""
         xs, ys = self._knots()
         return float(np.interp(score, ys, xs))
+
+    def false_per_image(self, score: float) -> float | None:
+        """Expected different-people matches per image at or above `score`."""
+        if self.tail_loc is None or self.tail_scale is None or self.cross is None:
+            return None
+        z = (self.cosine_for(score) - self.tail_loc) / self.tail_scale
+        return float(0.5 * math.erfc(z / math.sqrt(2.0)) * self.cross)
 
     def max_shift(self, other: Calibration) -> float:
         """Largest change of any pair's score between the two maps (maxima lie at knots)."""

@@ -18,7 +18,7 @@ from dashboard.settings import SettingsError, parse_args
 from store import catalog, review
 from store.connection import open_store
 from store.review import PairFilter, PairView
-from tests.conftest import REPO
+from tests.conftest import LOOSE_THRESHOLD, REPO
 
 APP = str(REPO / "dashboard" / "app.py")
 
@@ -77,8 +77,8 @@ def decision(db: Path, pair: PairView) -> str | None:
 # -- every page ----------------------------------------------------------------------------
 
 
-def test_every_page_renders_against_a_scanned_store(scanned_dev, monkeypatch):
-    root, db = scanned_dev
+def test_every_page_renders_against_a_scanned_store(scanned_dev_loose, monkeypatch):
+    root, db = scanned_dev_loose
     at = start(monkeypatch, root, db)
     text = shown(at)
     assert "unreviewed pairs match" in text
@@ -114,8 +114,8 @@ def test_every_page_renders_against_a_scanned_store(scanned_dev, monkeypatch):
     assert "No file action yet" in shown(at)
 
 
-def test_status_page_reads_the_daemon_status_file(scanned_dev, monkeypatch, tmp_path):
-    root, db = scanned_dev
+def test_status_page_reads_the_daemon_status_file(scanned_dev_loose, monkeypatch, tmp_path):
+    root, db = scanned_dev_loose
     status = tmp_path / "status.json"
     live = {
         "state": "encoding",
@@ -144,7 +144,7 @@ def test_status_page_reads_the_daemon_status_file(scanned_dev, monkeypatch, tmp_
     assert "[error] daemon not running (last heartbeat 120 s ago)" in shown(at)
 
 
-def test_bad_arguments_are_shown_not_raised(scanned_dev, monkeypatch):
+def test_bad_arguments_are_shown_not_raised(scanned_dev_loose, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["app.py", "--db", "x.duckdb", "--frobnicate"])
     at = AppTest.from_file(APP, default_timeout=30).run()
     assert not at.exception
@@ -156,8 +156,8 @@ def test_bad_arguments_are_shown_not_raised(scanned_dev, monkeypatch):
 # -- decisions -----------------------------------------------------------------------------
 
 
-def test_different_people_is_stored_and_hides_the_pair(dev_copy, monkeypatch):
-    root, db = dev_copy
+def test_different_people_is_stored_and_hides_the_pair(dev_copy_loose, monkeypatch):
+    root, db = dev_copy_loose
     before = unreviewed(db)
     top = before[0]
     at = start(monkeypatch, root, db)
@@ -175,8 +175,8 @@ def test_different_people_is_stored_and_hides_the_pair(dev_copy, monkeypatch):
     assert button_keys(at).count(f"clear-{top.lo}-{top.hi}") == 1
 
 
-def test_skip_leaves_the_queue_until_cleared(dev_copy, monkeypatch):
-    root, db = dev_copy
+def test_skip_leaves_the_queue_until_cleared(dev_copy_loose, monkeypatch):
+    root, db = dev_copy_loose
     top = unreviewed(db)[0]
     at = start(monkeypatch, root, db)
     at.button(key=f"skip-{top.lo}-{top.hi}").click().run()
@@ -190,8 +190,8 @@ def test_skip_leaves_the_queue_until_cleared(dev_copy, monkeypatch):
     assert button_keys(at)[:1] == [f"person-a-{top.lo}-{top.hi}"]
 
 
-def test_filters_and_paging(scanned_dev, monkeypatch):
-    root, db = scanned_dev
+def test_filters_and_paging(scanned_dev_loose, monkeypatch):
+    root, db = scanned_dev_loose
     every = unreviewed(db)
     at = start(monkeypatch, root, db)
     at.button(key="pairs-next").click().run()
@@ -209,8 +209,8 @@ def test_filters_and_paging(scanned_dev, monkeypatch):
 # -- file actions --------------------------------------------------------------------------
 
 
-def test_move_moves_the_file_and_undo_restores_it(dev_copy, monkeypatch):
-    root, db = dev_copy
+def test_move_moves_the_file_and_undo_restores_it(dev_copy_loose, monkeypatch):
+    root, db = dev_copy_loose
     top = unreviewed(db)[0]
     src, dst = root / "Joe_Biden" / "biden2.jpg", root / "Joseph_Biden" / "biden2.jpg"
     content = src.read_bytes()
@@ -243,8 +243,8 @@ def test_move_moves_the_file_and_undo_restores_it(dev_copy, monkeypatch):
     assert (unreviewed(db)[0].lo, unreviewed(db)[0].hi) == (top.lo, top.hi)
 
 
-def test_moves_never_overwrite_and_undo_refuses_a_taken_place(dev_copy, monkeypatch):
-    root, db = dev_copy
+def test_moves_never_overwrite_and_undo_refuses_a_taken_place(dev_copy_loose, monkeypatch):
+    root, db = dev_copy_loose
     top = unreviewed(db)[0]
     src = root / "Joe_Biden" / "biden2.jpg"
     content = src.read_bytes()
@@ -266,8 +266,8 @@ def test_moves_never_overwrite_and_undo_refuses_a_taken_place(dev_copy, monkeypa
     assert actions_log(db)[0].undoable
 
 
-def test_remove_quarantines_and_the_scan_forgets_the_image(dev_copy, monkeypatch, run_scan):
-    root, db = dev_copy
+def test_remove_quarantines_and_the_scan_forgets_the_image(dev_copy_loose, monkeypatch, run_scan):
+    root, db = dev_copy_loose
     top = unreviewed(db)[0]
     at = start(monkeypatch, root, db, "--allow-file-actions")
     at.button(key=f"remove-b-{top.lo}-{top.hi}").click().run()
@@ -275,15 +275,15 @@ def test_remove_quarantines_and_the_scan_forgets_the_image(dev_copy, monkeypatch
     assert kept.is_file() and not (root / top.b.path).exists()
     assert actions_log(db)[0].action == "quarantine"
     assert decision(db, top) == "removed"
-    run_scan(root, db)
+    run_scan(root, db, threshold=LOOSE_THRESHOLD)
     with open_store(db, read_only=True, timeout=5) as con:
         assert review.image_by_path(con, top.b.path) is None
         assert review.image_by_path(con, "_quarantine/Joseph_Biden/Joseph_Biden_0004.jpg") is None
         assert review.count_pairs(con, PairFilter(state="all", class_search="joseph")) > 0
 
 
-def test_read_only_mode_refuses_file_actions(dev_copy, monkeypatch):
-    root, db = dev_copy
+def test_read_only_mode_refuses_file_actions(dev_copy_loose, monkeypatch):
+    root, db = dev_copy_loose
     top = unreviewed(db)[0]
     at = start(monkeypatch, root, db)
     assert not [k for k in button_keys(at) if k.startswith(("move-", "remove-"))]
@@ -305,8 +305,8 @@ def test_read_only_mode_refuses_file_actions(dev_copy, monkeypatch):
 # -- paths that leave the root -------------------------------------------------------------
 
 
-def test_paths_outside_the_root_are_refused(dev_copy, monkeypatch, tmp_path):
-    root, db = dev_copy
+def test_paths_outside_the_root_are_refused(dev_copy_loose, monkeypatch, tmp_path):
+    root, db = dev_copy_loose
     outside = tmp_path / "outside"
     outside.mkdir()
     secret = outside / "secret.jpg"
@@ -335,7 +335,9 @@ def test_paths_outside_the_root_are_refused(dev_copy, monkeypatch, tmp_path):
         amy_id = con.execute("SELECT id FROM files WHERE path = 'Amy/amy1.png'").fetchone()[0]
         for i, path in enumerate(["../outside/secret.jpg", "Amy/escape.png"]):
             con.execute(
-                """INSERT INTO files VALUES (?, ?, 'Amy', 1, 1, ?, now(), now(), false, 1)""",
+                """INSERT INTO files (id, path, class, size, mtime_ns, hash, first_seen,
+                                     last_seen, dirty, candidates)
+                   VALUES (?, ?, 'Amy', 1, 1, ?, now(), now(), false, 1)""",
                 [100_000 + i, path, f"{i:032x}"],
             )
             con.execute(
@@ -361,8 +363,8 @@ def test_paths_outside_the_root_are_refused(dev_copy, monkeypatch, tmp_path):
 # -- the store's lock ----------------------------------------------------------------------
 
 
-def test_a_locked_store_shows_busy_and_loses_nothing(dev_copy, monkeypatch):
-    root, db = dev_copy
+def test_a_locked_store_shows_busy_and_loses_nothing(dev_copy_loose, monkeypatch):
+    root, db = dev_copy_loose
     top = unreviewed(db)[0]
     at = start(monkeypatch, root, db)
     # Another process (the daemon, a DuckDB CLI) holds the store read-write.
@@ -397,13 +399,13 @@ def test_a_locked_store_shows_busy_and_loses_nothing(dev_copy, monkeypatch):
 # -- names ---------------------------------------------------------------------------------
 
 
-def test_japanese_names_display_intact(dev_copy, monkeypatch, run_scan):
-    root, db = dev_copy
+def test_japanese_names_display_intact(dev_copy_loose, monkeypatch, run_scan):
+    root, db = dev_copy_loose
     (root / "Joseph_Biden").rename(root / "ジョー・バイデン")
     (root / "ジョー・バイデン" / "Joseph_Biden_0004.jpg").rename(
         root / "ジョー・バイデン" / "風間杜夫_0uGH.jpg.png_default, 1.jpg"
     )
-    run_scan(root, db)
+    run_scan(root, db, threshold=LOOSE_THRESHOLD)
     at = start(monkeypatch, root, db)
     text = shown(at)
     assert "**ジョー・バイデン**" in text
@@ -463,12 +465,12 @@ def test_dashboard_imports_no_daemon_code_and_keeps_no_connection():
             assert forbidden not in text, f"{source.name} uses {forbidden}"
 
 
-def test_facelint_dashboard_serves_on_localhost_and_stops_with_it(scanned_dev, tmp_path):
+def test_facelint_dashboard_serves_on_localhost_and_stops_with_it(scanned_dev_loose, tmp_path):
     import signal
     import socket
     import urllib.request
 
-    root, db = scanned_dev
+    root, db = scanned_dev_loose
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -1,0 +1,64 @@
+"""Folders with an identity: the `folders` table and each file's `folder_id`.
+
+A suggestion about two folders is keyed by their ids, not their names, so renaming a
+folder carries its suggestions and decisions along (the daemon sees a folder rename as
+every file moving to a new class; the folder keeps its id when most of the new name's
+files came from a name that no longer exists).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+
+def load_folders(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
+    return {int(r[0]): r[1] for r in con.execute("SELECT id, name FROM folders").fetchall()}
+
+
+def write_folders(
+    con: duckdb.DuckDBPyConnection,
+    folders: dict[int, str],
+    file_ids: Sequence[int] | np.ndarray,
+    folder_ids: Sequence[int] | np.ndarray,
+) -> None:
+    """Make the folder table say `folders` (id -> name) for those ids, and set the given
+    files' folder ids."""
+    if folders:
+        table = pa.table(
+            {
+                "id": pa.array(list(folders), pa.int64()),
+                "name": pa.array(list(folders.values()), pa.string()),
+            }
+        )
+        con.register("folder_rows", table)
+        try:
+            # A name moves between ids (a rename onto a name used before): free it first.
+            con.execute(
+                """DELETE FROM folders WHERE name IN (SELECT name FROM folder_rows)
+                   AND id NOT IN (SELECT id FROM folder_rows)"""
+            )
+            con.execute(
+                """INSERT INTO folders SELECT id, name FROM folder_rows
+                   ON CONFLICT (id) DO UPDATE SET name = excluded.name"""
+            )
+        finally:
+            con.unregister("folder_rows")
+    if len(file_ids):
+        updates = pa.table(
+            {
+                "id": pa.array(np.asarray(file_ids, np.int64)),
+                "folder_id": pa.array(np.asarray(folder_ids, np.int64)),
+            }
+        )
+        con.register("file_folders", updates)
+        try:
+            con.execute(
+                """UPDATE files SET folder_id = u.folder_id FROM file_folders u
+                   WHERE files.id = u.id"""
+            )
+        finally:
+            con.unregister("file_folders")
