@@ -139,7 +139,10 @@ def plant(
         (root / new).parent.mkdir(parents=True, exist_ok=True)
         os.link(root / rel, root / new)
         identity[new] = identity[rel]
-        tree.plants.append(Plant("duplicate", identity[rel], [new], (rel.split("/")[0], into)))
+        # Either copy may be named as the extra one (the first by path is "the original").
+        tree.plants.append(
+            Plant("duplicate", identity[rel], [new, rel], (rel.split("/")[0], into))
+        )
     return tree
 
 

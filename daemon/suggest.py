@@ -48,6 +48,8 @@ SIZE_EDGES = np.array([1, 2, 3, 5, 9, 17])
 # Random draws per size class for the null tail, and the fewest for a class of its own.
 NULL_SAMPLES = 8_000
 MIN_CLASS_SAMPLES = 2_000
+# Same-person groups needed for a size class's own density.
+MIN_SAME_SAMPLES = 30
 # Beside the folders its stored matches name, a folder of several images (and an image
 # that fits its own folder poorly) is examined against every folder that different
 # people reach less than 1 time in 1,000 (z = 3.09 on the fitted tail)...
@@ -188,24 +190,52 @@ def _odds_to_probability(odds: np.ndarray) -> np.ndarray:
     return odds / (1.0 + odds)
 
 
-def _half_splits(w: np.ndarray, codes: np.ndarray, sizes: np.ndarray,
-                 rng: np.random.Generator) -> np.ndarray:
-    """Centroid cosines of the two random halves of every folder of two or more images:
-    what same_person's statistic looks like when both folders really are one person."""
-    multi = np.flatnonzero(sizes[codes] >= 2)
-    if len(multi) == 0:
+def _split_samples(w: np.ndarray, codes: np.ndarray, sizes: np.ndarray, sa: int, sb: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Centroid cosines of two disjoint random groups of `sa` and `sb` images of one
+    folder, for every folder large enough: what the statistic of a folder pair (or of an
+    image and a folder, sa = 1) of those sizes looks like when both are one person."""
+    big = sizes[codes] >= sa + sb
+    members = np.flatnonzero(big)
+    if len(members) == 0:
         return np.empty(0)
-    order = multi[np.lexsort((rng.random(len(multi)), codes[multi]))]
+    order = members[np.lexsort((rng.random(len(members)), codes[members]))]
     c = codes[order]
     starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
     rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-    half = rank % 2
     n_f = len(sizes)
     used = np.unique(c)
-    a = group_sums(w[order[half == 0]], c[half == 0], n_f)[used]
-    b = group_sums(w[order[half == 1]], c[half == 1], n_f)[used]
+    in_a, in_b = rank < sa, (rank >= sa) & (rank < sa + sb)
+    a = group_sums(w[order[in_a]], c[in_a], n_f)[used]
+    b = group_sums(w[order[in_b]], c[in_b], n_f)[used]
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
     return np.einsum("ij,ij->i", a, b) / np.maximum(na * nb, 1e-12)
+
+
+class SameDensities:
+    """Densities of the statistics when both sides are one person, by size class: read
+    off disjoint groups inside folders (folders are mostly right), pooled over larger
+    classes where a class has too few folders to say."""
+
+    def __init__(self, w: np.ndarray, codes: np.ndarray, sizes: np.ndarray,
+                 rng: np.random.Generator):
+        self._w, self._codes, self._sizes, self._rng = w, codes, sizes, rng
+        self._cache: dict[tuple[int, int], Density] = {}
+
+    def __call__(self, ca: int, cb: int) -> Density:
+        key = (min(ca, cb), max(ca, cb))
+        if key not in self._cache:
+            sa, sb = int(SIZE_EDGES[key[0]]), int(SIZE_EDGES[key[1]])
+            sample = _split_samples(self._w, self._codes, self._sizes, sa, sb, self._rng)
+            # Too few folders hold sa + sb images: smaller groups stand in (their
+            # statistic is noisier, so this errs towards less confidence, not more).
+            while len(sample) < MIN_SAME_SAMPLES and sb > 1:
+                sb = max(1, sb // 2)
+                if sa > sb:
+                    sa = sb
+                sample = _split_samples(self._w, self._codes, self._sizes, sa, sb, self._rng)
+            self._cache[key] = Density(sample)
+        return self._cache[key]
 
 
 def above(
@@ -271,8 +301,7 @@ def suggest(
     own[multi] = np.einsum("ij,ij->i", w[multi], loo) / np.maximum(
         np.linalg.norm(loo, axis=1), 1e-12
     )
-    same_image = Density(own[multi])
-    same_folder = Density(np.concatenate([_half_splits(w, codes, sizes, rng), own[multi]]))
+    same = SameDensities(w, codes, sizes, rng)
     out: list[Suggestion] = []
 
     # -- same person ---------------------------------------------------------------------
@@ -288,13 +317,15 @@ def suggest(
         a, b = key // n_f, key % n_f
         x = np.einsum("ij,ij->i", cn[a], cn[b])
         null = np.empty(len(a))
+        genuine = np.empty(len(a))
         n_cls = len(SIZE_EDGES)
         pair_cls = np.minimum(cls[a], cls[b]) * n_cls + np.maximum(cls[a], cls[b])
         for pc in np.unique(pair_cls).tolist():
             ca, cb = divmod(pc, n_cls)
             sel = pair_cls == pc
             null[sel] = nulls.folder_tail(ca, cb).pdf(x[sel])
-        ratio = same_folder(x) / np.maximum(null, 1e-300)
+            genuine[sel] = same(ca, cb)(x[sel])
+        ratio = genuine / np.maximum(null, 1e-300)
         conf = _odds_to_probability(ratio * SPLIT_RATE / n_f)
         for j in np.flatnonzero(conf >= MIN_CONFIDENCE):
             out.append(
@@ -307,7 +338,10 @@ def suggest(
     # -- misfiled and stranger -----------------------------------------------------------
     # Likelihood ratio of "not this folder's person" from the image's own match.
     not_own = np.zeros(n)
-    not_own[multi] = nulls.image_body.pdf(own[multi]) / same_image(own[multi])
+    own_cls = size_class(np.maximum(own_n - 1, 1))
+    for c in np.unique(own_cls[multi]).tolist():
+        sel = multi[own_cls[multi] == c]
+        not_own[sel] = nulls.image_body.pdf(own[sel]) / same(0, c)(own[sel])
     best = np.zeros(n)
     best_dest = np.full(n, -1)
     best_x = np.zeros(n)
@@ -325,16 +359,27 @@ def suggest(
         s_u, d_u = key // n_f, key % n_f
         x = np.einsum("ij,ij->i", w[s_u], cn[d_u])
         null = np.empty(len(s_u))
-        for c in np.unique(cls[d_u]):
+        genuine = np.empty(len(s_u))
+        for c in np.unique(cls[d_u]).tolist():
             sel = cls[d_u] == c
-            null[sel] = nulls.image_tail(int(c)).pdf(x[sel])
-        ratio = not_own[s_u] * same_image(x) / np.maximum(null, 1e-300)
+            null[sel] = nulls.image_tail(c).pdf(x[sel])
+            genuine[sel] = same(0, c)(x[sel])
+        ratio = not_own[s_u] * genuine / np.maximum(null, 1e-300)
         conf = _odds_to_probability(ratio * MISFILED_RATE / n_f)
         order = np.argsort(conf)  # each image's best destination is written last
         best[s_u[order]] = conf[order]
         best_dest[s_u[order]] = d_u[order]
         best_x[s_u[order]] = x[order]
     p_stranger = _odds_to_probability(not_own * STRANGER_RATE)
+    # In a folder of two that do not match, the evidence is the same for both: each is
+    # the stranger with half the probability, and one suggestion says it (the image that
+    # comes closer to some other folder: more likely filed from elsewhere).
+    pairs2 = multi[own_n[multi] == 2]
+    if len(pairs2):
+        p_stranger[pairs2] *= 0.5
+        order = pairs2[np.lexsort((-best_x[pairs2], codes[pairs2]))]
+        second = np.r_[False, codes[order][1:] == codes[order][:-1]]
+        p_stranger[order[second]] = 0.0
     for i in multi[(best[multi] >= MIN_CONFIDENCE) | (p_stranger[multi] >= MIN_CONFIDENCE)]:
         if best[i] >= MIN_CONFIDENCE and best[i] >= p_stranger[i]:
             out.append(

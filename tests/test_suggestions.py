@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import numpy as np
@@ -93,12 +94,10 @@ def test_a_rejected_suggestion_comes_back_only_when_its_evidence_grew():
             "A", "B", None,
         )
 
-    class Snap:
-        decisions = {"same:1:2": past}
-
+    snap = SimpleNamespace(decisions={"same:1:2": past})
     for score, images, back in [(0.9, 6, False), (0.35, 12, False), (0.8, 12, True)]:
         out = Mistakes(rows=[row(score, images)])
-        _reopen(Snap(), out)  # type: ignore[arg-type]
+        _reopen(snap, out)  # type: ignore[arg-type]
         assert ("same:1:2" in out.reopen) == back
         assert out.rows[0].evidence.startswith("back after a rejection") == back
 
