@@ -258,7 +258,11 @@ class Pipeline:
             return None
         now = utcnow()
         with self._write() as con:
-            catalog.set_meta(con, model=self.model, max_pairs_per_image=self.s.max_pairs_per_image)
+            if catalog.get_meta(con, "model") is None:
+                # A new store serves the configured model from the start; an existing one
+                # goes on serving its model until a switch is complete (refresh).
+                catalog.set_meta(con, model=self.model)
+            catalog.set_meta(con, max_pairs_per_image=self.s.max_pairs_per_image)
             stored_classes = catalog.classes_of(con, [i for i, _ in diff.moved])
             stats.pairs_removed += matches.forget_matches(
                 con, diff.removed, self.s.max_pairs_per_image, delete_files=True
@@ -340,6 +344,13 @@ class Pipeline:
             t0 = time.monotonic()
             with self._store() as con:
                 snap = Snapshot.read(con, self.model)
+            if snap.switching:
+                log.info(
+                    "switching models: %s serves while %s encodes (%d contents left)",
+                    snap.serving,
+                    self.model,
+                    snap.switch_left,
+                )
             t1 = time.monotonic()
             plan = self._compute(snap, stats)
             t2 = time.monotonic()
@@ -358,13 +369,13 @@ class Pipeline:
         faces = snap.faces
         n = len(faces)
         names, folder_file_ids, folder_file_folders, folder_of_class = assign_folders(snap)
-        params = f"threshold={self.s.threshold};k={k}"
+        params = f"threshold={self.s.threshold};k={k};model={snap.serving}"
         unit_faces = compare.normalise(faces.vectors) if n else np.empty((0, 0), np.float32)
         codes = np.unique(np.asarray(faces.classes), return_inverse=True)[1] if n else np.empty(
             0, np.int64
         )
         old = snap.calibration
-        cal, rescore = self._calibrate(old, unit_faces, faces, codes)
+        cal, rescore = self._calibrate(snap.serving, old, unit_faces, faces, codes)
         rows = _standing_faces(snap, unit_faces, codes, cal)
         unit = unit_faces[rows] if n else unit_faces
         changed_face = (faces.face_index[rows] != faces.chosen) if n else np.zeros(0, bool)
@@ -402,7 +413,7 @@ class Pipeline:
             lists is not None
             or bool(snap.unusable)
             or len(folder_file_ids) > 0
-            or snap.suggested_at != snap.generation_key(self.model)
+            or snap.suggested_at != snap.generation_key()
         )
         mistakes = None
         if something_changed and cal is not None:
@@ -410,7 +421,7 @@ class Pipeline:
             self.on_progress(ProgressEvent("suggesting", 0, 1))
             src, dst = _list_rows(snap, faces.ids, lists)
             mistakes = find_mistakes(
-                snap, unit, rows, src, dst, cal, self.s.threshold, folder_of_class, self.model
+                snap, unit, rows, src, dst, cal, self.s.threshold, folder_of_class, snap.serving
             )
             stats.suggestions = len(mistakes.rows)
             self.on_progress(ProgressEvent("suggesting", 1, 1))
@@ -435,11 +446,16 @@ class Pipeline:
             folder_file_ids=folder_file_ids,
             folder_file_folders=folder_file_folders,
             mistakes=mistakes,
-            suggestions_key=snap.generation_key(self.model),
+            suggestions_key=snap.generation_key(),
         )
 
     def _calibrate(
-        self, old: Calibration | None, unit_faces: np.ndarray, faces: Any, codes: np.ndarray
+        self,
+        model: str,
+        old: Calibration | None,
+        unit_faces: np.ndarray,
+        faces: Any,
+        codes: np.ndarray,
     ) -> tuple[Calibration | None, bool]:
         """The calibration to score with, and whether every pair must be rescored."""
         n = len(faces)
@@ -450,7 +466,7 @@ class Pipeline:
         # Calibrate on each image's first face: the standing face is chosen with the
         # calibration, and the first face is the standing one for nearly every image.
         first = unit_faces[faces.face_start]
-        new = calib.estimate(first, codes, raw_is_score=bool(self.s.onnx_model))
+        new = calib.estimate(first, codes, raw_is_score=not model.startswith("dlib"))
         if old is not None and new.max_shift(old) <= RESCORE_TOLERANCE:
             # Within tolerance: keep the scores stable, remember the size it was checked at.
             kept = Calibration(**{**old.__dict__, "images": n})
@@ -470,9 +486,14 @@ class Pipeline:
             stats.pairs_removed += matches.forget_matches(con, plan.unusable, k, delete_files=False)
             cal = plan.calibration or snap.calibration
             if plan.calibration is not None:
-                matches.save_calibration(con, self.model, plan.calibration, now)
+                matches.save_calibration(con, snap.serving, plan.calibration, now)
             if plan.compare_params is not None:
                 catalog.set_meta(con, compare_params=plan.compare_params, max_pairs_per_image=k)
+            if snap.serving != snap.stored_model:
+                # A switch is complete: the new model's pairs and suggestions replace the
+                # old ones in this same transaction.
+                catalog.set_meta(con, model=snap.serving)
+                log.info("now serving %s (was %s)", snap.serving, snap.stored_model)
             if plan.lists is not None and cal is not None:
                 lists = plan.lists
                 matches.write_lists(

@@ -35,12 +35,30 @@ class Snapshot:
     picks: dict[tuple[str, str], int]
     generation: int
     suggested_at: str | None
+    stored_model: str | None  # the model whose pairs the store holds
+    serving: str  # the model this refresh computes with
+    switch_left: int  # contents the configured model has yet to encode
+    configured: str  # the model the settings ask for
+
+    @property
+    def switching(self) -> bool:
+        return self.serving != self.configured
 
     @classmethod
     def read(cls, con: duckdb.DuckDBPyConnection, model: str) -> Snapshot:
+        """`model`: the configured one. The store serves the model it holds until the
+        configured one has encoded every content (a model switch re-encodes in the
+        background); then this snapshot serves the new one."""
         files = catalog.all_files(con)
+        stored = catalog.get_meta(con, "model")
+        left = len(embeddings.hashes_to_encode(con, model)) if stored not in (None, model) else 0
+        serving = model if stored is None or left == 0 else stored
         return cls(
-            faces=embeddings.load_faces(con, model),
+            stored_model=stored,
+            serving=serving,
+            switch_left=left,
+            configured=model,
+            faces=embeddings.load_faces(con, serving),
             file_ids=files.ids,
             file_paths=files.paths,
             file_classes=files.classes,
@@ -48,17 +66,17 @@ class Snapshot:
             file_folders=files.folder_ids,
             folders=folders.load_folders(con),
             lists=matches.load_lists(con),
-            calibration=matches.load_calibration(con, model),
+            calibration=matches.load_calibration(con, serving),
             compare_params=catalog.get_meta(con, "compare_params"),
-            unusable=embeddings.dirty_unusable(con, model),
+            unusable=embeddings.dirty_unusable(con, serving),
             decisions=suggestions.load_decisions(con),
-            picks=embeddings.face_picks(con, model),
+            picks=embeddings.face_picks(con, serving),
             generation=catalog.get_counter(con, "generation"),
             suggested_at=catalog.get_meta(con, "suggested_at"),
         )
 
-    def generation_key(self, model: str) -> str:
-        return f"{self.generation}:{model}"
+    def generation_key(self) -> str:
+        return f"{self.generation}:{self.serving}"
 
     def stored_lists_in(
         self, ids: np.ndarray
