@@ -23,8 +23,9 @@ from daemon import calibration as calib
 from daemon import compare, inventory
 from daemon.backend import get_backend
 from daemon.config import Settings
-from daemon.encode_pool import EncoderPool
-from daemon.encoder import Encoding
+from daemon.encoders import registry
+from daemon.encoders.base import Encoding
+from daemon.encoders.pool import EncoderPool
 from daemon.progress import Progress
 from store import catalog, matches
 from store.connection import open_store
@@ -91,14 +92,7 @@ class Pipeline:
     ):
         self.s = settings
         self.root = Path(settings.root)
-        self.pool = pool or EncoderPool(
-            settings.num_jitters,
-            settings.detector,
-            settings.detect_max_side,
-            settings.onnx_model,
-            settings.max_pixels,
-            settings.workers,
-        )
+        self.pool = pool or EncoderPool(settings)
         self._own_pool = pool is None
         self.model = self.pool.model_id
         self.progress = progress or Progress(enabled=False)
@@ -278,7 +272,7 @@ class Pipeline:
         """The calibration to score with, and whether every pair must be rescored."""
         old = matches.load_calibration(con, self.model)
         n = len(unit)
-        if self.s.onnx_model:
+        if registry.raw_cosine_is_calibrated(self.s):
             new = calib.identity()
         elif old is None or abs(n - old.images) > max(1, RECALIBRATE_GROWTH * old.images):
             new = calib.estimate(unit, codes)
@@ -396,7 +390,7 @@ def _row(digest: str, enc: Encoding) -> catalog.EmbeddingRow:
         digest,
         enc.status,
         enc.message,
-        enc.faces,
+        enc.detected,
         enc.box,
         enc.whole_image,
         enc.width,
