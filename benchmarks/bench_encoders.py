@@ -145,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lfw-sample", type=int, default=600, help="LFW images encoded")
     args = ap.parse_args(argv)
     rep = Report()
-    for line in header(args.quick, compare.__file__):
+    lines = header(args.quick, compare.__file__)
+    lines[0] = lines[0].replace("core benchmark", "encoder benchmark")
+    for line in lines:
         rep.line(line)
     rep.line(
         "note: a 2-core machine shared with other engineers' builds and tests while this "
