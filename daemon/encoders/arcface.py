@@ -7,7 +7,6 @@ import numpy as np
 
 from daemon.encoders import align
 from daemon.encoders.base import (
-    Box,
     Encoding,
     Face,
     box_area,
@@ -71,11 +70,14 @@ class ArcFaceEncoder:
         if self._scrfd is not None:
             return self._scrfd.detect(rgb)
         assert self._dlib is not None
-        found = self._dlib.detect(rgb)
+        return self._dlib.detect(rgb)
+
+    def _landmarks(self, rgb: np.ndarray, kept: list[Detection]) -> None:
+        # dlib's detector gives boxes only: its 68 points give the template's 5, for the
+        # faces that will be encoded.
         if self._marks68 is not None:
-            for d in found:
+            for d in kept:
                 d.landmarks = self._marks68.arcface_five(rgb, d.box)
-        return found
 
     def _crop(self, rgb: np.ndarray, det: Detection) -> np.ndarray:
         size = self.spec.size
@@ -127,14 +129,11 @@ class ArcFaceEncoder:
             used_whole_file = True
         else:
             kept = found[: self.max_faces]
+            self._landmarks(rgb, kept)
             crops = [self._crop(rgb, d) for d in kept]
             used_whole_file = False
         vectors = self._embed(crops)
-        boxes: list[Box] = [d.box for d in kept]
-        faces = [
-            Face(box, vectors[i], d.score, d.landmarks)
-            for i, (box, d) in enumerate(zip(boxes, kept, strict=True))
-        ]
+        faces = [Face(d.box, v, d.score, d.landmarks) for d, v in zip(kept, vectors, strict=True)]
         status, message = outcome(len(found), len(faces), whole)
         if used_whole_file and not whole:
             message = "an aligned crop: the whole file was encoded"
