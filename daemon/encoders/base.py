@@ -16,8 +16,6 @@ from daemon.encoders.images import ImageReadError, load_rgb
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom, original pixels
 
-STATUSES = ("ok", "no_face", "multi_face", "unreadable", "error")
-
 
 @dataclass
 class Face:
