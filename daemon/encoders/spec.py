@@ -7,6 +7,7 @@ RGB) and FACE01's (224 px dlib face chip with padding 0.1, ImageNet mean/std, RG
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,11 +98,12 @@ def _varint(data: memoryview, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data: memoryview):
+def _fields(data: memoryview) -> Iterator[tuple[int, memoryview | int | None]]:
     pos = 0
     while pos < len(data):
         key, pos = _varint(data, pos)
         number, wire = key >> 3, key & 7
+        value: memoryview | int | None
         if wire == 0:
             value, pos = _varint(data, pos)
         elif wire == 1:
