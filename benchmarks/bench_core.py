@@ -65,8 +65,9 @@ from daemon import calibration as calib  # noqa: E402
 from daemon import compare as repo_compare  # noqa: E402
 from daemon import inventory  # noqa: E402
 from daemon.config import Settings  # noqa: E402
-from daemon.encode_pool import EncoderPool  # noqa: E402
-from daemon.encoder import Encoding, encode_file, make_encoder, model_id_for  # noqa: E402
+from daemon.encoders import registry  # noqa: E402
+from daemon.encoders.base import Encoding, encode_file  # noqa: E402
+from daemon.encoders.pool import EncoderPool  # noqa: E402
 from daemon.pipeline import Pipeline, RunStats  # noqa: E402
 
 DEV_FACES = REPO.parent / "shared" / "faces" / "dev"
@@ -376,14 +377,7 @@ def bench_encode(rep: Report, sizes: Sizes, faces: Path, tmp: Path) -> None:
         )
         # Steady state: a pool whose workers have started and loaded dlib's models before
         # the run, as in the daemon, where the pool outlives each batch.
-        pool = EncoderPool(
-            settings.num_jitters,
-            settings.detector,
-            settings.detect_max_side,
-            settings.onnx_model,
-            settings.max_pixels,
-            workers,
-        )
+        pool = EncoderPool(settings, workers)
         try:
             started = time.perf_counter()
             for _ in pool.encode((str(i), sources[0]) for i in range(2 * workers)):
@@ -724,7 +718,7 @@ def rescan_once(
     made = build_tree(root, sources, count)
     settings = Settings(root=root, db=db, backend="numpy")
     canned = CannedPool(
-        model_id_for(settings.num_jitters, settings.onnx_model),
+        registry.model_id(settings),
         {path: encodings[src] for path, src in made.items()},
     )
     first = Pipeline(settings, pool=cast(EncoderPool, canned))
@@ -770,7 +764,7 @@ def bench_rescan(rep: Report, sizes: Sizes, faces: Path, tmp: Path) -> None:
     rep.section(f"4. second scan of an unchanged tree of {count:,} files")
     sources = dev_images(faces, sizes.encode_images)
     defaults = Settings()
-    encoder = make_encoder(defaults.num_jitters, defaults.detector, defaults.detect_max_side)
+    encoder = registry.build(defaults)
     encodings = {src: encode_file(encoder, src, defaults.max_pixels) for src in sources}
     repeats = max(3, sizes.repeats)
     small = rescan_once(tmp, sources, encodings, max(count // 4, 1), repeats)

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from daemon.config import Settings  # noqa: E402
-from daemon.encoder import model_id_for  # noqa: E402
+from daemon.encoders import registry  # noqa: E402
 from daemon.pipeline import Pipeline  # noqa: E402
 from store.connection import open_store  # noqa: E402
 
@@ -62,7 +62,7 @@ def build_tree(root: Path, db: Path, n: int, classes: int) -> float:
         rows["size"].append(st.st_size)
         rows["mtime_ns"].append(st.st_mtime_ns)
         rows["hash"].append(hashlib.blake2b(data, digest_size=16).hexdigest())
-    model = model_id_for(1, "")
+    model = registry.model_id(Settings())
     files = pa.table(rows)
     embeddings = pa.table(
         {

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="max_pairs_per_image",
         help="pairs kept per image, its best ones (default 20)",
     )
+    p.add_argument("--model", choices=["dlib", "arcface"], help="face model (default dlib)")
     p.add_argument("--jitters", type=int, dest="num_jitters", help="dlib num_jitters (default 1)")
     p.add_argument("--workers", type=int, help="encoder processes (default: one per core)")
     p.add_argument("--backend", choices=["auto", "numpy", "cupy"])
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=int)
     p.add_argument("--backend", choices=["auto", "numpy", "cupy"])
+    p.add_argument("--model", choices=["dlib", "arcface"], help="face model (default dlib)")
 
     p = sub.add_parser("dashboard", help="the review dashboard (Streamlit)")
     _common(p)
@@ -100,6 +102,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "db",
         "threshold",
         "max_pairs_per_image",
+        "model",
         "num_jitters",
         "workers",
         "backend",

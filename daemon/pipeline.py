@@ -29,8 +29,9 @@ from daemon import calibration as calib
 from daemon import compare, inventory
 from daemon.backend import get_backend
 from daemon.config import Settings
-from daemon.encode_pool import EncoderPool
-from daemon.encoder import Encoding
+from daemon.encoders import registry
+from daemon.encoders.base import Encoding
+from daemon.encoders.pool import EncoderPool
 from daemon.mistakes import Mistakes, find_mistakes
 from daemon.snapshot import Snapshot, assign_folders
 from store import catalog, embeddings, folders, matches, suggestions
@@ -132,14 +133,7 @@ class Pipeline:
     ):
         self.s = settings
         self.root = Path(settings.root)
-        self.pool = pool or EncoderPool(
-            settings.num_jitters,
-            settings.detector,
-            settings.detect_max_side,
-            settings.onnx_model,
-            settings.max_pixels,
-            settings.workers,
-        )
+        self.pool = pool or EncoderPool(settings)
         self._own_pool = pool is None
         self.model = self.pool.model_id
         self.on_progress = on_progress or (lambda event: None)
@@ -466,7 +460,7 @@ class Pipeline:
         # Calibrate on each image's first face: the standing face is chosen with the
         # calibration, and the first face is the standing one for nearly every image.
         first = unit_faces[faces.face_start]
-        new = calib.estimate(first, codes, raw_is_score=not model.startswith("dlib"))
+        new = calib.estimate(first, codes, raw_is_score=registry.model_is_calibrated(model))
         if old is not None and new.max_shift(old) <= RESCORE_TOLERANCE:
             # Within tolerance: keep the scores stable, remember the size it was checked at.
             kept = Calibration(**{**old.__dict__, "images": n})

@@ -1,4 +1,8 @@
-"""Shared fixtures: real faces from ../shared/faces/dev, real DuckDB files in temp dirs."""
+"""Shared fixtures: real labelled faces, real DuckDB files in temp dirs.
+
+The faces are the repository's own `tests/faces/` when it has them, else the shared
+`../shared/faces/dev` beside the checkout.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,24 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-DEV_FACES = REPO.parent / "shared" / "faces" / "dev"
+
+
+def _dev_faces() -> Path:
+    own = REPO / "tests" / "faces"
+    if (own / "manifest.csv").is_file():
+        return own
+    return REPO.parent / "shared" / "faces" / "dev"
+
+
+DEV_FACES = _dev_faces()
 
 
 def copy_dev_faces(dest: Path, classes: list[str] | None = None) -> Path:
     """A writable copy of the dev faces (class folders only) at dest."""
     if not DEV_FACES.is_dir():
-        pytest.fail(f"dev faces not found at {DEV_FACES}: the tests need ../shared/faces/dev")
+        pytest.fail(
+            f"dev faces not found at {DEV_FACES}: the tests need tests/faces or ../shared/faces/dev"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     for folder in sorted(p for p in DEV_FACES.iterdir() if p.is_dir()):
         if classes is None or folder.name in classes:

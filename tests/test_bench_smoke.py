@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "benchmarks" / "bench_core.py"
@@ -47,3 +50,46 @@ def test_bench_core_quick(tmp_path: Path) -> None:
         assert f"\n{name} " in written, f"{name} missing from {out}"
     assert "machine:" in written and "numpy" in written
     assert "UNEXPECTED" not in written  # the second scan encoded or compared something
+
+
+ENCODER_FIGURES = (
+    "encode_dlib_dev_img_s",
+    "encode_dlib_lfw_cpu_img_s",
+    "encode_arcface_dev_img_s",
+    "encode_arcface_lfw_img_s",
+    "encode_arcface_lfw_cpu_img_s",
+    "compare_full_lists_512d_s",
+    "compare_full_lists_128d_s",
+)
+
+
+@pytest.mark.slow
+def test_bench_encoders_quick(tmp_path: Path) -> None:
+    from daemon.encoders import package
+
+    if not package.available():
+        pytest.skip(f"the ArcFace model is not installed ({package.INSTALL_HINT})")
+    lfw = REPO.parent / "shared" / "faces" / "lfw-ac"
+    if not lfw.is_dir():
+        pytest.skip(f"the LFW sample is not at {lfw} (outside the repository by design)")
+    out = tmp_path / "encoders.txt"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "bench_encoders.py"),
+            "--quick",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    written = out.read_text(encoding="utf-8")
+    for name in ENCODER_FIGURES:
+        assert f"\n{name} " in written, f"{name} missing from {out}"
+    failed = [int(n) for n in re.findall(r"(\d+) failed", written)]
+    assert failed and not any(failed), "an encoder failed on a face the others read"

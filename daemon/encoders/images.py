@@ -43,7 +43,7 @@ def load_rgb(path: Path, max_pixels: int) -> np.ndarray:
                     )
                 im.load()
                 im = ImageOps.exif_transpose(im)
-                rgb = im.convert("RGB")
+                rgb = to_rgb(im)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -58,3 +58,20 @@ def load_rgb(path: Path, max_pixels: int) -> np.ndarray:
     except (ValueError, SyntaxError) as exc:
         raise ImageReadError("unreadable", f"cannot decode image: {exc}") from None
     return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any mode as 8-bit RGB.
+
+    Pillow's convert("RGB") clips 16- and 32-bit integer pixels at 255 instead of scaling
+    them, so a 16-bit grayscale PNG comes out all white: scale those by hand.
+    """
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        data = np.asarray(im).astype(np.float64)
+        if im.mode == "F" and data.size and np.nanmax(data) <= 1.0:
+            data = data * 255.0
+        elif im.mode != "F" and (im.mode.startswith("I;16") or data.max(initial=0) > 255):
+            data = data / 257.0  # 0..65535 onto 0..255
+        gray = np.clip(np.nan_to_num(data), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    return im.convert("RGB")

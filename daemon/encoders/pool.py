@@ -1,26 +1,66 @@
 """Encoding in worker processes: dlib holds the GIL for most of its work, so threads
-would not use a second core."""
+would not use a second core.
+
+Workers exit when their parent dies: a `kill -9` of the daemon must not leave them (and
+their models, ~110 MB each) behind.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from daemon.encoder import Encoding, encode_file, make_encoder, model_id_for
+from daemon.config import Settings
+from daemon.encoders import registry
+from daemon.encoders.base import Encoder, Encoding, encode_file
 
-_worker_encoder = None
+_PR_SET_PDEATHSIG = 1
+# How often a worker checks that its parent is alive where the kernel cannot tell it.
+PARENT_POLL_SECONDS = 1.0
+
+_worker_encoder: Encoder | None = None
 _worker_max_pixels = 0
 
 
-def _init_worker(options: dict) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """Make this process end when `parent` does.
+
+    On Linux the kernel sends SIGKILL at the parent's death (prctl PR_SET_PDEATHSIG); a
+    watchdog thread covers other systems and the race where the parent died before prctl.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(0)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_SECONDS)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _init_worker(settings: Settings, parent: int) -> None:
     global _worker_encoder, _worker_max_pixels
-    # One BLAS thread per worker: the pool already uses every core.
+    _exit_with_parent(parent)
+    # One BLAS/onnxruntime thread per worker: the pool already uses every core.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _worker_max_pixels = options.pop("max_pixels")
-    _worker_encoder = make_encoder(**options)
+    _worker_max_pixels = settings.max_pixels
+    _worker_encoder = registry.build(settings, threads=1)
 
 
 def _encode_one(path: str) -> Encoding:
@@ -36,26 +76,14 @@ def cpu_count() -> int:
 
 
 class EncoderPool:
-    """A process pool of encoders, started on first use and kept until close()."""
+    """A process pool of the settings' encoder, started on first use, kept until close()."""
 
-    def __init__(
-        self,
-        num_jitters: int = 1,
-        detector: str = "auto",
-        detect_max_side: int = 1024,
-        onnx_model: str = "",
-        max_pixels: int = 60_000_000,
-        workers: int = 0,
-    ):
-        self._options = {
-            "num_jitters": num_jitters,
-            "detector": detector,
-            "detect_max_side": detect_max_side,
-            "onnx_model": onnx_model,
-            "max_pixels": max_pixels,
-        }
-        self.workers = workers or cpu_count()
-        self.model_id = model_id_for(num_jitters, onnx_model)
+    def __init__(self, settings: Settings, workers: int | None = None):
+        registry.check(settings)  # fail here, not in every worker
+        self._settings = settings
+        chosen = settings.workers if workers is None else workers
+        self.workers = chosen or cpu_count()
+        self.model_id = registry.model_id(settings)
         self._pool: ProcessPoolExecutor | None = None
 
     def _ensure(self) -> ProcessPoolExecutor:
@@ -67,9 +95,15 @@ class EncoderPool:
                 self.workers,
                 mp_context=ctx,
                 initializer=_init_worker,
-                initargs=(dict(self._options),),
+                initargs=(self._settings, os.getpid()),
             )
         return self._pool
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (empty before the first encode)."""
+        if self._pool is None:
+            return []
+        return sorted(self._pool._processes)  # the executor keeps no public list
 
     def encode(
         self,
