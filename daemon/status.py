@@ -69,8 +69,21 @@ def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
         "store": str(settings.db),
     }
     try:
+        from daemon.encoders import registry
+        from store import embeddings
+
+        configured = registry.model_id(settings)
         with open_store(settings.db, read_only=True, timeout=2.0) as con:
             totals = summary(con, settings.threshold)
+            if totals.get("model") not in (None, configured):
+                done, total = embeddings.count_to_encode(con, configured)
+                # The store serves its model until the configured one has encoded all.
+                totals["switch"] = {
+                    "serving": totals["model"],
+                    "to": configured,
+                    "encoded": done,
+                    "total": total,
+                }
         out["store_readable"] = True
     except (StoreBusy, StoreMissing) as exc:
         totals = {k: live.get(k) for k in ("images", "pairs", "encoded_total")}
