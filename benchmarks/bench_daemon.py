@@ -42,7 +42,7 @@ from store.connection import open_store  # noqa: E402
 DEV = REPO.parent / "shared" / "faces" / "dev"
 
 
-def build_tree(root: Path, db: Path, n: int, classes: int) -> float:
+def build_tree(root: Path, db: Path, n: int, classes: int, compare: bool = True) -> float:
     started = time.monotonic()
     rng = np.random.default_rng(0)
     cls = rng.integers(0, classes, n)
@@ -74,15 +74,25 @@ def build_tree(root: Path, db: Path, n: int, classes: int) -> float:
         con.register("bf", files)
         con.register("be", embeddings)
         con.execute(
-            """INSERT INTO files SELECT nextval('file_ids'), path, class, size, mtime_ns, hash,
+            """INSERT INTO files (id, path, class, size, mtime_ns, hash, first_seen,
+                                  last_seen, dirty, candidates)
+               SELECT nextval('file_ids'), path, class, size, mtime_ns, hash,
                    now(), now(), true, 0 FROM bf"""
         )
         con.execute(
-            """INSERT INTO embeddings SELECT hash, ?, 'ok', '', 1, 0, 0, 150, 150, false,
-                   150, 150, vector::FLOAT[], now() FROM be""",
+            """INSERT INTO embeddings (hash, model, status, message, faces, whole_image,
+                                       width, height, encoded_at)
+               SELECT hash, ?, 'ok', '', 1, false, 150, 150, now() FROM be""",
+            [model],
+        )
+        con.execute(
+            """INSERT INTO faces SELECT hash, ?, 0, 0, 0, 150, 150, 0, vector::FLOAT[]
+               FROM be""",
             [model],
         )
         con.execute("INSERT OR REPLACE INTO meta VALUES ('model', ?)", [model])
+    if not compare:
+        return time.monotonic() - started
     # One full compare, as the first scan of such a tree would do.
     pipeline = Pipeline(Settings(root=root, db=db))
     try:

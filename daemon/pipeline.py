@@ -91,6 +91,7 @@ class RunStats:
     encode_seconds: float = 0.0
     read_seconds: float = 0.0
     compute_seconds: float = 0.0
+    suggest_seconds: float = 0.0
     write_seconds: float = 0.0
     seconds: float = 0.0
 
@@ -413,11 +414,13 @@ class Pipeline:
         if something_changed and cal is not None:
             self._set_state("suggesting")
             self.on_progress(ProgressEvent("suggesting", 0, 1))
+            started = time.monotonic()
             src, dst = _list_rows(snap, faces.ids, lists)
             mistakes = find_mistakes(
                 snap, unit, rows, src, dst, cal, self.s.threshold, folder_of_class, snap.serving
             )
             stats.suggestions = len(mistakes.rows)
+            stats.suggest_seconds += round(time.monotonic() - started, 3)
             self.on_progress(ProgressEvent("suggesting", 1, 1))
         if (
             lists is None
