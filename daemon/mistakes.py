@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from daemon.snapshot import Snapshot
-from daemon.suggest import EVIDENCE_PAIRS, Suggestion, suggest
+from daemon.suggest import EVIDENCE_PAIRS, Models, Suggestion, suggest
 from store.scores import Calibration
 from store.suggestions import SuggestionRow
 
@@ -27,6 +27,7 @@ class Mistakes:
     rows: list[SuggestionRow] = field(default_factory=list)
     pairs: list[tuple[str, int, int, float]] = field(default_factory=list)
     reopen: dict[str, str] = field(default_factory=dict)
+    models: Models | None = None
 
 
 def find_mistakes(
@@ -39,6 +40,7 @@ def find_mistakes(
     threshold: float,
     folder_of_class: dict[str, int],
     model: str,
+    models: Models | None = None,
 ) -> Mistakes:
     """`unit`: the standing face of each file of snap.faces (unit length); src/dst: the
     current match lists as row indices of snap.faces."""
@@ -56,7 +58,9 @@ def find_mistakes(
         remap = np.full(len(faces), -1)
         remap[kept] = np.arange(len(kept))
         ok = (remap[src] >= 0) & (remap[dst] >= 0)
-        found = suggest(unit[kept], codes, remap[src[ok]], remap[dst[ok]])
+        found, out.models = suggest(
+            unit[kept], codes, remap[src[ok]], remap[dst[ok]], models=models
+        )
         members = defaultdict(list)
         for j, c in enumerate(codes):
             members[int(c)].append(j)

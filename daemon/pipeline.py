@@ -146,6 +146,9 @@ class Pipeline:
         self.backend_note = ""
         # The longest a write transaction of this pipeline held the store (benchmarks).
         self.longest_write = 0.0
+        # Per model: what the data says of one person and of different people, kept
+        # between runs while the data set changes little (a daemon's event batches).
+        self._suggest_models: dict[str, Any] = {}
 
     def close(self) -> None:
         if self._own_pool:
@@ -417,8 +420,19 @@ class Pipeline:
             started = time.monotonic()
             src, dst = _list_rows(snap, faces.ids, lists)
             mistakes = find_mistakes(
-                snap, unit, rows, src, dst, cal, self.s.threshold, folder_of_class, snap.serving
+                snap,
+                unit,
+                rows,
+                src,
+                dst,
+                cal,
+                self.s.threshold,
+                folder_of_class,
+                snap.serving,
+                self._suggest_models.get(snap.serving),
             )
+            if mistakes.models is not None:
+                self._suggest_models[snap.serving] = mistakes.models
             stats.suggestions = len(mistakes.rows)
             stats.suggest_seconds += round(time.monotonic() - started, 3)
             self.on_progress(ProgressEvent("suggesting", 1, 1))

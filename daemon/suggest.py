@@ -48,6 +48,8 @@ SIZE_EDGES = np.array([1, 2, 3, 5, 9, 17])
 # Random draws per size class for the null tail, and the fewest for a class of its own.
 NULL_SAMPLES = 8_000
 MIN_CLASS_SAMPLES = 2_000
+# The models are estimated again when the number of images changed by this fraction.
+REUSE_GROWTH = 0.01
 # Same-person groups needed for a size class's own density.
 MIN_SAME_SAMPLES = 30
 # Beside the folders its stored matches name, a folder of several images (and an image
@@ -268,30 +270,47 @@ def group_sums(w: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     return sums
 
 
+@dataclass
+class Models:
+    """What the data says of one person and of different people: costly to estimate,
+    stable while the data set grows by little, so a daemon keeps them between runs."""
+
+    nulls: Nulls
+    same: SameDensities
+    images: int
+
+    def fits(self, n: int) -> bool:
+        return abs(n - self.images) <= max(1, REUSE_GROWTH * self.images)
+
+
 def suggest(
     unit: np.ndarray,
     codes: np.ndarray,
     src: np.ndarray,
     dst: np.ndarray,
     seed: int = 0,
-) -> list[Suggestion]:
-    """Suggestions from unit vectors, folder codes (0..F-1, every code used) and the
-    stored match lists (src, dst: file indices of each image's best matches elsewhere),
-    and each multi-image folder's and each image's nearest folders by centroid, which
-    together name the candidates."""
+    models: Models | None = None,
+) -> tuple[list[Suggestion], Models | None]:
+    """Suggestions, and the models behind them (pass them back next time: they are reused
+    while the data set changes by little), from unit vectors, folder codes (0..F-1, every
+    code used) and the stored match lists (src, dst: file indices of each image's best
+    matches elsewhere). The lists, and the folders each folder's (or loosely filed
+    image's) centroid comes close to, name the candidates."""
     n = len(unit)
     if n < 3:
-        return []
+        return [], models
     rng = np.random.default_rng(seed)
     n_f = int(codes.max()) + 1
     if n_f < 2:
-        return []  # nothing to compare a folder with: no model of different people
+        return [], models  # nothing to compare a folder with: no model of different people
     w = centre(np.asarray(unit, np.float32))
     sums = group_sums(w, codes, n_f)
     sizes = np.bincount(codes, minlength=n_f)
     cn = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
     cls = size_class(sizes)
-    nulls = Nulls(cn, w, codes, sizes, rng)
+    if models is None or not models.fits(n):
+        models = Models(Nulls(cn, w, codes, sizes, rng), SameDensities(w, codes, sizes, rng), n)
+    nulls = models.nulls
     # How an image matches the rest of its own folder: mostly right, so this is the
     # same-person density of an image against a folder.
     own_n = sizes[codes]
@@ -301,7 +320,7 @@ def suggest(
     own[multi] = np.einsum("ij,ij->i", w[multi], loo) / np.maximum(
         np.linalg.norm(loo, axis=1), 1e-12
     )
-    same = SameDensities(w, codes, sizes, rng)
+    same = models.same
     out: list[Suggestion] = []
 
     # -- same person ---------------------------------------------------------------------
@@ -395,4 +414,4 @@ def suggest(
                     float(own[i]), float(own[i]), int(own_n[i]),
                 )
             )
-    return out
+    return out, models

@@ -115,7 +115,8 @@ def test_suggest_finds_a_split_and_a_misfile_in_synthetic_people():
     codes[5] = 7  # one photo of person 0 filed under person 7
     unit = np.array(faces)
     unit /= np.linalg.norm(unit, axis=1, keepdims=True)
-    found = suggest(unit, codes, np.empty(0, np.int64), np.empty(0, np.int64))
+    found, models = suggest(unit, codes, np.empty(0, np.int64), np.empty(0, np.int64))
+    assert models is not None and models.fits(len(unit))
     best = sorted(found, key=lambda s: -s.confidence)
     kinds = {(s.kind, s.image, s.folder_b if s.kind == "misfiled" else None) for s in best[:4]}
     assert ("misfiled", 5, 0) in kinds
