@@ -42,6 +42,8 @@ MAX_GENUINE = 200_000
 # folders: zero 0.835, anchor 0.932).
 PRIOR_ZERO_COS = 0.835
 PRIOR_ANCHOR_COS = 0.93
+# Cosines this close to 1 are one face twice (a copied file), not two people.
+IDENTICAL_COS = 0.9999
 # Pairs gathered at a time when sampling (memory: 2 x chunk x d floats).
 SAMPLE_CHUNK = 16_384
 
@@ -81,6 +83,8 @@ def estimate(
     """Estimate from unit-length embeddings and their integer class codes."""
     n = len(unit)
     cos = _cross_class_sample(unit, classes, MAX_SAMPLES, seed)
+    # Identical faces (the same file in two folders) say nothing about different people.
+    cos = cos[cos < IDENTICAL_COS]
     if len(cos) < MIN_SAMPLES:
         return identity(n) if raw_is_score else prior(n)
     loc, scale = fit_tail(cos)

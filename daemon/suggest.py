@@ -50,8 +50,10 @@ NULL_SAMPLES = 8_000
 MIN_CLASS_SAMPLES = 2_000
 # The models are estimated again when the number of images changed by this fraction.
 REUSE_GROWTH = 0.01
-# Same-person groups needed for a size class's own density.
+# Same-person groups needed for a size class's own density; with few folders each is
+# split at random again, at most MAX_REDRAWS times.
 MIN_SAME_SAMPLES = 30
+MAX_REDRAWS = 50
 # Beside the folders its stored matches name, a folder of several images (and an image
 # that fits its own folder poorly) is examined against every folder that different
 # people reach less than 1 time in 1,000 (z = 3.09 on the fitted tail)...
@@ -92,12 +94,16 @@ class Tail:
         return np.exp(-0.5 * z * z) / (self.scale * math.sqrt(2 * math.pi))
 
 
-def fit_tail(sample: np.ndarray) -> Tail:
-    """Fit loc + scale * z to the sample's upper quantiles (the tail is what we need; its
-    top is left out, where real mistakes among random draws would sit)."""
-    m = len(sample)
-    hi = min(3.0, math.log10(max(m, 100) / 20))
-    ps = 1 - 10 ** -np.linspace(1.0, max(1.3, hi), 10)
+def fit_tail(sample: np.ndarray, distinct: float) -> Tail:
+    """Fit loc + scale * z to the sample's upper quantiles (the tail is what we need).
+
+    `distinct`: how many different pairs the draws come from. The fit stops where ~20 of
+    them remain above: past it, real mistakes among the draws (a split's folder pair is
+    one of only 153 pairs of 18 folders) would pass for the tail of different people.
+    With few pairs it starts at the median, for a stable line."""
+    hi = min(3.0, math.log10(max(distinct, 1.0) / 20))
+    lo = 1.0 if hi >= 2.0 else 0.3
+    ps = 1 - 10 ** -np.linspace(lo, max(hi, lo + 0.5), 10)
     qs = np.quantile(sample, ps)
     zs = np.array([_NORMAL.inv_cdf(float(p)) for p in ps])
     scale, loc = np.polyfit(zs, qs, 1)
@@ -156,7 +162,9 @@ class Nulls:
         a = rng.integers(0, n_f, NULL_SAMPLES * 4)
         b = rng.integers(0, n_f, NULL_SAMPLES * 4)
         keep = a != b
-        self.pooled_folder = fit_tail(np.einsum("ij,ij->i", cn[a[keep]], cn[b[keep]]))
+        self.pooled_folder = fit_tail(
+            np.einsum("ij,ij->i", cn[a[keep]], cn[b[keep]]), n_f * (n_f - 1) / 2
+        )
         self.folder: dict[tuple[int, int], Tail] = {}
         for ca in range(n_cls):
             for cb in range(ca, n_cls):
@@ -165,12 +173,14 @@ class Nulls:
                     continue
                 x, y = rng.choice(fa, NULL_SAMPLES), rng.choice(fb, NULL_SAMPLES)
                 ok = x != y
-                self.folder[(ca, cb)] = fit_tail(np.einsum("ij,ij->i", cn[x[ok]], cn[y[ok]]))
+                self.folder[(ca, cb)] = fit_tail(
+                    np.einsum("ij,ij->i", cn[x[ok]], cn[y[ok]]), len(fa) * len(fb)
+                )
         i = rng.integers(0, n, NULL_SAMPLES * 4)
         f = rng.integers(0, n_f, NULL_SAMPLES * 4)
         ok = codes[i] != f
         x = np.einsum("ij,ij->i", w[i[ok]], cn[f[ok]])
-        self.pooled_image = fit_tail(x)
+        self.pooled_image = fit_tail(x, n * (n_f - 1))
         # The body (not the tail) of an image against an unrelated folder: how a
         # stranger matches the folder it sits in.
         self.image_body = Tail(float(np.median(x)), _robust_sd(x))
@@ -178,7 +188,7 @@ class Nulls:
         x_cls = cls[f[ok]]
         for c in range(n_cls):
             if (x_cls == c).sum() >= MIN_CLASS_SAMPLES:
-                self.image[c] = fit_tail(x[x_cls == c])
+                self.image[c] = fit_tail(x[x_cls == c], n * len(by_class[c]))
 
     def folder_tail(self, ca: int, cb: int) -> Tail:
         return self.folder.get((min(ca, cb), max(ca, cb)), self.pooled_folder)
@@ -193,25 +203,29 @@ def _odds_to_probability(odds: np.ndarray) -> np.ndarray:
 
 
 def _split_samples(w: np.ndarray, codes: np.ndarray, sizes: np.ndarray, sa: int, sb: int,
-                   rng: np.random.Generator) -> np.ndarray:
+                   rng: np.random.Generator, want: int = 0) -> np.ndarray:
     """Centroid cosines of two disjoint random groups of `sa` and `sb` images of one
-    folder, for every folder large enough: what the statistic of a folder pair (or of an
-    image and a folder, sa = 1) of those sizes looks like when both are one person."""
-    big = sizes[codes] >= sa + sb
-    members = np.flatnonzero(big)
+    folder, for every folder large enough (drawn again, up to `want` values, when there
+    are few such folders): what the statistic of a folder pair (or of an image and a
+    folder, sa = 1) of those sizes looks like when both are one person."""
+    members = np.flatnonzero(sizes[codes] >= sa + sb)
     if len(members) == 0:
         return np.empty(0)
-    order = members[np.lexsort((rng.random(len(members)), codes[members]))]
-    c = codes[order]
-    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
-    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
     n_f = len(sizes)
-    used = np.unique(c)
-    in_a, in_b = rank < sa, (rank >= sa) & (rank < sa + sb)
-    a = group_sums(w[order[in_a]], c[in_a], n_f)[used]
-    b = group_sums(w[order[in_b]], c[in_b], n_f)[used]
-    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    return np.einsum("ij,ij->i", a, b) / np.maximum(na * nb, 1e-12)
+    folders = len(np.unique(codes[members]))
+    out = []
+    for _ in range(max(1, min(MAX_REDRAWS, -(-want // folders)))):
+        order = members[np.lexsort((rng.random(len(members)), codes[members]))]
+        c = codes[order]
+        starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        used = np.unique(c)
+        in_a, in_b = rank < sa, (rank >= sa) & (rank < sa + sb)
+        a = group_sums(w[order[in_a]], c[in_a], n_f)[used]
+        b = group_sums(w[order[in_b]], c[in_b], n_f)[used]
+        na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+        out.append(np.einsum("ij,ij->i", a, b) / np.maximum(na * nb, 1e-12))
+    return np.concatenate(out)
 
 
 class SameDensities:
@@ -228,14 +242,17 @@ class SameDensities:
         key = (min(ca, cb), max(ca, cb))
         if key not in self._cache:
             sa, sb = int(SIZE_EDGES[key[0]]), int(SIZE_EDGES[key[1]])
-            sample = _split_samples(self._w, self._codes, self._sizes, sa, sb, self._rng)
+            want = MIN_SAME_SAMPLES * 4
+            sample = _split_samples(self._w, self._codes, self._sizes, sa, sb, self._rng, want)
             # Too few folders hold sa + sb images: smaller groups stand in (their
             # statistic is noisier, so this errs towards less confidence, not more).
             while len(sample) < MIN_SAME_SAMPLES and sb > 1:
                 sb = max(1, sb // 2)
                 if sa > sb:
                     sa = sb
-                sample = _split_samples(self._w, self._codes, self._sizes, sa, sb, self._rng)
+                sample = _split_samples(
+                    self._w, self._codes, self._sizes, sa, sb, self._rng, want
+                )
             self._cache[key] = Density(sample)
         return self._cache[key]
 
