@@ -46,10 +46,16 @@ def decide(settings: DashboardSettings, pair: PairView, decision: str) -> Done:
     return Done(f"{pair.a.name} / {pair.b.name}: {decision}")
 
 
-def clear(settings: DashboardSettings, pair: PairView) -> Done:
+def clear(settings: DashboardSettings, pair: PairView, only_if: str | None = None) -> Done:
+    """Back to unreviewed; with `only_if` (an undo), only while the decision is still that
+    one, so an undo never erases a decision someone took since."""
     h1, h2 = _hashes(pair)
     with db.writing(settings) as con:
-        review.clear_decision(con, h1, h2)
+        cleared = review.clear_decision(con, h1, h2, only_if=only_if)
+    if only_if is not None and not cleared:
+        raise FileActionRefused(
+            f"{pair.a.name} / {pair.b.name} is no longer '{only_if}': nothing undone"
+        )
     return Done(f"{pair.a.name} / {pair.b.name}: back to unreviewed")
 
 

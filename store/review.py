@@ -35,7 +35,9 @@ REVIEW_STATES: dict[str, str] = {
     "all": "true",
 }
 
-PROBLEM_STATUSES = ("no_face", "multi_face", "unreadable", "error")
+ENCODER_STATUSES = ("no_face", "multi_face", "unreadable", "error")
+WHOLE_IMAGE = "whole_image"
+PROBLEM_STATUSES = (*ENCODER_STATUSES, WHOLE_IMAGE)
 
 # Actions that moved a file and can be undone; "undo" rows record the undoing itself.
 FILE_ACTIONS = ("move", "quarantine")
@@ -260,17 +262,77 @@ def count_pairs(con: duckdb.DuckDBPyConnection, flt: PairFilter) -> int:
 
 
 def class_names(
-    con: duckdb.DuckDBPyConnection, search: str = "", limit: int = 500
+    con: duckdb.DuckDBPyConnection, search: str = "", limit: int = 200, offset: int = 0
 ) -> list[tuple[str, int]]:
-    """(class, number of images), by name, whose name contains `search` (any case)."""
+    """(class, number of images) whose name contains `search` (any case): the exact name
+    first, then names starting with it, then the rest, each by name. Type-ahead over every
+    folder: the database filters, the browser gets one page."""
+    needle = search.strip().lower()
     return [
         (r[0], int(r[1]))
         for r in con.execute(
-            """SELECT class, count(*) FROM files WHERE contains(lower(class), ?)
-               GROUP BY class ORDER BY class LIMIT ?""",
-            [search.strip().lower(), int(limit)],
+            """SELECT class, count(*) FROM files WHERE contains(lower(class), $s)
+               GROUP BY class
+               ORDER BY lower(class) <> $s, NOT starts_with(lower(class), $s), class
+               LIMIT $limit OFFSET $offset""",
+            {"s": needle, "limit": int(limit), "offset": int(offset)},
         ).fetchall()
     ]
+
+
+def count_classes(con: duckdb.DuckDBPyConnection, search: str = "") -> int:
+    row = con.execute(
+        "SELECT count(DISTINCT class) FROM files WHERE contains(lower(class), ?)",
+        [search.strip().lower()],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class PairGroup:
+    """Every stored pair between one image of a class and one other class, as one row:
+    "X.jpg matches 10 images of Y" instead of ten rows."""
+
+    image: str  # path of this class's image
+    other_class: str
+    matches: int
+    best_score: float
+    decided: int
+
+
+def class_pair_groups(
+    con: duckdb.DuckDBPyConnection, klass: str, limit: int, offset: int = 0
+) -> tuple[list[PairGroup], int, int]:
+    """One page of a class's pairs grouped by (its image, the other class), best first;
+    the number of groups and of pairs in all."""
+    rows = con.execute(
+        """WITH mine AS (SELECT id, path, hash FROM files WHERE class = $klass),
+           p AS (
+               SELECT m.path, o.class AS other, r.score, m.hash AS h1, o.hash AS h2
+               FROM pair_rows r JOIN mine m ON m.id = r.lo JOIN files o ON o.id = r.hi
+               UNION ALL
+               SELECT m.path, o.class, r.score, m.hash, o.hash
+               FROM pair_rows r JOIN mine m ON m.id = r.hi JOIN files o ON o.id = r.lo),
+           g AS (
+               SELECT p.path, p.other, count(*) AS n, max(p.score) AS best,
+                      count(d.decision) AS decided
+               FROM p LEFT JOIN decisions d
+                   ON d.hash_a = least(p.h1, p.h2) AND d.hash_b = greatest(p.h1, p.h2)
+               GROUP BY p.path, p.other)
+           SELECT path, other, n, best, decided, count(*) OVER (), sum(n) OVER ()
+           FROM g ORDER BY best DESC, path, other LIMIT $limit OFFSET $offset""",
+        {"klass": klass, "limit": int(limit), "offset": int(offset)},
+    ).fetchall()
+    if not rows:
+        total = con.execute(
+            """SELECT count(*) FROM pair_rows r
+               WHERE r.lo IN (SELECT id FROM files WHERE class = $k)
+                  OR r.hi IN (SELECT id FROM files WHERE class = $k)""",
+            {"k": klass},
+        ).fetchone()
+        return [], 0, int(total[0]) if total else 0
+    groups = [PairGroup(r[0], r[1], int(r[2]), float(r[3]), int(r[4])) for r in rows]
+    return groups, int(rows[0][5]), int(rows[0][6])
 
 
 def class_images(
@@ -285,6 +347,17 @@ def class_images(
     return [_image(r) for r in rows], int(total[0]) if total else 0
 
 
+def _problem_where(wanted: Sequence[str]) -> str:
+    """Images with one of the wanted statuses; "whole_image" is not a status of its own
+    but an `ok` image encoded as a whole picture because no face box was found in it."""
+    parts = []
+    if any(s in ENCODER_STATUSES for s in wanted):
+        parts.append("status IN (SELECT unnest($statuses))")
+    if WHOLE_IMAGE in wanted:
+        parts.append("(coalesce(whole_image, false) AND status IN ('ok', 'multi_face'))")
+    return " OR ".join(parts) or "false"
+
+
 def problems(
     con: duckdb.DuckDBPyConnection,
     statuses: Sequence[str] = PROBLEM_STATUSES,
@@ -295,25 +368,96 @@ def problems(
     wanted = [s for s in statuses if s in PROBLEM_STATUSES]
     if not wanted:
         return [], 0
+    where = _problem_where(wanted)
+    params: dict[str, Any] = {"statuses": [s for s in wanted if s in ENCODER_STATUSES]}
+    if "$statuses" not in where:
+        params.pop("statuses")
     rows = con.execute(
-        f"""SELECT {_IMAGE_COLUMNS} FROM images WHERE status IN (SELECT unnest(?))
-            ORDER BY status, path LIMIT ? OFFSET ?""",
-        [wanted, int(limit), int(offset)],
+        f"""SELECT {_IMAGE_COLUMNS} FROM images WHERE {where}
+            ORDER BY status, path LIMIT {int(limit)} OFFSET {int(offset)}""",
+        params,
     ).fetchall()
-    total = con.execute(
-        "SELECT count(*) FROM images WHERE status IN (SELECT unnest(?))", [wanted]
-    ).fetchone()
+    total = con.execute(f"SELECT count(*) FROM images WHERE {where}", params).fetchone()
     return [_image(r) for r in rows], int(total[0]) if total else 0
 
 
-def hub_images(con: duckdb.DuckDBPyConnection, limit: int = 60) -> list[ImageInfo]:
-    """Images matching more others than the store keeps pairs for, most candidates first."""
+def hub_images(
+    con: duckdb.DuckDBPyConnection, limit: int = 60, offset: int = 0
+) -> tuple[list[ImageInfo], int]:
+    """One page of the images matching more others than the store keeps pairs for, most
+    candidates first, and how many there are."""
     rows = con.execute(
         f"""SELECT {_IMAGE_COLUMNS} FROM images WHERE path IN (SELECT path FROM hubs)
-            ORDER BY candidates DESC, path LIMIT ?""",
-        [int(limit)],
+            ORDER BY candidates DESC, path LIMIT ? OFFSET ?""",
+        [int(limit), int(offset)],
     ).fetchall()
-    return [_image(r) for r in rows]
+    total = con.execute("SELECT count(*) FROM hubs").fetchone()
+    return [_image(r) for r in rows], int(total[0]) if total else 0
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """One face the encoder found in an image; `chosen` marks the one standing for it."""
+
+    index: int
+    box: tuple[int, int, int, int]
+    chosen: bool
+
+
+def detected_faces(con: duckdb.DuckDBPyConnection, image: ImageInfo) -> list[DetectedFace]:
+    """Every face detected in an image, when the store keeps them (a `faces` table keyed
+    by content hash and model: hash, model, face_index, box_left, box_top, box_right,
+    box_bottom, chosen). A store without it knows only the face that stands for the
+    image: that one alone, chosen. The Problems page lists what this returns; picking
+    another face is written by the store module that owns `faces`."""
+    if image.hash is None:
+        return []
+    has_table = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'faces'"
+    ).fetchone()
+    if has_table and has_table[0]:
+        rows = con.execute(
+            """SELECT face_index, box_left, box_top, box_right, box_bottom, chosen
+               FROM faces WHERE hash = ? AND model = (SELECT value FROM meta WHERE key = 'model')
+               ORDER BY face_index""",
+            [image.hash],
+        ).fetchall()
+        if rows:
+            return [DetectedFace(int(r[0]), (r[1], r[2], r[3], r[4]), bool(r[5])) for r in rows]
+    return [] if image.box is None else [DetectedFace(0, image.box, True)]
+
+
+def score_histogram(con: duckdb.DuckDBPyConnection, bins: int = 30) -> list[tuple[float, str, int]]:
+    """(bin's lowest score, decision group, pairs) over the stored pairs: "same" (same
+    person or removed), "different", or "open" (no decision or skipped)."""
+    rows = con.execute(
+        f"""SELECT floor(p.score * {int(bins)}) / {int(bins)} AS lo,
+                   CASE WHEN d.decision IN ('same', 'removed') THEN 'same'
+                        WHEN d.decision = 'different' THEN 'different'
+                        ELSE 'open' END AS grp,
+                   count(*)
+            FROM pair_rows p JOIN files fa ON fa.id = p.lo JOIN files fb ON fb.id = p.hi
+            LEFT JOIN decisions d ON d.hash_a = least(fa.hash, fb.hash)
+                AND d.hash_b = greatest(fa.hash, fb.hash)
+            GROUP BY ALL ORDER BY lo, grp""",
+    ).fetchall()
+    return [(float(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+def threshold(con: duckdb.DuckDBPyConnection) -> float | None:
+    """The lowest score the store keeps pairs for (nothing below it is stored)."""
+    # The compare step records what it ran with as "threshold=0.4;k=20".
+    row = con.execute("SELECT value FROM meta WHERE key = 'compare_params'").fetchone()
+    if row is None or row[0] is None:
+        return None
+    for part in str(row[0]).split(";"):
+        name, _, value = part.partition("=")
+        if name.strip() == "threshold":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
 
 
 def image_by_path(con: duckdb.DuckDBPyConnection, path: str) -> ImageInfo | None:

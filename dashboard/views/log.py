@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import actions, ui
-from dashboard.settings import DashboardSettings
+from dashboard.settings import DashboardSettings, current
 from store import review
 
 SHOWN = 200
@@ -51,3 +51,7 @@ def render(settings: DashboardSettings) -> None:
         hide_index=True,
         width="stretch",
     )
+
+
+if __name__ == "__main__":
+    render(current())

@@ -1,11 +1,14 @@
-"""The pairs page: the best unreviewed pairs, two images side by side, one click each."""
+"""The pairs page: a keyboard queue of the best unreviewed pairs, faces side by side."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import streamlit as st
 
 from dashboard import actions, files, ui
-from dashboard.settings import DashboardSettings
+from dashboard.queue import CardQueue, Choice, shortcuts_help
+from dashboard.settings import DashboardSettings, current
 from store import review
 from store.review import ActionRow, PairFilter, PairView
 
@@ -18,7 +21,20 @@ STATE_LABELS = {
     "decided": "any decision but skip",
     "all": "all",
 }
-IMAGE_SIDE = 400
+FACE_SIDE = 190
+WHOLE_SIDE = 110
+PERSON_PAGE = "views/person.py"
+
+CHOICES = (
+    Choice("different", "different people", "D", primary=True),
+    Choice("same", "same person", "S", help="records the decision and moves no file"),
+    Choice(
+        "skip",
+        "skip",
+        "X",
+        help="leaves the unreviewed list; find it again under review state 'skipped'",
+    ),
+)
 
 FILE_ACTIONS_OFF = (
     "File actions are off: this dashboard only records decisions. Moving an image to the "
@@ -27,21 +43,36 @@ FILE_ACTIONS_OFF = (
 )
 
 
+def _threshold(settings: DashboardSettings) -> float:
+    """Where the score slider starts: nothing below the store's threshold is stored."""
+    if "pairs_threshold" not in st.session_state:
+        found = ui.query(settings, review.threshold)
+        st.session_state["pairs_threshold"] = 0.0 if found is None else float(found)
+    # Down to the slider's step, so the lowest stored pair is inside the range.
+    return int(st.session_state["pairs_threshold"] * 100) / 100
+
+
 def _filters(settings: DashboardSettings) -> tuple[PairFilter, int]:
+    low_end = _threshold(settings)
+    # Defaults through Session State only (no `value=` as well): giving both makes
+    # Streamlit warn on every run in which a page set the state.
+    st.session_state.setdefault("f_score", (low_end, 1.0))
+    st.session_state.setdefault("f_state", "unreviewed")
+    st.session_state.setdefault("f_size", settings.page_size)
     with st.sidebar:
         st.subheader("Filters")
-        low, high = st.slider("score", -1.0, 1.0, (0.0, 1.0), step=0.01, key="f_score")
-        search = st.text_input("class name contains", key="f_search")
+        low, high = st.slider(
+            "score", low_end, 1.0, step=0.01, key="f_score", help="calibrated score range"
+        )
+        search = st.text_input("class name contains", key="f_search", help="any part, any case")
         state = st.selectbox(
             "review state",
             list(STATE_LABELS),
             format_func=STATE_LABELS.__getitem__,
             key="f_state",
         )
-        sizes = sorted({5, 10, 20, 50, settings.page_size})
-        size = st.selectbox(
-            "pairs per page", sizes, index=sizes.index(settings.page_size), key="f_size"
-        )
+        sizes = sorted({3, 5, 10, 20, 50, settings.page_size})
+        size = st.selectbox("pairs per page", sizes, key="f_size")
     flt = PairFilter(min_score=low, max_score=high, class_search=search, state=state)
     return flt, int(size)
 
@@ -63,15 +94,12 @@ def _previous_page() -> None:
         st.session_state["pair_cursors"].pop()
 
 
-def open_person(klass: str) -> None:
-    st.session_state["page"] = "Person"
-    st.session_state["person"] = klass
+def class_heading(klass: str) -> None:
+    st.markdown(f"**{ui.md(klass)}** · [image search ↗]({ui.search_url(klass)})")
 
 
-def class_heading(klass: str, key: str) -> None:
-    name, button = st.columns([3, 1], vertical_alignment="center")
-    name.markdown(f"**{ui.md(klass)}** · [image search ↗]({ui.search_url(klass)})")
-    button.button("person page", key=key, type="tertiary", on_click=open_person, args=(klass,))
+def person_link(klass: str, key: str) -> None:
+    st.page_link(PERSON_PAGE, label="person page", query_params={"name": klass}, icon="👤")
 
 
 def _moved_note(image: review.ImageInfo, moves: dict[str, ActionRow]) -> None:
@@ -88,116 +116,164 @@ def _side(
     pair: PairView,
     side: str,
     moves: dict[str, ActionRow],
-) -> bool:
+) -> None:
     image, other = (pair.a, pair.b) if side == "a" else (pair.b, pair.a)
     label = "left" if side == "a" else "right"
-    class_heading(image.klass, f"person-{side}-{pair.lo}-{pair.hi}")
-    note = "" if not image.whole_image else " · no face found, whole image used"
+    class_heading(image.klass)
+    note = ""
+    if image.whole_image:
+        note = " · no face found, whole image used"
+    elif (image.faces or 0) > 1:
+        note = f" · {image.faces} faces, the boxed one stands for the image"
+    face_col, whole_col = st.columns([FACE_SIDE, WHOLE_SIDE], vertical_alignment="top")
     if image.path in moves and not files.exists(settings.root, image.path):
-        _moved_note(image, moves)
+        with face_col:
+            _moved_note(image, moves)
         shown = False
     else:
-        shown = ui.show_image(settings, image, IMAGE_SIDE, caption=f"{image.name}{note}")
+        with face_col:
+            shown = ui.show_image(settings, image, FACE_SIDE, caption=image.name, face=True)
+        if shown:
+            with whole_col:
+                ui.show_image(settings, image, WHOLE_SIDE, caption=f"whole photo{note}")
+                person_link(image.klass, f"person-{side}-{pair.lo}-{pair.hi}")
     if settings.allow_file_actions:
         there = "right" if side == "a" else "left"
-        st.button(
-            f"same person — move {label} image to the {there} folder",
+        move_col, remove_col = st.columns(2)
+        move_col.button(
+            f"move {label} to the {there} folder",
             key=f"move-{side}-{pair.lo}-{pair.hi}",
-            help=f"moves {image.path} into {other.klass}/",
+            help=f"same person: moves {image.path} into {other.klass}/",
             on_click=ui.act,
             args=(actions.relabel, settings, pair, side),
             disabled=not shown,
         )
-        st.button(
-            f"remove {label} from the data set",
+        remove_col.button(
+            f"remove {label}",
             key=f"remove-{side}-{pair.lo}-{pair.hi}",
             help=f"moves {image.path} to {settings.quarantine}/{image.klass}/ (kept, not deleted)",
             on_click=ui.act,
             args=(actions.quarantine, settings, pair, side),
             disabled=not shown,
         )
-    return shown
 
 
-def _pair(settings: DashboardSettings, pair: PairView, moves: dict[str, ActionRow]) -> None:
-    with st.container(border=True):
-        decided = f" · decision: **{pair.decision}**" if pair.decision else ""
-        st.markdown(f"score **{pair.score:.4f}** (cosine {pair.cosine:.4f}){decided}")
-        left, right = st.columns(2)
-        with left:
-            _side(settings, pair, "a", moves)
-        with right:
-            _side(settings, pair, "b", moves)
-        buttons = st.columns(4)
-        key = f"{pair.lo}-{pair.hi}"
-        buttons[0].button(
-            "different people",
-            key=f"different-{key}",
-            type="primary",
-            on_click=ui.act,
-            args=(actions.decide, settings, pair, "different"),
-        )
-        buttons[1].button(
-            "same person — record only",
-            key=f"same-{key}",
-            help="records the decision and moves no file",
-            on_click=ui.act,
-            args=(actions.decide, settings, pair, "same"),
-        )
-        buttons[2].button(
-            "skip",
-            key=f"skip-{key}",
-            help="leaves the unreviewed list; find it again under review state 'skipped'",
-            on_click=ui.act,
-            args=(actions.decide, settings, pair, "skip"),
-        )
-        if pair.decision:
-            buttons[3].button(
-                "clear decision",
-                key=f"clear-{key}",
-                on_click=ui.act,
-                args=(actions.clear, settings, pair),
-            )
+def pair_key(pair: PairView) -> str:
+    return f"{pair.lo}-{pair.hi}"
 
 
 def render(settings: DashboardSettings) -> None:
     st.header("Pairs")
     flt, size = _filters(settings)
-    cursors = _paging(flt, size)
-    after = cursors[-1]
-
-    def load(con):
-        page = review.pair_page(con, flt, size + 1, after)
-        total = review.count_pairs(con, flt)
-        paths = [p.a.path for p in page] + [p.b.path for p in page]
-        return page, total, review.last_moves_from(con, paths)
-
-    loaded = ui.query(settings, load)
-    if loaded is None:
-        return
-    page, total, moves = loaded
-    more = len(page) > size
-    page = page[:size]
     if not settings.allow_file_actions:
-        st.info(FILE_ACTIONS_OFF)
-    first = (len(cursors) - 1) * size
-    if not page:
-        st.write(f"No {STATE_LABELS[flt.state]} pairs match.")
-    else:
-        st.caption(
-            f"{total:,} {STATE_LABELS[flt.state]} pairs match · showing "
-            f"{first + 1:,}–{first + len(page):,}, best score first"
+        st.caption(FILE_ACTIONS_OFF)
+    loaded: dict[str, object] = {}
+
+    def load() -> list[PairView] | None:
+        cursors = _paging(flt, size)
+        after = cursors[-1]
+
+        def read(con):
+            page = review.pair_page(con, flt, size + 1, after)
+            total = review.count_pairs(con, flt)
+            paths = [p.a.path for p in page] + [p.b.path for p in page]
+            return page, total, review.last_moves_from(con, paths)
+
+        got = ui.query(settings, read, keep="pairs")
+        if got is None:
+            return None
+        page, total, moves = got
+        loaded.update(more=len(page) > size, total=total, moves=moves, cursors=cursors)
+        return page[:size]
+
+    def card(pair: PairView, focused: bool) -> None:
+        decided = f" · decision: **{pair.decision}**" if pair.decision else ""
+        st.markdown(f"score **{pair.score:.4f}** (cosine {pair.cosine:.4f}){decided}")
+        left, right = st.columns(2, border=False)
+        moves = loaded.get("moves", {})
+        with left:
+            _side(settings, pair, "a", moves)  # type: ignore[arg-type]
+        with right:
+            _side(settings, pair, "b", moves)  # type: ignore[arg-type]
+        if pair.decision:
+            st.button(
+                "clear decision",
+                key=f"clear-{pair_key(pair)}",
+                on_click=ui.act,
+                args=(actions.clear, settings, pair),
+            )
+
+    def decide(pair: PairView, value: str) -> str:
+        return actions.decide(settings, pair, value).message
+
+    def undo(pair: PairView, value: str) -> str:
+        return actions.clear(settings, pair, only_if=value).message
+
+    def header(page: Sequence[PairView]) -> None:
+        # File moves report here (with their undo button); decisions report by toast.
+        ui.show_flash(lambda action_id: ui.act(actions.undo, settings, action_id))
+        cursors = loaded.get("cursors", [None])
+        first = (len(cursors) - 1) * size  # type: ignore[arg-type]
+        total = int(loaded.get("total", 0))  # type: ignore[call-overload]
+        if page:
+            st.caption(
+                f"{total:,} {STATE_LABELS[flt.state]} pairs match · showing "
+                f"{first + 1:,}–{first + len(page):,}, best score first"
+            )
+        else:
+            st.write(f"No {STATE_LABELS[flt.state]} pairs match.")
+
+    def footer(page: Sequence[PairView]) -> None:
+        cursors = loaded.get("cursors", [None])
+        prev_col, next_col = st.columns(2)
+        prev_col.button(
+            "← previous page",
+            key="pairs-prev",
+            disabled=len(cursors) == 1,  # type: ignore[arg-type]
+            on_click=_previous_page,
         )
-    for pair in page:
-        _pair(settings, pair, moves)
-    prev_col, next_col = st.columns(2)
-    prev_col.button(
-        "← previous page", key="pairs-prev", disabled=len(cursors) == 1, on_click=_previous_page
+        next_col.button(
+            "next page →",
+            key="pairs-next",
+            disabled=not loaded.get("more"),
+            on_click=_next_page,
+            args=(page[-1].cursor if page else None,),
+        )
+
+    queue: CardQueue[PairView] = CardQueue(
+        name="pairs",
+        choices=CHOICES,
+        load=load,
+        key=pair_key,
+        render_card=card,
+        decide=decide,
+        undo=undo,
+        header=header,
+        footer=footer,
+        empty=lambda: _live_empty(settings, flt),
     )
-    next_col.button(
-        "next page →",
-        key="pairs-next",
-        disabled=not more,
-        on_click=_next_page,
-        args=(page[-1].cursor if page else None,),
-    )
+    st.caption(shortcuts_help(queue))
+    queue.render()
+
+
+def _live_empty(settings: DashboardSettings, flt: PairFilter) -> None:
+    """An empty queue says what the daemon is doing, and looks again by itself."""
+    if flt.state != "unreviewed":
+        return
+    from dashboard.views.status import live_line
+
+    @st.fragment(run_every=5)
+    def live() -> None:
+        line = live_line(settings)
+        if line:
+            st.info(f"{line}. New pairs appear here as they are found.")
+        count = ui.query(settings, lambda con: review.count_pairs(con, flt))
+        if count:
+            # Pairs arrived: redraw the queue with them.
+            st.rerun()
+
+    live()
+
+
+if __name__ == "__main__":
+    render(current())

@@ -1,0 +1,114 @@
+"""Search by photo: the stored faces nearest to the face in one photo.
+
+The photo is encoded with the store's own model (the same encoder options the daemon
+used), then ranked against every stored face by cosine; the score shown is the store's
+calibrated score, the one pairs are filtered on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daemon.config import Settings
+from daemon.encoder import encode_file, make_encoder, model_id_for
+from store.connection import open_store
+from store.search import StoredFaces, stored_faces
+
+
+class SearchError(RuntimeError):
+    """The search cannot run; the message says why in words."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    klass: str
+    path: str
+    score: float
+    cosine: float
+    box: tuple[int, int, int, int] | None
+
+
+@dataclass
+class SearchResult:
+    photo: str
+    faces: int
+    box: tuple[int, int, int, int] | None
+    model: str
+    hits: list[Hit]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "photo": self.photo,
+            "faces": self.faces,
+            "box": self.box,
+            "model": self.model,
+            "results": [h.__dict__ for h in self.hits],
+            "seconds": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+def rank(faces: StoredFaces, query: np.ndarray, n: int) -> list[Hit]:
+    """The n stored faces nearest to `query`, best first."""
+    if len(faces.paths) == 0 or n <= 0:
+        return []
+    q = np.asarray(query, dtype=np.float32).ravel()
+    q = q / (np.linalg.norm(q) or 1.0)
+    if faces.unit.shape[1] != q.shape[0]:
+        raise SearchError(
+            f"the photo's embedding has {q.shape[0]} numbers, the store's {faces.unit.shape[1]}"
+        )
+    cos = faces.unit @ q
+    n = min(n, len(cos))
+    top = np.argpartition(-cos, n - 1)[:n]
+    top = top[np.lexsort((top, -cos[top]))]
+    scores = faces.calibration.score(cos[top]) if faces.calibration else cos[top]
+    return [
+        Hit(
+            rank=i + 1,
+            klass=faces.classes[j],
+            path=faces.paths[j],
+            score=round(float(s), 4),
+            cosine=round(float(cos[j]), 4),
+            box=faces.boxes[j],
+        )
+        for i, (j, s) in enumerate(zip(top, np.atleast_1d(scores), strict=True))
+    ]
+
+
+def search(settings: Settings, photo: Path, n: int = 10) -> SearchResult:
+    timings: dict[str, float] = {}
+    if not Path(photo).is_file():
+        raise SearchError(f"{photo} is not a file")
+    started = time.perf_counter()
+    with open_store(settings.db, read_only=True, timeout=settings.lock_timeout) as con:
+        faces = stored_faces(con)
+    timings["read"] = time.perf_counter() - started
+    if faces.model is None or not faces.paths:
+        raise SearchError(f"the store {settings.db} holds no encoded face yet: scan first")
+    wanted = model_id_for(settings.num_jitters, settings.onnx_model)
+    if wanted != faces.model:
+        raise SearchError(
+            f"the store was encoded with {faces.model}, these settings give {wanted}: "
+            "search with the settings the daemon uses (facelint.toml)"
+        )
+    started = time.perf_counter()
+    encoder = make_encoder(
+        settings.num_jitters, settings.detector, settings.detect_max_side, settings.onnx_model
+    )
+    timings["load_model"] = time.perf_counter() - started
+    started = time.perf_counter()
+    enc = encode_file(encoder, Path(photo), settings.max_pixels)
+    timings["encode"] = time.perf_counter() - started
+    if enc.vector is None or enc.status not in ("ok", "multi_face"):
+        raise SearchError(f"no usable face in {photo}: {enc.message or enc.status}")
+    started = time.perf_counter()
+    hits = rank(faces, enc.vector, n)
+    timings["rank"] = time.perf_counter() - started
+    return SearchResult(str(photo), enc.faces, enc.box, faces.model, hits, timings)
