@@ -15,12 +15,12 @@ import streamlit as st
 from dashboard.settings import DashboardSettings, SettingsError, parse_args
 
 PAGES = [
-    st.Page("views/pairs.py", title="Pairs", icon="🧑‍🤝‍🧑", url_path="pairs", default=True),
-    st.Page("views/person.py", title="Person", icon="👤", url_path="person"),
-    st.Page("views/problems.py", title="Problems", icon="⚠️", url_path="problems"),
-    st.Page("views/search.py", title="Search by photo", icon="🔎", url_path="search"),
-    st.Page("views/status.py", title="Status", icon="📈", url_path="status"),
-    st.Page("views/log.py", title="File actions", icon="📁", url_path="actions"),
+    st.Page("views/pairs.py", title="Pairs", icon=":material/group:", default=True),
+    st.Page("views/person.py", title="Person", icon=":material/person:"),
+    st.Page("views/problems.py", title="Problems", icon=":material/warning:"),
+    st.Page("views/search.py", title="Search by photo", icon=":material/image_search:"),
+    st.Page("views/status.py", title="Status", icon=":material/monitoring:"),
+    st.Page("views/log.py", title="File actions", icon=":material/folder:", url_path="actions"),
 ]
 
 # Widget values that must outlive a visit to another page (Streamlit forgets the state

@@ -21,8 +21,8 @@ STATE_LABELS = {
     "decided": "any decision but skip",
     "all": "all",
 }
-FACE_SIDE = 190
-WHOLE_SIDE = 110
+FACE_SIDE = 170
+WHOLE_SIDE = 100
 PERSON_PAGE = "views/person.py"
 
 CHOICES = (
@@ -98,8 +98,10 @@ def class_heading(klass: str) -> None:
     st.markdown(f"**{ui.md(klass)}** · [image search ↗]({ui.search_url(klass)})")
 
 
-def person_link(klass: str, key: str) -> None:
-    st.page_link(PERSON_PAGE, label="person page", query_params={"name": klass}, icon="👤")
+def person_link(klass: str) -> None:
+    st.page_link(
+        PERSON_PAGE, label="person", query_params={"name": klass}, icon=":material/person:"
+    )
 
 
 def _moved_note(image: review.ImageInfo, moves: dict[str, ActionRow]) -> None:
@@ -135,8 +137,8 @@ def _side(
             shown = ui.show_image(settings, image, FACE_SIDE, caption=image.name, face=True)
         if shown:
             with whole_col:
-                ui.show_image(settings, image, WHOLE_SIDE, caption=f"whole photo{note}")
-                person_link(image.klass, f"person-{side}-{pair.lo}-{pair.hi}")
+                ui.show_image(settings, image, WHOLE_SIDE, caption=note.strip(" ·") or None)
+                person_link(image.klass)
     if settings.allow_file_actions:
         there = "right" if side == "a" else "left"
         move_col, remove_col = st.columns(2)
@@ -144,7 +146,7 @@ def _side(
             f"move {label} to the {there} folder",
             key=f"move-{side}-{pair.lo}-{pair.hi}",
             help=f"same person: moves {image.path} into {other.klass}/",
-            on_click=ui.act,
+            on_click=_reloading,
             args=(actions.relabel, settings, pair, side),
             disabled=not shown,
         )
@@ -152,7 +154,7 @@ def _side(
             f"remove {label}",
             key=f"remove-{side}-{pair.lo}-{pair.hi}",
             help=f"moves {image.path} to {settings.quarantine}/{image.klass}/ (kept, not deleted)",
-            on_click=ui.act,
+            on_click=_reloading,
             args=(actions.quarantine, settings, pair, side),
             disabled=not shown,
         )
@@ -162,12 +164,22 @@ def pair_key(pair: PairView) -> str:
     return f"{pair.lo}-{pair.hi}"
 
 
+def _reloading(fn, *args) -> None:
+    """A button's action that changes the queue behind its back (a move, a cleared
+    decision): the queue loads its cards again afterwards."""
+    ui.act(fn, *args)
+    st.session_state["q_pairs_stale"] = True
+
+
 def render(settings: DashboardSettings) -> None:
     st.header("Pairs")
     flt, size = _filters(settings)
     if not settings.allow_file_actions:
         st.caption(FILE_ACTIONS_OFF)
-    loaded: dict[str, object] = {}
+
+    def context() -> tuple:
+        cursors = _paging(flt, size)
+        return (flt, size, tuple(cursors))
 
     def load() -> list[PairView] | None:
         cursors = _paging(flt, size)
@@ -183,23 +195,36 @@ def render(settings: DashboardSettings) -> None:
         if got is None:
             return None
         page, total, moves = got
-        loaded.update(more=len(page) > size, total=total, moves=moves, cursors=cursors)
+        st.session_state["pairs_meta"] = {
+            "more": len(page) > size,
+            "total": total,
+            "moves": moves,
+            "next": page[size - 1].cursor if len(page) > size else None,
+        }
         return page[:size]
 
+    def meta() -> dict:
+        return st.session_state.get("pairs_meta", {})
+
+    def summary(pair: PairView) -> str:
+        decided = f"  \ndecision: **{pair.decision}**" if pair.decision else ""
+        return f"score **{pair.score:.3f}**  \ncosine {pair.cosine:.3f}{decided}"
+
+    def title(pair: PairView) -> str:
+        return f"{pair.a.path} / {pair.b.path}"
+
     def card(pair: PairView, focused: bool) -> None:
-        decided = f" · decision: **{pair.decision}**" if pair.decision else ""
-        st.markdown(f"score **{pair.score:.4f}** (cosine {pair.cosine:.4f}){decided}")
         left, right = st.columns(2, border=False)
-        moves = loaded.get("moves", {})
+        moves = meta().get("moves", {})
         with left:
-            _side(settings, pair, "a", moves)  # type: ignore[arg-type]
+            _side(settings, pair, "a", moves)
         with right:
-            _side(settings, pair, "b", moves)  # type: ignore[arg-type]
+            _side(settings, pair, "b", moves)
         if pair.decision:
             st.button(
                 "clear decision",
                 key=f"clear-{pair_key(pair)}",
-                on_click=ui.act,
+                on_click=_reloading,
                 args=(actions.clear, settings, pair),
             )
 
@@ -211,10 +236,13 @@ def render(settings: DashboardSettings) -> None:
 
     def header(page: Sequence[PairView]) -> None:
         # File moves report here (with their undo button); decisions report by toast.
-        ui.show_flash(lambda action_id: ui.act(actions.undo, settings, action_id))
-        cursors = loaded.get("cursors", [None])
-        first = (len(cursors) - 1) * size  # type: ignore[arg-type]
-        total = int(loaded.get("total", 0))  # type: ignore[call-overload]
+        ui.show_flash(lambda action_id: _reloading(actions.undo, settings, action_id))
+        cursors = _paging(flt, size)
+        first = (len(cursors) - 1) * size
+        total = int(meta().get("total", 0))
+        if flt.state == "unreviewed":
+            # Decided since this page was loaded: no longer unreviewed.
+            total -= len(st.session_state.get("q_pairs_decided", {}))
         if page:
             st.caption(
                 f"{total:,} {STATE_LABELS[flt.state]} pairs match · showing "
@@ -224,32 +252,35 @@ def render(settings: DashboardSettings) -> None:
             st.write(f"No {STATE_LABELS[flt.state]} pairs match.")
 
     def footer(page: Sequence[PairView]) -> None:
-        cursors = loaded.get("cursors", [None])
+        cursors = _paging(flt, size)
         prev_col, next_col = st.columns(2)
         prev_col.button(
             "← previous page",
             key="pairs-prev",
-            disabled=len(cursors) == 1,  # type: ignore[arg-type]
+            disabled=len(cursors) == 1,
             on_click=_previous_page,
         )
         next_col.button(
             "next page →",
             key="pairs-next",
-            disabled=not loaded.get("more"),
+            disabled=not meta().get("more"),
             on_click=_next_page,
-            args=(page[-1].cursor if page else None,),
+            args=(meta().get("next"),),
         )
 
     queue: CardQueue[PairView] = CardQueue(
         name="pairs",
         choices=CHOICES,
         load=load,
+        context=context,
         key=pair_key,
         render_card=card,
         decide=decide,
         undo=undo,
         header=header,
         footer=footer,
+        summary=summary,
+        title=title,
         empty=lambda: _live_empty(settings, flt),
     )
     st.caption(shortcuts_help(queue))

@@ -83,7 +83,7 @@ def render(settings: DashboardSettings) -> None:
                     "views/person.py",
                     label="person page",
                     query_params={"name": hit["klass"]},
-                    icon="👤",
+                    icon=":material/person:",
                 )
 
 
