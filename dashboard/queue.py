@@ -56,6 +56,18 @@ REFUSALS: tuple[type[Exception], ...] = (
 UNDO_DEPTH = 50
 
 
+def refusal(exc: Exception) -> str:
+    """Why a decision was not stored, in words (a lock message means nothing to a reader)."""
+    if isinstance(exc, StoreBusy):
+        return (
+            "the store is busy (the daemon or another program is writing); nothing was "
+            "changed, try again in a moment"
+        )
+    if isinstance(exc, duckdb.Error):
+        return "the store refused the change; nothing was changed"
+    return str(exc)
+
+
 @dataclass(frozen=True)
 class Choice:
     """One decision a card can get."""
@@ -144,7 +156,7 @@ class CardQueue(Generic[T]):
         try:
             message = self.decide(card, value)
         except REFUSALS as exc:
-            self._set("toast", (f"not done: {exc}", "⚠️"))
+            self._set("toast", (f"not done: {refusal(exc)}", "⚠️"))
             return
         keys = [self.key(c) for c in self._cards()]
         decided = self._decided()
@@ -177,7 +189,7 @@ class CardQueue(Generic[T]):
         try:
             message = self.undo(card, value)
         except REFUSALS as exc:
-            self._set("toast", (f"undo not done: {exc}", "⚠️"))
+            self._set("toast", (f"undo not done: {refusal(exc)}", "⚠️"))
             return
         self._set("undo", stack[:-1])
         card_key = self.key(card)
