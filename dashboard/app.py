@@ -12,6 +12,7 @@ import sys
 
 import streamlit as st
 
+from dashboard import actions, ui
 from dashboard.settings import DashboardSettings, SettingsError, parse_args
 
 PAGES = [
@@ -52,6 +53,8 @@ def main() -> None:
             st.caption("read-only for files (no --allow-file-actions)")
     if not settings.root.is_dir():
         st.error(f"the data root {settings.root} is not a folder: no image can be shown")
+    # The outcome of the last file action or undo (the Pairs queue shows its own).
+    ui.show_flash(lambda action_id: ui.act(actions.undo, settings, action_id))
     page.run()
 
 
