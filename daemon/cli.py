@@ -297,7 +297,7 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(status, ensure_ascii=False, default=str))
         return 0
     for key, value in human_status(status, time.time()):
-        print(f"{key:<16}{value}")
+        print(f"{key:<18}{value}")
     return 0
 
 
@@ -369,7 +369,7 @@ def cmd_search(s: Settings, args: argparse.Namespace) -> int:
         return 0
     print(f"{args.photo}: {result.faces} face(s); nearest {len(result.hits)} of the store")
     _emit(
-        ["rank", "score", "class", "path"],
+        ["rank", "score", "folder", "path"],
         [[h.rank, h.score, h.klass, h.path] for h in result.hits],
         "table",
     )

@@ -49,7 +49,17 @@ class SearchResult:
             "faces": self.faces,
             "box": self.box,
             "model": self.model,
-            "results": [h.__dict__ for h in self.hits],
+            "results": [
+                {
+                    "rank": h.rank,
+                    "folder": h.klass,
+                    "path": h.path,
+                    "score": h.score,
+                    "cosine": h.cosine,
+                    "box": h.box,
+                }
+                for h in self.hits
+            ],
             "seconds": {k: round(v, 4) for k, v in self.timings.items()},
         }
 

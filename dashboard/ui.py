@@ -4,6 +4,7 @@ the message left by the last button, names and images rendered safely."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -66,7 +67,7 @@ def query(
         with st.expander("details"):
             st.code(str(exc), language=None)
     else:
-        st.session_state.pop("_busy_armed", None)
+        st.session_state.pop("_busy_since", None)
         if keep is not None:
             st.session_state[f"_kept_{keep}"] = result
         return result
@@ -84,12 +85,16 @@ def busy_notice(detail: str, quiet: bool = False) -> None:
     if not quiet:
         st.warning(f"{BUSY}: {plain_busy(detail)}. It is tried again every few seconds.")
 
-    # Re-run the page once the fragment's timer fires; its first, inline run only arms it.
+    # Re-run the page once the fragment's timer fires (not on its first, inline run, nor
+    # when a second busy query of the same run draws it again: that would loop).
+    st.session_state.setdefault("_busy_since", time.monotonic())
+
     @st.fragment(run_every=RETRY_SECONDS)
     def _retry() -> None:
-        if st.session_state.pop("_busy_armed", False):
+        since = st.session_state.get("_busy_since")
+        if since is not None and time.monotonic() - since >= RETRY_SECONDS:
+            st.session_state.pop("_busy_since", None)
             st.rerun()
-        st.session_state["_busy_armed"] = True
 
     _retry()
 

@@ -10,6 +10,7 @@ import numpy as np
 from store.catalog import USABLE
 from store.matches import load_calibration
 from store.scores import Calibration
+from store.sql import first_row
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class StoredFaces:
 def stored_faces(con: duckdb.DuckDBPyConnection) -> StoredFaces:
     """Every file's usable embedding under the store's current model, in one read (Arrow,
     no per-row Python objects for the vectors: ~0.1 s at 57,637 faces)."""
-    row = con.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+    row = first_row(con, "SELECT value FROM meta WHERE key = 'model'")
     model = None if row is None else str(row[0])
     table = con.sql(
         f"""SELECT f.path, f.class, e.vector, e.box_left, e.box_top, e.box_right, e.box_bottom

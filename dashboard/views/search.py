@@ -77,12 +77,12 @@ def render(settings: DashboardSettings) -> None:
                 box = tuple(hit["box"]) if hit.get("box") else None
                 image = SimpleNamespace(path=hit["path"], box=box)
                 ui.show_image(settings, image, FACE_SIDE, caption=f"{hit['score']:.3f}", face=True)
-                st.markdown(f"**{ui.md(hit['klass'])}**")
+                st.markdown(f"**{ui.md(hit['folder'])}**")
                 st.caption(hit["path"].rsplit("/", 1)[-1])
                 st.page_link(
                     "views/person.py",
                     label="person page",
-                    query_params={"name": hit["klass"]},
+                    query_params={"name": hit["folder"]},
                     icon=":material/person:",
                 )
 
