@@ -16,8 +16,9 @@ import numpy as np
 
 from daemon.config import Settings
 from daemon.encoder import encode_file, make_encoder, model_id_for
+from store import catalog
 from store.connection import open_store
-from store.search import StoredFaces, stored_faces
+from store.search import StoredFaces, face_info, stored_faces
 
 
 class SearchError(RuntimeError):
@@ -64,9 +65,9 @@ class SearchResult:
         }
 
 
-def rank(faces: StoredFaces, query: np.ndarray, n: int) -> list[Hit]:
-    """The n stored faces nearest to `query`, best first."""
-    if len(faces.paths) == 0 or n <= 0:
+def rank(faces: StoredFaces, query: np.ndarray, n: int) -> list[tuple[int, float, float]]:
+    """The n stored faces nearest to `query`, best first: (file id, score, cosine)."""
+    if len(faces.ids) == 0 or n <= 0:
         return []
     q = np.asarray(query, dtype=np.float32).ravel()
     q = q / (np.linalg.norm(q) or 1.0)
@@ -77,35 +78,29 @@ def rank(faces: StoredFaces, query: np.ndarray, n: int) -> list[Hit]:
     cos = faces.unit @ q
     n = min(n, len(cos))
     top = np.argpartition(-cos, n - 1)[:n]
-    top = top[np.lexsort((top, -cos[top]))]
+    top = top[np.lexsort((faces.ids[top], -cos[top]))]
     scores = faces.calibration.score(cos[top]) if faces.calibration else cos[top]
     return [
-        Hit(
-            rank=i + 1,
-            klass=faces.classes[j],
-            path=faces.paths[j],
-            score=round(float(s), 4),
-            cosine=round(float(cos[j]), 4),
-            box=faces.boxes[j],
-        )
-        for i, (j, s) in enumerate(zip(top, np.atleast_1d(scores), strict=True))
+        (int(faces.ids[j]), round(float(s), 4), round(float(cos[j]), 4))
+        for j, s in zip(top, np.atleast_1d(scores), strict=True)
     ]
 
 
 def search(settings: Settings, photo: Path, n: int = 10) -> SearchResult:
+    """Encode the photo's face with the store's model, then rank every stored face."""
     timings: dict[str, float] = {}
     if not Path(photo).is_file():
         raise SearchError(f"{photo} is not a file")
     started = time.perf_counter()
     with open_store(settings.db, read_only=True, timeout=settings.lock_timeout) as con:
-        faces = stored_faces(con)
-    timings["read"] = time.perf_counter() - started
-    if faces.model is None or not faces.paths:
+        model = catalog.get_meta(con, "model")
+    timings["open"] = time.perf_counter() - started
+    if model is None:
         raise SearchError(f"the store {settings.db} holds no encoded face yet: scan first")
     wanted = model_id_for(settings.num_jitters, settings.onnx_model)
-    if wanted != faces.model:
+    if wanted != model:
         raise SearchError(
-            f"the store was encoded with {faces.model}, these settings give {wanted}: "
+            f"the store was encoded with {model}, these settings give {wanted}: "
             "search with the settings the daemon uses (facelint.toml)"
         )
     started = time.perf_counter()
@@ -118,7 +113,17 @@ def search(settings: Settings, photo: Path, n: int = 10) -> SearchResult:
     timings["encode"] = time.perf_counter() - started
     if enc.vector is None or enc.status not in ("ok", "multi_face"):
         raise SearchError(f"no usable face in {photo}: {enc.message or enc.status}")
+    # The store side: one short read-only open for the vectors, the ranking, the names.
     started = time.perf_counter()
-    hits = rank(faces, enc.vector, n)
-    timings["rank"] = time.perf_counter() - started
-    return SearchResult(str(photo), enc.faces, enc.box, faces.model, hits, timings)
+    with open_store(settings.db, read_only=True, timeout=settings.lock_timeout) as con:
+        faces = stored_faces(con)
+        timings["read"] = time.perf_counter() - started
+        ranked = rank(faces, enc.vector, n)
+        timings["rank"] = time.perf_counter() - started - timings["read"]
+        info = face_info(con, [i for i, _, _ in ranked])
+    timings["store"] = time.perf_counter() - started
+    hits = [
+        Hit(k + 1, info[i].klass, info[i].path, score, cosine, info[i].box)
+        for k, (i, score, cosine) in enumerate(r for r in ranked if r[0] in info)
+    ]
+    return SearchResult(str(photo), enc.faces, enc.box, model, hits, timings)
