@@ -581,11 +581,19 @@ def get_action(con: duckdb.DuckDBPyConnection, action_id: int) -> ActionRow | No
     return None if row is None else ActionRow(*row)
 
 
-def recent_actions(con: duckdb.DuckDBPyConnection, limit: int = 200) -> list[ActionRow]:
+def recent_actions(
+    con: duckdb.DuckDBPyConnection, limit: int = 200, offset: int = 0
+) -> list[ActionRow]:
     rows = con.execute(
-        f"SELECT {_ACTION_COLUMNS} FROM actions ORDER BY id DESC LIMIT ?", [int(limit)]
+        f"SELECT {_ACTION_COLUMNS} FROM actions ORDER BY id DESC LIMIT ? OFFSET ?",
+        [int(limit), int(offset)],
     ).fetchall()
     return [ActionRow(*r) for r in rows]
+
+
+def count_actions(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute("SELECT count(*) FROM actions").fetchall()
+    return int(row[0][0]) if row else 0
 
 
 def last_moves_from(con: duckdb.DuckDBPyConnection, paths: Iterable[str]) -> dict[str, ActionRow]:

@@ -305,7 +305,7 @@ def test_facelint_dashboard_allow_file_actions_reaches_the_app(scanned_dev, tmp_
             with browser_page() as page:
                 page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
                 wait_for_focus(page)
-                move = page.get_by_role("button", name="move left to the right folder")
+                move = page.get_by_role("button", name="move to the right folder")
                 if flag:
                     expect(move.first).to_be_visible()
                 else:

@@ -143,7 +143,7 @@ def _side(
         there = "right" if side == "a" else "left"
         move_col, remove_col = st.columns(2)
         move_col.button(
-            f"move {label} to the {there} folder",
+            f"move to the {there} folder",
             key=f"move-{side}-{pair.lo}-{pair.hi}",
             help=f"same person: moves {image.path} into {other.klass}/",
             on_click=_reloading,
