@@ -254,6 +254,22 @@ def pair_page(
     ]
 
 
+def cursor_at(con: duckdb.DuckDBPyConnection, flt: PairFilter, rank: int) -> Cursor | None:
+    """The cursor of the pair at 0-based `rank` in the filter's order (a page to jump to
+    starts after it). One OFFSET query: it sorts up to that rank once, where paging there
+    one page at a time would cost a query per page."""
+    if rank < 0:
+        return None
+    params: dict[str, Any] = {"rank": int(rank)}
+    source, where = _pair_query(flt, params)
+    rows = con.execute(
+        f"""SELECT p.score, p.lo, p.hi FROM {source} WHERE {where}
+            ORDER BY p.score DESC, p.lo, p.hi LIMIT 1 OFFSET $rank""",
+        params,
+    ).fetchall()
+    return Cursor(float(rows[0][0]), int(rows[0][1]), int(rows[0][2])) if rows else None
+
+
 def count_pairs(con: duckdb.DuckDBPyConnection, flt: PairFilter) -> int:
     params: dict[str, Any] = {}
     source, where = _pair_query(flt, params)

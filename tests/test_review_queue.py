@@ -359,3 +359,21 @@ def test_every_flag_has_help():
         if not isinstance(action, argparse._HelpAction) and not action.help
     ]
     assert missing == []
+
+
+def test_pairs_page_jumps_to_a_page_by_number(scanned_dev, monkeypatch):
+    root, db = scanned_dev
+    with open_store(db, read_only=True, timeout=5) as con:
+        every = review.pair_page(con, PairFilter(), 1000)
+    at = start(monkeypatch, root, db)
+    assert "page 1 of 12: go to page" in [n.label for n in at.number_input]
+    at.number_input[0].set_value(5)
+    next(b for b in at.button if b.label == "go").click().run()
+    assert not at.exception, at.exception
+    assert "showing 13–15" in shown(at)
+    keys = [b.key for b in at.button if b.key and b.key.startswith("different-")]
+    assert keys == [f"different-{p.lo}-{p.hi}" for p in every[12:15]]
+    at.button(key="pairs-prev").click().run()
+    assert "showing 10–12" in shown(at)
+    keys = [b.key for b in at.button if b.key and b.key.startswith("different-")]
+    assert keys == [f"different-{p.lo}-{p.hi}" for p in every[9:12]]

@@ -77,21 +77,29 @@ def _filters(settings: DashboardSettings) -> tuple[PairFilter, int]:
     return flt, int(size)
 
 
-def _paging(flt: PairFilter, size: int) -> list[review.Cursor | None]:
-    """The cursors of the pages seen so far; a new filter starts again at page 1."""
+def _paging(flt: PairFilter, size: int) -> tuple[int, review.Cursor | None]:
+    """(page number, the cursor the page starts after); a new filter starts at page 1."""
     if st.session_state.get("pair_filter") != (flt, size):
         st.session_state["pair_filter"] = (flt, size)
-        st.session_state["pair_cursors"] = [None]
-    return st.session_state["pair_cursors"]
+        st.session_state["pair_pos"] = (1, None)
+    return st.session_state["pair_pos"]
 
 
 def _next_page(cursor: review.Cursor) -> None:
-    st.session_state["pair_cursors"].append(cursor)
+    page, _ = st.session_state["pair_pos"]
+    st.session_state["pair_pos"] = (page + 1, cursor)
 
 
-def _previous_page() -> None:
-    if len(st.session_state["pair_cursors"]) > 1:
-        st.session_state["pair_cursors"].pop()
+def _go_to_page(settings: DashboardSettings, flt: PairFilter, size: int, page: int) -> None:
+    """Any page by number: the cursor before it is found with one query (keyset paging
+    has no page numbers of its own)."""
+    page = max(1, page)
+    if page == 1:
+        st.session_state["pair_pos"] = (1, None)
+        return
+    cursor = ui.query(settings, lambda con: review.cursor_at(con, flt, (page - 1) * size - 1))
+    if cursor is not None:
+        st.session_state["pair_pos"] = (page, cursor)
 
 
 def class_heading(klass: str) -> None:
@@ -178,12 +186,10 @@ def render(settings: DashboardSettings) -> None:
         st.caption(FILE_ACTIONS_OFF)
 
     def context() -> tuple:
-        cursors = _paging(flt, size)
-        return (flt, size, tuple(cursors))
+        return (flt, size, _paging(flt, size))
 
     def load() -> list[PairView] | None:
-        cursors = _paging(flt, size)
-        after = cursors[-1]
+        _, after = _paging(flt, size)
 
         def read(con):
             page = review.pair_page(con, flt, size + 1, after)
@@ -237,8 +243,8 @@ def render(settings: DashboardSettings) -> None:
     def header(page: Sequence[PairView]) -> None:
         # File moves report here (with their undo button); decisions report by toast.
         ui.show_flash(lambda action_id: _reloading(actions.undo, settings, action_id))
-        cursors = _paging(flt, size)
-        first = (len(cursors) - 1) * size
+        page_no, _ = _paging(flt, size)
+        first = (page_no - 1) * size
         total = int(meta().get("total", 0))
         if flt.state == "unreviewed":
             # Decided since this page was loaded: no longer unreviewed.
@@ -252,14 +258,32 @@ def render(settings: DashboardSettings) -> None:
             st.write(f"No {STATE_LABELS[flt.state]} pairs match.")
 
     def footer(page: Sequence[PairView]) -> None:
-        cursors = _paging(flt, size)
-        prev_col, next_col = st.columns(2)
+        page_no, _ = _paging(flt, size)
+        pages = max(1, -(-int(meta().get("total", 0)) // size))
+        prev_col, jump_col, next_col = st.columns([2, 3, 2], vertical_alignment="bottom")
         prev_col.button(
             "← previous page",
             key="pairs-prev",
-            disabled=len(cursors) == 1,
-            on_click=_previous_page,
+            disabled=page_no == 1,
+            on_click=_go_to_page,
+            args=(settings, flt, size, page_no - 1),
         )
+        with jump_col, st.form("pairs-jump", border=False):
+            st.number_input(
+                f"page {page_no:,} of {pages:,}: go to page",
+                min_value=1,
+                max_value=pages,
+                value=min(page_no, pages),
+                step=1,
+                key=f"pairs-jump-{page_no}",
+                help="type a page number; Enter goes there",
+            )
+            st.form_submit_button(
+                "go",
+                on_click=lambda: _go_to_page(
+                    settings, flt, size, int(st.session_state[f"pairs-jump-{page_no}"])
+                ),
+            )
         next_col.button(
             "next page →",
             key="pairs-next",
