@@ -313,3 +313,23 @@ def test_facelint_dashboard_allow_file_actions_reaches_the_app(scanned_dev, tmp_
                     assert move.count() == 0
         finally:
             _stop(proc)
+
+
+def test_search_by_photo_upload_shows_that_persons_faces_first(dashboard_url, dev_copy, tmp_path):
+    """The upload box runs `facelint search --json` in a subprocess and shows faces."""
+    from PIL import Image, ImageOps
+    from playwright.sync_api import expect
+
+    root, _ = dev_copy
+    photo = tmp_path / "flipped.jpg"
+    with Image.open(root / "Anthony_Hopkins" / "Anthony_Hopkins_0001.jpg") as im:
+        ImageOps.mirror(im.convert("RGB")).save(photo, quality=90)
+    with browser_page() as page:
+        page.goto(dashboard_url + "search", wait_until="domcontentloaded")
+        page.locator('input[type="file"]').set_input_files(str(photo))
+        expect(page.get_by_text("1 face(s) in the photo")).to_be_visible(timeout=120_000)
+        captions = _captions(page)
+        # Your photo, then the nearest faces by score, best first.
+        assert captions[0] == "your photo"
+        names = page.locator("strong").all_inner_texts()
+        assert names[0] == "Anthony_Hopkins", names[:3]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import duckdb
 import streamlit as st
 
-from dashboard import actions, files, ui
+from dashboard import actions, db, files, ui
 from dashboard.queue import CardQueue, Choice, shortcuts_help
 from dashboard.settings import DashboardSettings, current
 from store import review
+from store.connection import StoreBusy, StoreMissing
 from store.review import ActionRow, PairFilter, PairView
 
 STATE_LABELS = {
@@ -46,10 +48,20 @@ FILE_ACTIONS_OFF = (
 def _threshold(settings: DashboardSettings) -> float:
     """Where the score slider starts: nothing below the store's threshold is stored."""
     if "pairs_threshold" not in st.session_state:
-        found = ui.query(settings, review.threshold)
-        st.session_state["pairs_threshold"] = 0.0 if found is None else float(found)
+        found = db_threshold(settings)
+        if found is None:
+            return 0.0  # not known yet (store busy, or never compared): ask again next run
+        st.session_state["pairs_threshold"] = found
     # Down to the slider's step, so the lowest stored pair is inside the range.
     return int(st.session_state["pairs_threshold"] * 100) / 100
+
+
+def db_threshold(settings: DashboardSettings) -> float | None:
+    try:
+        return db.read(settings, review.threshold)
+    except (StoreBusy, StoreMissing, duckdb.Error):
+        # The page's own queries say why in a moment; the slider just starts at 0.
+        return None
 
 
 def _filters(settings: DashboardSettings) -> tuple[PairFilter, int]:
