@@ -113,6 +113,9 @@ def page_run(db: Path, flt: PairFilter, after: Cursor | None) -> Callable[[], ob
             page = review.pair_page(con, flt, PAGE + 1, after)
             total = review.count_pairs(con, flt)
             review.last_moves_from(con, [p.a.path for p in page] + [p.b.path for p in page])
+            # "X.jpg matches N images of Y" for each side of each card.
+            keys = [(p.a.id, p.b.klass) for p in page] + [(p.b.id, p.a.klass) for p in page]
+            review.image_class_counts(con, flt, keys)
         return len(page), total
 
     return run
@@ -248,10 +251,13 @@ def main(argv: list[str] | None = None) -> int:
                 "",
             ]
         )
-    if args.skip_store and args.out.exists():
-        # Keep the store figures recorded before; replace the browser part only.
-        old = args.out.read_text(encoding="utf-8")
-        store_text = old.split("\nkeyboard review in Chromium")[0].rstrip("\n") + "\n"
+    # A part not run now keeps the figures recorded before.
+    old = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+    before_store, _, before_browser = old.partition("\nkeyboard review in Chromium")
+    if args.skip_store:
+        store_text = before_store.rstrip("\n") + "\n"
+    if args.skip_browser and before_browser:
+        browser_text = "\nkeyboard review in Chromium" + before_browser
     text = store_text + browser_text
     print(text, end="")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -287,7 +293,8 @@ def store_figures(args: argparse.Namespace) -> tuple[str, bool]:
             f"store: {args.pairs:,} pairs, {n_files:,} files in {n_files // PER_CLASS:,} "
             f"classes, {DECIDED:,} decisions on the best pairs; built in {build_s:.1f} s, "
             f"{db.stat().st_size / 1e6:.0f} MB",
-            f"each figure: one page run (open read-only, page of {PAGE + 1}, count, close), "
+            f"each figure: one page run (open read-only, page of {PAGE + 1}, count, moved files, "
+            f"matches per image and class, close), "
             f"median and worst of {RUNS}",
             "",
         ]

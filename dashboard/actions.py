@@ -46,6 +46,22 @@ def decide(settings: DashboardSettings, pair: PairView, decision: str) -> Done:
     return Done(f"{pair.a.name} / {pair.b.name}: {decision}")
 
 
+def decide_group(
+    settings: DashboardSettings,
+    image: review.ImageInfo,
+    other_class: str,
+    flt: review.PairFilter,
+    decision: str,
+) -> Done:
+    """One decision on every pair (that the filter shows) joining one image to one other
+    class: a group photo whose chosen face is a bystander, cleared in one go."""
+    with db.writing(settings) as con:
+        pairs = review.image_class_hashes(con, flt, image.id, other_class)
+        for h1, h2 in pairs:
+            review.record_decision(con, h1, h2, decision, settings.user)
+    return Done(f"{image.name} / {len(pairs)} images of {other_class}: {decision}")
+
+
 def clear(settings: DashboardSettings, pair: PairView, only_if: str | None = None) -> Done:
     """Back to unreviewed; with `only_if` (an undo), only while the decision is still that
     one, so an undo never erases a decision someone took since."""

@@ -270,6 +270,52 @@ def cursor_at(con: duckdb.DuckDBPyConnection, flt: PairFilter, rank: int) -> Cur
     return Cursor(float(rows[0][0]), int(rows[0][1]), int(rows[0][2])) if rows else None
 
 
+def _image_class_pairs_ctes(flt: PairFilter, params: dict[str, Any]) -> str:
+    """WITH clauses ending in `x`: (id, other, other_id) for the filter's pairs joining
+    each key's image (`$ids`) to an image of its other class (`$others`)."""
+    source, where = _pair_query(flt, params)
+    return f"""WITH _keys AS (SELECT unnest($ids) AS id, unnest($others) AS other),
+        p AS (SELECT p.lo, p.hi FROM {source} WHERE {where}),
+        x AS (
+            SELECT k.id, k.other, o.id AS other_id
+            FROM _keys k JOIN p ON p.lo = k.id
+                JOIN files o ON o.id = p.hi AND o.class = k.other
+            UNION ALL
+            SELECT k.id, k.other, o.id
+            FROM _keys k JOIN p ON p.hi = k.id
+                JOIN files o ON o.id = p.lo AND o.class = k.other)"""
+
+
+def image_class_counts(
+    con: duckdb.DuckDBPyConnection, flt: PairFilter, keys: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], int]:
+    """For each (image id, other class): how many of the filter's pairs join that image to
+    that class. A group photo whose chosen face is a bystander matches a whole folder:
+    the queue says so on one card instead of filling pages."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    params: dict[str, Any] = {"ids": [k[0] for k in wanted], "others": [k[1] for k in wanted]}
+    ctes = _image_class_pairs_ctes(flt, params)
+    rows = con.execute(f"{ctes} SELECT id, other, count(*) FROM x GROUP BY ALL", params)
+    return {(int(r[0]), str(r[1])): int(r[2]) for r in rows.fetchall()}
+
+
+def image_class_hashes(
+    con: duckdb.DuckDBPyConnection, flt: PairFilter, image_id: int, other_class: str
+) -> list[tuple[str, str]]:
+    """The content-hash pairs of the filter's pairs joining one image to one class."""
+    params: dict[str, Any] = {"ids": [int(image_id)], "others": [other_class]}
+    ctes = _image_class_pairs_ctes(flt, params)
+    rows = con.execute(
+        f"""{ctes} SELECT fa.hash, fb.hash FROM x
+            JOIN files fa ON fa.id = x.id JOIN files fb ON fb.id = x.other_id
+            WHERE fa.hash IS NOT NULL AND fb.hash IS NOT NULL""",
+        params,
+    ).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
 def count_pairs(con: duckdb.DuckDBPyConnection, flt: PairFilter) -> int:
     params: dict[str, Any] = {}
     source, where = _pair_query(flt, params)

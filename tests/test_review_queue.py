@@ -377,3 +377,19 @@ def test_pairs_page_jumps_to_a_page_by_number(scanned_dev, monkeypatch):
     assert "showing 10–12" in shown(at)
     keys = [b.key for b in at.button if b.key and b.key.startswith("different-")]
     assert keys == [f"different-{p.lo}-{p.hi}" for p in every[9:12]]
+
+
+def test_one_image_matching_a_whole_folder_is_decided_in_one_go(dev_copy, monkeypatch):
+    root, db = dev_copy
+    at = start(monkeypatch, root, db)
+    # biden2.jpg (Joe_Biden) matches all 5 images of Joseph_Biden.
+    assert "biden2\\.jpg matches 5 images of Joseph\\_Biden" in shown(at)
+    key = next(b.key for b in at.button if b.key and b.key.startswith("group-different-a-"))
+    at.button(key=key).click().run()
+    assert not at.exception, at.exception
+    with open_store(db, read_only=True, timeout=5) as con:
+        different = review.pair_page(con, PairFilter(state="different"), 100)
+    assert sorted(p.b.path for p in different if p.a.path == "Joe_Biden/biden2.jpg") == [
+        f"Joseph_Biden/Joseph_Biden_000{i}.jpg" for i in range(1, 6)
+    ]
+    assert any("5 images of Joseph_Biden: different" in str(t.value) for t in at.toast)

@@ -207,16 +207,19 @@ def render(settings: DashboardSettings) -> None:
             page = review.pair_page(con, flt, size + 1, after)
             total = review.count_pairs(con, flt)
             paths = [p.a.path for p in page] + [p.b.path for p in page]
-            return page, total, review.last_moves_from(con, paths)
+            keys = [(p.a.id, p.b.klass) for p in page] + [(p.b.id, p.a.klass) for p in page]
+            groups = review.image_class_counts(con, flt, keys)
+            return page, total, review.last_moves_from(con, paths), groups
 
         got = ui.query(settings, read, keep="pairs")
         if got is None:
             return None
-        page, total, moves = got
+        page, total, moves, groups = got
         st.session_state["pairs_meta"] = {
             "more": len(page) > size,
             "total": total,
             "moves": moves,
+            "groups": groups,
             "next": page[size - 1].cursor if len(page) > size else None,
         }
         return page[:size]
@@ -236,8 +239,10 @@ def render(settings: DashboardSettings) -> None:
         moves = meta().get("moves", {})
         with left:
             _side(settings, pair, "a", moves)
+            _group(pair, "a")
         with right:
             _side(settings, pair, "b", moves)
+            _group(pair, "b")
         if pair.decision:
             st.button(
                 "clear decision",
@@ -245,6 +250,21 @@ def render(settings: DashboardSettings) -> None:
                 on_click=_reloading,
                 args=(actions.clear, settings, pair),
             )
+
+    def _group(pair: PairView, side: str) -> None:
+        """One image matching several of the other class: say so, decide them at once."""
+        image, other = (pair.a, pair.b) if side == "a" else (pair.b, pair.a)
+        n = meta().get("groups", {}).get((image.id, other.klass), 0)
+        if n < 2:
+            return
+        st.caption(f"{ui.md(image.name)} matches {n} images of {ui.md(other.klass)}")
+        st.button(
+            f"different people, all {n}",
+            key=f"group-different-{side}-{pair_key(pair)}",
+            help=f"{image.name} is not {other.klass}: records 'different' for all {n} pairs",
+            on_click=_reloading,
+            args=(actions.decide_group, settings, image, other.klass, flt, "different"),
+        )
 
     def decide(pair: PairView, value: str) -> str:
         return actions.decide(settings, pair, value).message
