@@ -279,7 +279,8 @@ def test_a_symlink_loop_in_place_of_an_image_is_refused_not_a_crash(dev_copy):
         wait_for_focus(page)
         assert page.locator('[data-testid="stException"]').count() == 0
         # The rest of the page is still there: the other side of the pair, more pairs.
-        assert "Joseph_Biden_0004.jpg" in _captions(page)
+        expect(page.get_by_text("Joseph_Biden_0004.jpg").first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Joseph_Biden_0001.jpg").first).to_be_visible(timeout=30_000)
 
 
 @pytest.mark.parametrize("flag", [True, False])
@@ -328,8 +329,34 @@ def test_search_by_photo_upload_shows_that_persons_faces_first(dashboard_url, de
         page.goto(dashboard_url + "search", wait_until="domcontentloaded")
         page.locator('input[type="file"]').set_input_files(str(photo))
         expect(page.get_by_text("1 face(s) in the photo")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("your photo")).to_be_visible(timeout=30_000)
+        _loaded_images(page, 6)
         captions = _captions(page)
         # Your photo, then the nearest faces by score, best first.
         assert captions[0] == "your photo"
         names = page.locator("strong").all_inner_texts()
         assert names[0] == "Anthony_Hopkins", names[:3]
+
+
+@pytest.mark.slow
+def test_facelint_up_allow_file_actions_reaches_the_app(dev_copy, tmp_path):
+    """Issue 9, defect 4, for `facelint up`: the daemon and the dashboard, one flag."""
+    from playwright.sync_api import expect
+
+    from tests.daemon_harness import DaemonProcess
+
+    root, db = dev_copy
+    port = _free_port()
+    command = ["up", str(root), "--db", str(db), "--port", str(port), "--allow-file-actions"]
+    d = DaemonProcess(root, db, tmp_path, command=command)
+    try:
+        d.wait_ready()
+        _wait_healthy(d.proc, port, d.log_path)
+        with browser_page() as page:
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+            wait_for_focus(page)
+            move = page.get_by_role("button", name="move to the right folder")
+            expect(move.first).to_be_visible()
+        assert d.terminate() == 0
+    finally:
+        d.close()
