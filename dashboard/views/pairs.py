@@ -307,6 +307,8 @@ def render(settings: DashboardSettings) -> None:
                 max_value=pages,
                 value=min(page_no, pages),
                 step=1,
+                # Keyed by the page shown: after a jump the box is a new one, so the
+                # focus it held goes back to the cards (the queue's focus script).
                 key=f"pairs-jump-{page_no}",
                 help="type a page number; Enter goes there",
             )
