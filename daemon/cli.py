@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find the same person filed under two names in a face data set.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("--version", action="version", version=f"facelint {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("scan", help="bring the store up to date with the data folder, once")
@@ -45,13 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=["dlib", "arcface"], help="face model (default dlib)")
     p.add_argument("--jitters", type=int, dest="num_jitters", help="dlib num_jitters (default 1)")
     p.add_argument("--workers", type=int, help="encoder processes (default: one per core)")
-    p.add_argument("--backend", choices=["auto", "numpy", "cupy"])
+    p.add_argument(
+        "--backend", choices=["auto", "numpy", "cupy"], help="array library for comparing"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
 
     p = sub.add_parser("top", help="the best unreviewed pairs")
     _common(p)
     p.add_argument("-n", type=int, default=20, help="how many (default 20)")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument(
+        "--format", choices=["table", "csv", "json"], default="table", help="output format"
+    )
     p.add_argument("--all", action="store_true", help="include reviewed pairs")
 
     p = sub.add_parser("export", help="write every pair as CSV (path_a,path_b,score)")
@@ -61,38 +67,70 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sql", help="run a SQL query against the store (read-only)")
     _common(p)
     p.add_argument("query", help='the query, e.g. "SELECT * FROM pairs LIMIT 5"')
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument(
+        "--format", choices=["table", "csv", "json"], default="table", help="output format"
+    )
     p.add_argument("--write", action="store_true", help="open read-write (for fixes)")
 
     p = sub.add_parser("status", help="the daemon's state and the store's totals")
     _common(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="raw values as one JSON object")
+
+    p = sub.add_parser("search", help="the stored faces nearest to the face in a photo")
+    _common(p)
+    p.add_argument("photo", type=Path, help="a photo with the face to look for")
+    p.add_argument("-n", type=int, default=10, help="how many faces to list (default 10)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("daemon", help="watch the data folder and keep the store up to date")
     _common(p, root=True)
     p.add_argument(
         "--poll", action="store_true", default=None, help="polling observer (network file systems)"
     )
-    p.add_argument("--workers", type=int)
-    p.add_argument("--backend", choices=["auto", "numpy", "cupy"])
+    p.add_argument("--workers", type=int, help="encoder processes (default: one per core)")
+    p.add_argument(
+        "--backend", choices=["auto", "numpy", "cupy"], help="array library for comparing"
+    )
     p.add_argument("--model", choices=["dlib", "arcface"], help="face model (default dlib)")
 
     p = sub.add_parser("dashboard", help="the review dashboard (Streamlit)")
     _common(p)
     p.add_argument("--root", type=Path, help="data folder (default: data/)")
-    p.add_argument("--port", type=int)
-    p.add_argument("--address", help="bind address (default 127.0.0.1)")
+    _dashboard_flags(p)
+
+    p = sub.add_parser("up", help="scan, then run the daemon with the dashboard beside it")
+    _common(p, root=True)
+    _dashboard_flags(p)
+    return parser
+
+
+# Every dashboard setting a flag can set; settings_from copies exactly these (with the
+# other flags), so `dashboard` and `up` hand the dashboard the same settings one way.
+DASHBOARD_FLAGS = ("port", "address", "allow_file_actions", "quarantine")
+
+
+def _dashboard_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, help="dashboard port (default 8501)")
+    p.add_argument("--address", help="dashboard bind address (default 127.0.0.1)")
     p.add_argument(
         "--allow-file-actions",
         action="store_true",
         default=None,
-        help="let the dashboard move files (default: off, read-only)",
+        help="let the dashboard move and quarantine files (default: off, read-only)",
+    )
+    p.add_argument(
+        "--quarantine",
+        help="folder under the root that removed images move to (default _quarantine)",
     )
 
-    p = sub.add_parser("up", help="scan, then run the daemon with the dashboard beside it")
-    _common(p, root=True)
-    p.add_argument("--port", type=int)
-    return parser
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("facelint")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -107,8 +145,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "workers",
         "backend",
         "poll",
-        "port",
-        "address",
+        *DASHBOARD_FLAGS,
     ):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
@@ -265,8 +302,83 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, ensure_ascii=False, default=str))
         return 0
-    for key, value in status.items():
-        print(f"{key}: {value}")
+    for key, value in human_status(status, time.time()):
+        print(f"{key:<18}{value}")
+    return 0
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.1f} days ago"
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else ("—" if value is None else str(value))
+
+
+def human_status(status: dict[str, Any], now: float) -> list[tuple[str, str]]:
+    """`facelint status` as a table a person reads: ages, °C, thousands separators."""
+
+    def when(value: Any) -> str:
+        return _age(now - value) if isinstance(value, int | float) else "never"
+
+    temp = status.get("temperature")
+    rows = [
+        ("state", str(status.get("state", "—"))),
+        ("heartbeat", when(status.get("heartbeat"))),
+        ("pid", _count(status.get("pid"))),
+        ("queue", _count(status.get("queue"))),
+        (
+            "throughput",
+            "—"
+            if status.get("throughput") is None
+            else f"{float(status['throughput']):.1f} images/s",
+        ),
+        ("temperature", "no sensor" if temp is None else f"{float(temp):.0f} °C"),
+        ("throttled", "yes" if status.get("throttled") else "no"),
+        ("last reconcile", when(status.get("last_reconcile"))),
+        ("images", _count(status.get("images"))),
+        ("classes", _count(status.get("classes"))),
+        ("pairs", _count(status.get("pairs"))),
+        ("unreviewed", _count(status.get("unreviewed_pairs"))),
+        ("encoded in all", _count(status.get("encoded_total"))),
+        ("store", str(status.get("store", "—"))),
+    ]
+    statuses = status.get("statuses")
+    if isinstance(statuses, dict) and statuses:
+        rows.append(
+            ("images by status", ", ".join(f"{k} {_count(v)}" for k, v in sorted(statuses.items())))
+        )
+    if status.get("store_readable") is False:
+        rows.append(("store note", str(status.get("store_message", "busy"))))
+    if status.get("message"):
+        rows.append(("message", str(status["message"])))
+    return rows
+
+
+def cmd_search(s: Settings, args: argparse.Namespace) -> int:
+    from daemon.search import SearchError, search
+
+    try:
+        result = search(s, args.photo, args.n)
+    except SearchError as exc:
+        print(f"facelint: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False, default=str))
+        return 0
+    print(f"{args.photo}: {result.faces} face(s); nearest {len(result.hits)} of the store")
+    _emit(
+        ["rank", "score", "folder", "path"],
+        [[h.rank, h.score, h.klass, h.path] for h in result.hits],
+        "table",
+    )
     return 0
 
 
@@ -293,6 +405,7 @@ _COMMANDS = {
     "top": cmd_top,
     "export": cmd_export,
     "sql": cmd_sql,
+    "search": cmd_search,
     "status": cmd_status,
     "daemon": cmd_daemon,
     "dashboard": cmd_dashboard,

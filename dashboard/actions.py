@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from dashboard import db, files
 from dashboard.files import FileActionRefused
 from dashboard.settings import DashboardSettings
-from store import review
+from store import embeddings, review
 from store.review import PairView
 
 
@@ -46,10 +46,32 @@ def decide(settings: DashboardSettings, pair: PairView, decision: str) -> Done:
     return Done(f"{pair.a.name} / {pair.b.name}: {decision}")
 
 
-def clear(settings: DashboardSettings, pair: PairView) -> Done:
+def decide_group(
+    settings: DashboardSettings,
+    image: review.ImageInfo,
+    other_class: str,
+    flt: review.PairFilter,
+    decision: str,
+) -> Done:
+    """One decision on every pair (that the filter shows) joining one image to one other
+    class: a group photo whose chosen face is a bystander, cleared in one go."""
+    with db.writing(settings) as con:
+        pairs = review.image_class_hashes(con, flt, image.id, other_class)
+        for h1, h2 in pairs:
+            review.record_decision(con, h1, h2, decision, settings.user)
+    return Done(f"{image.name} / {len(pairs)} images of {other_class}: {decision}")
+
+
+def clear(settings: DashboardSettings, pair: PairView, only_if: str | None = None) -> Done:
+    """Back to unreviewed; with `only_if` (an undo), only while the decision is still that
+    one, so an undo never erases a decision someone took since."""
     h1, h2 = _hashes(pair)
     with db.writing(settings) as con:
-        review.clear_decision(con, h1, h2)
+        cleared = review.clear_decision(con, h1, h2, only_if=only_if)
+    if only_if is not None and not cleared:
+        raise FileActionRefused(
+            f"{pair.a.name} / {pair.b.name} is no longer '{only_if}': nothing undone"
+        )
     return Done(f"{pair.a.name} / {pair.b.name}: back to unreviewed")
 
 
@@ -124,3 +146,18 @@ def undo(settings: DashboardSettings, action_id: int) -> Done:
         raise
     assert back is not None
     return Done(f"undone #{action_id}: {back.src} → {back.dst}")
+
+
+def pick_face(settings: DashboardSettings, image: review.ImageInfo, face: int) -> Done:
+    """Let another detected face stand for the image in its folder (kept by content and
+    folder: it survives rescans); the daemon compares the image again with that face."""
+    if image.hash is None:
+        raise FileActionRefused("this image has no content hash yet: rescan first")
+    with db.writing(settings) as con:
+        embeddings.record_face_pick(
+            con, image.hash, image.klass, face, settings.user, review.utcnow()
+        )
+    return Done(
+        f"{image.name}: face {face + 1} stands for it in {image.klass} from the daemon's "
+        "next run"
+    )

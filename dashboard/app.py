@@ -1,7 +1,9 @@
 """facelint's review dashboard: `streamlit run dashboard/app.py -- --db X --root Y ...`.
 
 Settings come only from the arguments after `--` (dashboard/settings.py). Each page opens
-the store for one query and closes it again (dashboard/db.py).
+the store for one query and closes it again (dashboard/db.py). Pages are `st.navigation`
+pages with their own URLs (/, /person?name=..., /problems, /search, /status, /actions),
+so a reviewer can bookmark one.
 """
 
 from __future__ import annotations
@@ -12,19 +14,20 @@ import streamlit as st
 
 from dashboard import actions, ui
 from dashboard.settings import DashboardSettings, SettingsError, parse_args
-from dashboard.views import log, pairs, person, problems, status
 
-PAGES = {
-    "Pairs": pairs.render,
-    "Person": person.render,
-    "Problems": problems.render,
-    "Status": status.render,
-    "File actions": log.render,
-}
+PAGES = [
+    st.Page("views/pairs.py", title="Pairs", icon=":material/group:", default=True),
+    st.Page("views/person.py", title="Person", icon=":material/person:"),
+    st.Page("views/problems.py", title="Problems", icon=":material/warning:"),
+    st.Page("views/search.py", title="Search by photo", icon=":material/image_search:"),
+    st.Page("views/status.py", title="Status", icon=":material/monitoring:"),
+    st.Page("views/log.py", title="File actions", icon=":material/folder:", url_path="actions"),
+]
 
 # Widget values that must outlive a visit to another page (Streamlit forgets the state
-# of widgets a run did not draw).
-_KEPT = ("f_score", "f_search", "f_state", "f_size", "person", "person_search")
+# of widgets a run did not draw). The widgets take their defaults from Session State
+# only, so re-assigning here raises no "default value and Session State" warning.
+_KEPT = ("f_score", "f_search", "f_state", "f_size", "person_search")
 
 
 def _settings() -> DashboardSettings | None:
@@ -43,15 +46,16 @@ def main() -> None:
     for key in _KEPT:
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
+    page = st.navigation(PAGES)
     with st.sidebar:
         st.title("facelint")
-        page = st.radio("page", list(PAGES), key="page")
         if not settings.allow_file_actions:
             st.caption("read-only for files (no --allow-file-actions)")
     if not settings.root.is_dir():
         st.error(f"the data root {settings.root} is not a folder: no image can be shown")
+    # The outcome of the last file action or undo (the Pairs queue shows its own).
     ui.show_flash(lambda action_id: ui.act(actions.undo, settings, action_id))
-    PAGES[page](settings)
+    page.run()
 
 
 if __name__ == "__main__":

@@ -49,7 +49,13 @@ def inside(root: Path, relpath: str) -> Path:
     if ".." in pure.parts or ".." in PureWindowsPath(relpath).parts:
         raise UnsafePath(f"refused path {relpath!r}: contains '..'")
     base = resolved_root(root)
-    target = (base / pure).resolve()
+    try:
+        target = (base / pure).resolve()
+    except (RuntimeError, OSError) as exc:
+        # A symlink loop (`ln -s x.jpg x.jpg`): Python 3.11 raises RuntimeError, later
+        # versions OSError. Either way no file can be read there: refuse it like a
+        # path that leaves the root, rather than failing the whole page.
+        raise UnsafePath(f"refused path {relpath!r}: {exc}") from exc
     if not target.is_relative_to(base):
         raise UnsafePath(
             f"refused path {relpath!r}: it resolves to {target}, outside the data root {base}"

@@ -32,3 +32,41 @@ def render(data: bytes, box: tuple[int, int, int, int] | None, side: int) -> byt
     out = io.BytesIO()
     shown.save(out, "JPEG", quality=88)
     return out.getvalue()
+
+
+# Margin around the face box on each side, as a share of the box's larger side: enough
+# hair, ears and chin to judge a face by, little enough that a bystander stays out.
+CROP_MARGIN = 0.35
+
+
+def crop_box(
+    box: tuple[int, int, int, int], width: int, height: int, margin: float = CROP_MARGIN
+) -> tuple[int, int, int, int]:
+    """The square around a face box plus margin, clipped to the image."""
+    left, top, right, bottom = box
+    side = max(right - left, bottom - top, 1) * (1 + 2 * margin)
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    half = side / 2
+    return (
+        max(0, int(cx - half)),
+        max(0, int(cy - half)),
+        min(width, int(cx + half + 0.5)),
+        min(height, int(cy + half + 0.5)),
+    )
+
+
+def face_crop(data: bytes, box: tuple[int, int, int, int] | None, side: int) -> bytes:
+    """JPEG bytes of the face (the stored box with margin) scaled to fit side×side, so a
+    face from a full-body shot or a group photo is as large as one from a tight crop.
+    Without a box (no face found, whole image used) the whole image is returned."""
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        rgb = ImageOps.exif_transpose(im).convert("RGB")
+    if box is not None:
+        region = crop_box(box, rgb.width, rgb.height)
+        if region[2] > region[0] and region[3] > region[1]:
+            rgb = rgb.crop(region)
+    shown = ImageOps.contain(rgb, (side, side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    shown.save(out, "JPEG", quality=88)
+    return out.getvalue()

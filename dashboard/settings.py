@@ -95,3 +95,11 @@ def parse_args(argv: Sequence[str]) -> DashboardSettings:
         lock_timeout=float(ns.lock_timeout),
         page_size=int(ns.page_size),
     )
+
+
+def current() -> DashboardSettings:
+    """This dashboard's settings, from the arguments Streamlit was started with. Each page
+    script asks again (cheap): Streamlit runs pages as scripts, nothing is passed in."""
+    import sys
+
+    return parse_args(sys.argv[1:])

@@ -4,7 +4,9 @@ the message left by the last button, names and images rendered safely."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote_plus
 
@@ -36,31 +38,63 @@ def search_url(klass: str) -> str:
     return "https://www.google.com/search?tbm=isch&q=" + quote_plus(klass.replace("_", " "))
 
 
-def query(settings: DashboardSettings, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T | None:
-    """fn on a fresh read-only connection; None after showing why, when it cannot run."""
+def query(
+    settings: DashboardSettings,
+    fn: Callable[[duckdb.DuckDBPyConnection], T],
+    keep: str | None = None,
+) -> T | None:
+    """fn on a fresh read-only connection; None after showing why, when it cannot run.
+
+    With `keep`, the last result loaded under that name stands in while the store is
+    busy: the page keeps showing what it had, with a small "updating…" notice, rather
+    than emptying itself each time the daemon writes.
+    """
     try:
         result = db.read(settings, fn)
     except StoreBusy as exc:
+        if keep is not None and f"_kept_{keep}" in st.session_state:
+            st.caption(f"updating… {plain_busy(str(exc))}; showing what was loaded before.")
+            busy_notice(str(exc), quiet=True)
+            return st.session_state[f"_kept_{keep}"]
         busy_notice(str(exc))
     except StoreMissing as exc:
         st.error(str(exc))
     except duckdb.Error as exc:
-        st.error(f"query failed: {exc}")
+        st.error(
+            "the store could not be read: it may be from a newer facelint or damaged "
+            "(`facelint status` says more)."
+        )
+        with st.expander("details"):
+            st.code(str(exc), language=None)
     else:
-        st.session_state.pop("_busy_armed", None)
+        st.session_state.pop("_busy_since", None)
+        if keep is not None:
+            st.session_state[f"_kept_{keep}"] = result
         return result
     return None
 
 
-def busy_notice(detail: str) -> None:
-    st.warning(f"{BUSY}: another process is writing to the store. ({detail})")
+def plain_busy(detail: str) -> str:
+    """Why the store is busy, in words: the lock message itself means nothing to a reader."""
+    if "dashboard" in detail:
+        return "another page of this dashboard is reading the store"
+    return "the daemon (or another program) is writing to the store"
 
-    # Re-run the page once the fragment's timer fires; its first, inline run only arms it.
+
+def busy_notice(detail: str, quiet: bool = False) -> None:
+    if not quiet:
+        st.warning(f"{BUSY}: {plain_busy(detail)}. It is tried again every few seconds.")
+
+    # Re-run the page once the fragment's timer fires (not on its first, inline run, nor
+    # when a second busy query of the same run draws it again: that would loop).
+    st.session_state.setdefault("_busy_since", time.monotonic())
+
     @st.fragment(run_every=RETRY_SECONDS)
     def _retry() -> None:
-        if st.session_state.pop("_busy_armed", False):
+        since = st.session_state.get("_busy_since")
+        if since is not None and time.monotonic() - since >= RETRY_SECONDS:
+            st.session_state.pop("_busy_since", None)
             st.rerun()
-        st.session_state["_busy_armed"] = True
 
     _retry()
 
@@ -91,11 +125,38 @@ def show_flash(undo: Callable[[int], None] | None) -> None:
     if item is None:
         return
     kind, message, action_id = item
-    getattr(st, kind)(message)
+    if kind == "success":
+        # A confirmation beside where the reader looks, not at the top of a long page.
+        st.toast(message, icon="✅")
+    else:
+        getattr(st, kind)(message)
     if action_id is not None and undo is not None:
         st.button(
             f"undo #{action_id}", key=f"flash-undo-{action_id}", on_click=undo, args=(action_id,)
         )
+
+
+@st.cache_data(max_entries=4000, show_spinner=False)
+def _rendered(
+    root: str,
+    path: str,
+    stamp: tuple[int, int],
+    box: tuple[int, int, int, int] | None,
+    side: int,
+    face: bool,
+) -> bytes:
+    """An image as shown, cached by its file's (mtime, size): a decision reruns the queue,
+    and re-decoding a dozen photos each time would cost most of the 300 ms a card has."""
+    data = files.read_image_bytes(Path(root), path)
+    return images.face_crop(data, box, side) if face else images.render(data, box, side)
+
+
+def _stamp(settings: DashboardSettings, path: str) -> tuple[int, int]:
+    target = files.inside(settings.root, path)
+    if not target.is_file():
+        raise FileNotFoundError(f"{path} is not on disk (moved or deleted since the scan?)")
+    st_ = target.stat()
+    return st_.st_mtime_ns, st_.st_size
 
 
 def show_image(
@@ -103,12 +164,21 @@ def show_image(
     image: Any,
     max_side: int,
     caption: str | None = None,
+    face: bool = False,
+    box: tuple[int, int, int, int] | None = None,
 ) -> bool:
     """Show one image of the store, read through the root-confined helper; False (with a
-    message in its place) when it cannot be shown."""
+    message in its place) when it cannot be shown. `face`: the face crop (the stored box,
+    or `box`, with margin) instead of the whole image with the box drawn."""
     try:
-        data = files.read_image_bytes(settings.root, image.path)
-        shown = images.render(data, image.box, max_side)
+        shown = _rendered(
+            str(settings.root),
+            image.path,
+            _stamp(settings, image.path),
+            box or image.box,
+            max_side,
+            face,
+        )
     except UnsafePath as exc:
         st.error(str(exc))
         return False

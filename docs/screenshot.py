@@ -1,10 +1,11 @@
-"""Regenerate docs/dashboard-pairs.png: the pairs page of the dev faces, in real Chromium.
+"""Regenerate docs/dashboard-pairs.png: the review queue of the dev faces, in real Chromium.
 
     python docs/screenshot.py [--out docs/dashboard-pairs.png] [--chromium /usr/bin/chromium]
 
-Copies ../shared/faces/dev into a temp folder, scans it with `facelint scan`, serves the
-dashboard with `streamlit run` on a free local port, and photographs it with Playwright
-driving Debian's chromium (never `playwright install`: no downloads).
+Copies the dev faces (tests/faces, else ../shared/faces/dev) into a temp folder, scans
+it with `facelint scan`, serves the dashboard with `streamlit run` on a free local port,
+and photographs it with Playwright driving Debian's chromium (never `playwright install`:
+no downloads).
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 REPO = Path(__file__).resolve().parent.parent
-DEV_FACES = REPO.parent / "shared" / "faces" / "dev"
+DEV_FACES = next(
+    (p for p in (REPO / "tests" / "faces", REPO.parent / "shared" / "faces" / "dev") if p.is_dir()),
+    REPO / "tests" / "faces",
+)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
@@ -114,9 +118,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1400, "height": 1250})
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
-                wait_for_images(page, 2)
+                # The queue is ready when the first card holds the keyboard focus.
+                page.wait_for_function(
+                    """document.activeElement
+                       && document.activeElement.closest('[class*="st-key-qcard-"]')""",
+                    timeout=60_000,
+                )
+                wait_for_images(page, 8)
                 page.wait_for_timeout(500)  # let the last layout settle
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out))

@@ -257,18 +257,25 @@ def face_picks(con: duckdb.DuckDBPyConnection, model: str) -> dict[tuple[str, st
 def record_face_pick(
     con: duckdb.DuckDBPyConnection,
     hash_: str,
-    model: str,
     klass: str,
     face: int,
     who: str,
     now: datetime,
+    model: str | None = None,
 ) -> None:
-    """Let `face` stand for the content in `klass`; its files are compared again."""
+    """Let `face` stand for the content in `klass` (under `model`, the store's by
+    default); its files are compared again on the daemon's next run."""
+    if model is None:
+        row = con.execute("SELECT value FROM meta WHERE key = 'model'").fetchall()
+        if not row:
+            raise ValueError("the store has no model yet: scan first")
+        model = str(row[0][0])
     con.execute(
         "INSERT OR REPLACE INTO face_picks VALUES (?, ?, ?, ?, ?, ?)",
         [hash_, model, klass, face, who, now],
     )
     con.execute("UPDATE files SET dirty = true WHERE hash = ? AND class = ?", [hash_, klass])
+    bump_counter(con, "generation", 1)
 
 
 def models_encoded(con: duckdb.DuckDBPyConnection) -> list[str]:

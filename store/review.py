@@ -35,7 +35,9 @@ REVIEW_STATES: dict[str, str] = {
     "all": "true",
 }
 
-PROBLEM_STATUSES = ("no_face", "multi_face", "unreadable", "error")
+ENCODER_STATUSES = ("no_face", "multi_face", "unreadable", "error")
+WHOLE_IMAGE = "whole_image"
+PROBLEM_STATUSES = (*ENCODER_STATUSES, WHOLE_IMAGE)
 
 # Actions that moved a file and can be undone; "undo" rows record the undoing itself.
 FILE_ACTIONS = ("move", "quarantine")
@@ -252,6 +254,68 @@ def pair_page(
     ]
 
 
+def cursor_at(con: duckdb.DuckDBPyConnection, flt: PairFilter, rank: int) -> Cursor | None:
+    """The cursor of the pair at 0-based `rank` in the filter's order (a page to jump to
+    starts after it). One OFFSET query: it sorts up to that rank once, where paging there
+    one page at a time would cost a query per page."""
+    if rank < 0:
+        return None
+    params: dict[str, Any] = {"rank": int(rank)}
+    source, where = _pair_query(flt, params)
+    rows = con.execute(
+        f"""SELECT p.score, p.lo, p.hi FROM {source} WHERE {where}
+            ORDER BY p.score DESC, p.lo, p.hi LIMIT 1 OFFSET $rank""",
+        params,
+    ).fetchall()
+    return Cursor(float(rows[0][0]), int(rows[0][1]), int(rows[0][2])) if rows else None
+
+
+def _image_class_pairs_ctes(flt: PairFilter, params: dict[str, Any]) -> str:
+    """WITH clauses ending in `x`: (id, other, other_id) for the filter's pairs joining
+    each key's image (`$ids`) to an image of its other class (`$others`)."""
+    source, where = _pair_query(flt, params)
+    return f"""WITH _keys AS (SELECT unnest($ids) AS id, unnest($others) AS other),
+        p AS (SELECT p.lo, p.hi FROM {source} WHERE {where}),
+        x AS (
+            SELECT k.id, k.other, o.id AS other_id
+            FROM _keys k JOIN p ON p.lo = k.id
+                JOIN files o ON o.id = p.hi AND o.class = k.other
+            UNION ALL
+            SELECT k.id, k.other, o.id
+            FROM _keys k JOIN p ON p.hi = k.id
+                JOIN files o ON o.id = p.lo AND o.class = k.other)"""
+
+
+def image_class_counts(
+    con: duckdb.DuckDBPyConnection, flt: PairFilter, keys: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], int]:
+    """For each (image id, other class): how many of the filter's pairs join that image to
+    that class. A group photo whose chosen face is a bystander matches a whole folder:
+    the queue says so on one card instead of filling pages."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    params: dict[str, Any] = {"ids": [k[0] for k in wanted], "others": [k[1] for k in wanted]}
+    ctes = _image_class_pairs_ctes(flt, params)
+    rows = con.execute(f"{ctes} SELECT id, other, count(*) FROM x GROUP BY ALL", params)
+    return {(int(r[0]), str(r[1])): int(r[2]) for r in rows.fetchall()}
+
+
+def image_class_hashes(
+    con: duckdb.DuckDBPyConnection, flt: PairFilter, image_id: int, other_class: str
+) -> list[tuple[str, str]]:
+    """The content-hash pairs of the filter's pairs joining one image to one class."""
+    params: dict[str, Any] = {"ids": [int(image_id)], "others": [other_class]}
+    ctes = _image_class_pairs_ctes(flt, params)
+    rows = con.execute(
+        f"""{ctes} SELECT fa.hash, fb.hash FROM x
+            JOIN files fa ON fa.id = x.id JOIN files fb ON fb.id = x.other_id
+            WHERE fa.hash IS NOT NULL AND fb.hash IS NOT NULL""",
+        params,
+    ).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
 def count_pairs(con: duckdb.DuckDBPyConnection, flt: PairFilter) -> int:
     params: dict[str, Any] = {}
     source, where = _pair_query(flt, params)
@@ -260,17 +324,77 @@ def count_pairs(con: duckdb.DuckDBPyConnection, flt: PairFilter) -> int:
 
 
 def class_names(
-    con: duckdb.DuckDBPyConnection, search: str = "", limit: int = 500
+    con: duckdb.DuckDBPyConnection, search: str = "", limit: int = 200, offset: int = 0
 ) -> list[tuple[str, int]]:
-    """(class, number of images), by name, whose name contains `search` (any case)."""
+    """(class, number of images) whose name contains `search` (any case): the exact name
+    first, then names starting with it, then the rest, each by name. Type-ahead over every
+    folder: the database filters, the browser gets one page."""
+    needle = search.strip().lower()
     return [
         (r[0], int(r[1]))
         for r in con.execute(
-            """SELECT class, count(*) FROM files WHERE contains(lower(class), ?)
-               GROUP BY class ORDER BY class LIMIT ?""",
-            [search.strip().lower(), int(limit)],
+            """SELECT class, count(*) FROM files WHERE contains(lower(class), $s)
+               GROUP BY class
+               ORDER BY lower(class) <> $s, NOT starts_with(lower(class), $s), class
+               LIMIT $limit OFFSET $offset""",
+            {"s": needle, "limit": int(limit), "offset": int(offset)},
         ).fetchall()
     ]
+
+
+def count_classes(con: duckdb.DuckDBPyConnection, search: str = "") -> int:
+    row = con.execute(
+        "SELECT count(DISTINCT class) FROM files WHERE contains(lower(class), ?)",
+        [search.strip().lower()],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class PairGroup:
+    """Every stored pair between one image of a class and one other class, as one row:
+    "X.jpg matches 10 images of Y" instead of ten rows."""
+
+    image: str  # path of this class's image
+    other_class: str
+    matches: int
+    best_score: float
+    decided: int
+
+
+def class_pair_groups(
+    con: duckdb.DuckDBPyConnection, klass: str, limit: int, offset: int = 0
+) -> tuple[list[PairGroup], int, int]:
+    """One page of a class's pairs grouped by (its image, the other class), best first;
+    the number of groups and of pairs in all."""
+    rows = con.execute(
+        """WITH mine AS (SELECT id, path, hash FROM files WHERE class = $klass),
+           p AS (
+               SELECT m.path, o.class AS other, r.score, m.hash AS h1, o.hash AS h2
+               FROM pair_rows r JOIN mine m ON m.id = r.lo JOIN files o ON o.id = r.hi
+               UNION ALL
+               SELECT m.path, o.class, r.score, m.hash, o.hash
+               FROM pair_rows r JOIN mine m ON m.id = r.hi JOIN files o ON o.id = r.lo),
+           g AS (
+               SELECT p.path, p.other, count(*) AS n, max(p.score) AS best,
+                      count(d.decision) AS decided
+               FROM p LEFT JOIN decisions d
+                   ON d.hash_a = least(p.h1, p.h2) AND d.hash_b = greatest(p.h1, p.h2)
+               GROUP BY p.path, p.other)
+           SELECT path, other, n, best, decided, count(*) OVER (), sum(n) OVER ()
+           FROM g ORDER BY best DESC, path, other LIMIT $limit OFFSET $offset""",
+        {"klass": klass, "limit": int(limit), "offset": int(offset)},
+    ).fetchall()
+    if not rows:
+        total = con.execute(
+            """SELECT count(*) FROM pair_rows r
+               WHERE r.lo IN (SELECT id FROM files WHERE class = $k)
+                  OR r.hi IN (SELECT id FROM files WHERE class = $k)""",
+            {"k": klass},
+        ).fetchone()
+        return [], 0, int(total[0]) if total else 0
+    groups = [PairGroup(r[0], r[1], int(r[2]), float(r[3]), int(r[4])) for r in rows]
+    return groups, int(rows[0][5]), int(rows[0][6])
 
 
 def class_images(
@@ -285,6 +409,17 @@ def class_images(
     return [_image(r) for r in rows], int(total[0]) if total else 0
 
 
+def _problem_where(wanted: Sequence[str]) -> str:
+    """Images with one of the wanted statuses; "whole_image" is not a status of its own
+    but an `ok` image encoded as a whole picture because no face box was found in it."""
+    parts = []
+    if any(s in ENCODER_STATUSES for s in wanted):
+        parts.append("status IN (SELECT unnest($statuses))")
+    if WHOLE_IMAGE in wanted:
+        parts.append("(coalesce(whole_image, false) AND status IN ('ok', 'multi_face'))")
+    return " OR ".join(parts) or "false"
+
+
 def problems(
     con: duckdb.DuckDBPyConnection,
     statuses: Sequence[str] = PROBLEM_STATUSES,
@@ -295,25 +430,89 @@ def problems(
     wanted = [s for s in statuses if s in PROBLEM_STATUSES]
     if not wanted:
         return [], 0
+    where = _problem_where(wanted)
+    params: dict[str, Any] = {"statuses": [s for s in wanted if s in ENCODER_STATUSES]}
+    if "$statuses" not in where:
+        params.pop("statuses")
     rows = con.execute(
-        f"""SELECT {_IMAGE_COLUMNS} FROM images WHERE status IN (SELECT unnest(?))
-            ORDER BY status, path LIMIT ? OFFSET ?""",
-        [wanted, int(limit), int(offset)],
+        f"""SELECT {_IMAGE_COLUMNS} FROM images WHERE {where}
+            ORDER BY status, path LIMIT {int(limit)} OFFSET {int(offset)}""",
+        params,
     ).fetchall()
-    total = con.execute(
-        "SELECT count(*) FROM images WHERE status IN (SELECT unnest(?))", [wanted]
-    ).fetchone()
+    total = con.execute(f"SELECT count(*) FROM images WHERE {where}", params).fetchone()
     return [_image(r) for r in rows], int(total[0]) if total else 0
 
 
-def hub_images(con: duckdb.DuckDBPyConnection, limit: int = 60) -> list[ImageInfo]:
-    """Images matching more others than the store keeps pairs for, most candidates first."""
+def hub_images(
+    con: duckdb.DuckDBPyConnection, limit: int = 60, offset: int = 0
+) -> tuple[list[ImageInfo], int]:
+    """One page of the images matching more others than the store keeps pairs for, most
+    candidates first, and how many there are."""
     rows = con.execute(
         f"""SELECT {_IMAGE_COLUMNS} FROM images WHERE path IN (SELECT path FROM hubs)
-            ORDER BY candidates DESC, path LIMIT ?""",
-        [int(limit)],
+            ORDER BY candidates DESC, path LIMIT ? OFFSET ?""",
+        [int(limit), int(offset)],
     ).fetchall()
-    return [_image(r) for r in rows]
+    total = con.execute("SELECT count(*) FROM hubs").fetchone()
+    return [_image(r) for r in rows], int(total[0]) if total else 0
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """One face the encoder found in an image; `chosen` marks the one standing for it."""
+
+    index: int
+    box: tuple[int, int, int, int]
+    chosen: bool
+
+
+def detected_faces(con: duckdb.DuckDBPyConnection, image: ImageInfo) -> list[DetectedFace]:
+    """Every face encoded in an image under the store's model, the one that stands for
+    it in its folder marked as chosen."""
+    if image.hash is None:
+        return []
+    rows = con.execute(
+        """SELECT fc.face, fc.box_left, fc.box_top, fc.box_right, fc.box_bottom,
+                  fc.face = coalesce(f.face, 0)
+           FROM files f JOIN faces fc ON fc.hash = f.hash
+               AND fc.model = (SELECT value FROM meta WHERE key = 'model')
+           WHERE f.id = ? ORDER BY fc.face""",
+        [image.id],
+    ).fetchall()
+    return [DetectedFace(int(r[0]), (r[1], r[2], r[3], r[4]), bool(r[5])) for r in rows]
+
+
+def score_histogram(con: duckdb.DuckDBPyConnection, bins: int = 30) -> list[tuple[float, str, int]]:
+    """(bin's lowest score, decision group, pairs) over the stored pairs: "same" (same
+    person or removed), "different", or "open" (no decision or skipped)."""
+    rows = con.execute(
+        f"""SELECT floor(p.score * {int(bins)}) / {int(bins)} AS lo,
+                   CASE WHEN d.decision IN ('same', 'removed') THEN 'same'
+                        WHEN d.decision = 'different' THEN 'different'
+                        ELSE 'open' END AS grp,
+                   count(*)
+            FROM pair_rows p JOIN files fa ON fa.id = p.lo JOIN files fb ON fb.id = p.hi
+            LEFT JOIN decisions d ON d.hash_a = least(fa.hash, fb.hash)
+                AND d.hash_b = greatest(fa.hash, fb.hash)
+            GROUP BY ALL ORDER BY lo, grp""",
+    ).fetchall()
+    return [(float(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+def threshold(con: duckdb.DuckDBPyConnection) -> float | None:
+    """The lowest score the store keeps pairs for (nothing below it is stored)."""
+    # The compare step records what it ran with as "threshold=0.4;k=20".
+    row = con.execute("SELECT value FROM meta WHERE key = 'compare_params'").fetchone()
+    if row is None or row[0] is None:
+        return None
+    for part in str(row[0]).split(";"):
+        name, _, value = part.partition("=")
+        if name.strip() == "threshold":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
 
 
 def image_by_path(con: duckdb.DuckDBPyConnection, path: str) -> ImageInfo | None:
@@ -437,11 +636,19 @@ def get_action(con: duckdb.DuckDBPyConnection, action_id: int) -> ActionRow | No
     return None if row is None else ActionRow(*row)
 
 
-def recent_actions(con: duckdb.DuckDBPyConnection, limit: int = 200) -> list[ActionRow]:
+def recent_actions(
+    con: duckdb.DuckDBPyConnection, limit: int = 200, offset: int = 0
+) -> list[ActionRow]:
     rows = con.execute(
-        f"SELECT {_ACTION_COLUMNS} FROM actions ORDER BY id DESC LIMIT ?", [int(limit)]
+        f"SELECT {_ACTION_COLUMNS} FROM actions ORDER BY id DESC LIMIT ? OFFSET ?",
+        [int(limit), int(offset)],
     ).fetchall()
     return [ActionRow(*r) for r in rows]
+
+
+def count_actions(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute("SELECT count(*) FROM actions").fetchall()
+    return int(row[0][0]) if row else 0
 
 
 def last_moves_from(con: duckdb.DuckDBPyConnection, paths: Iterable[str]) -> dict[str, ActionRow]:

@@ -35,8 +35,18 @@ def start(monkeypatch, root: Path, db: Path, *extra: str) -> AppTest:
     return at
 
 
+PAGE_FILES = {
+    "Pairs": "views/pairs.py",
+    "Person": "views/person.py",
+    "Problems": "views/problems.py",
+    "Search": "views/search.py",
+    "Status": "views/status.py",
+    "File actions": "views/log.py",
+}
+
+
 def goto(at: AppTest, page: str) -> AppTest:
-    at.sidebar.radio(key="page").set_value(page).run()
+    at.switch_page(PAGE_FILES[page]).run()
     assert not at.exception, at.exception
     return at
 
@@ -52,7 +62,17 @@ def shown(at: AppTest) -> str:
 
 
 def captions(at: AppTest) -> list[str]:
-    return [img.caption for e in at.get("image") for img in e.proto.imgs]
+    """Captions of the images shown (the whole photos beside the faces have none)."""
+    return [img.caption for e in at.get("image") for img in e.proto.imgs if img.caption]
+
+
+def toasts(at: AppTest) -> list[str]:
+    return [str(t.value) for t in at.toast]
+
+
+def card_keys(at: AppTest) -> list[str]:
+    """The open cards of the pairs queue, in order, as "lo-hi"."""
+    return [k.removeprefix("different-") for k in button_keys(at) if k.startswith("different-")]
 
 
 def button_keys(at: AppTest) -> list[str]:
@@ -87,17 +107,23 @@ def test_every_page_renders_against_a_scanned_store(scanned_dev_loose, monkeypat
     assert "https://www.google.com/search?tbm=isch&q=Joe+Biden" in text
     assert captions(at)[:2] == ["biden2.jpg", "Joseph_Biden_0004.jpg"]
     assert len(captions(at)) == 6  # three pairs of two
-    assert "[info] File actions are off" in text
+    assert "File actions are off" in text
     assert not [k for k in button_keys(at) if k.startswith(("move-", "remove-"))]
-    assert [b.label for b in at.button].count("different people") == 3
+    assert len(card_keys(at)) == 3
+    # The score slider starts at the store's threshold: nothing below it is stored.
+    assert at.slider(key="f_score").value == (0.4, 1.0)
+    assert at.slider(key="f_score").min == 0.4
 
     goto(at, "Person")
-    at.selectbox(key="person").set_value("Joseph_Biden").run()
+    at.text_input(key="person_search").set_value("Joseph_Biden").run()
     text = shown(at)
     assert "5 images" in text and "q=Joseph+Biden" in text
     assert sorted(captions(at)) == [f"Joseph_Biden_000{i}.jpg" for i in range(1, 6)]
     assert "Pairs involving Joseph_Biden" in text
     assert len(at.dataframe) == 1
+    # Pairs of one image with one other class are one row.
+    rows = at.dataframe[0].value
+    assert list(rows["matches"]) == ["2 images of Joe_Biden"] * 5
 
     goto(at, "Problems")
     text = shown(at)
@@ -109,6 +135,7 @@ def test_every_page_renders_against_a_scanned_store(scanned_dev_loose, monkeypat
     text = shown(at)
     assert "[error] daemon not running (no status file" in text
     assert {m.label: m.value for m in at.metric}["images"] == "71"
+    assert "Scores" in text and len(at.get("vega_lite_chart")) == 1
 
     goto(at, "File actions")
     assert "No file action yet" in shown(at)
@@ -166,9 +193,13 @@ def test_different_people_is_stored_and_hides_the_pair(dev_copy_loose, monkeypat
     assert decision(db, top) == "different"
     after = unreviewed(db)
     assert len(after) == len(before) - 1 and (top.lo, top.hi) not in {(p.lo, p.hi) for p in after}
+    # The card collapses in place to its decision; the next one is still there.
     assert f"different-{top.lo}-{top.hi}" not in button_keys(at)
     assert f"different-{after[0].lo}-{after[0].hi}" in button_keys(at)
-    assert "[success] biden2.jpg / Joseph_Biden_0004.jpg: different" in shown(at)
+    assert "biden2.jpg / Joseph_Biden_0004.jpg: different" in toasts(at)
+    assert "✓ different people — Joe_Biden/biden2.jpg / Joseph_Biden/Joseph_Biden_0004.jpg" in (
+        shown(at)
+    )
     assert actions_log(db) == []  # a decision moves no file
     # Still there for whoever looks for it.
     at.selectbox(key="f_state").set_value("different").run()
@@ -187,7 +218,7 @@ def test_skip_leaves_the_queue_until_cleared(dev_copy_loose, monkeypatch):
     at.button(key=f"clear-{top.lo}-{top.hi}").click().run()
     assert decision(db, top) is None
     at.selectbox(key="f_state").set_value("unreviewed").run()
-    assert button_keys(at)[:1] == [f"person-a-{top.lo}-{top.hi}"]
+    assert card_keys(at)[:1] == [f"{top.lo}-{top.hi}"]
 
 
 def test_filters_and_paging(scanned_dev_loose, monkeypatch):
@@ -226,7 +257,7 @@ def test_move_moves_the_file_and_undo_restores_it(dev_copy_loose, monkeypatch):
         "tester",
     )
     assert decision(db, top) == "same"
-    assert "[success] moved Joe_Biden/biden2.jpg → Joseph_Biden/biden2.jpg" in shown(at)
+    assert "moved Joe_Biden/biden2.jpg → Joseph_Biden/biden2.jpg" in toasts(at)
     # The store still lists biden2's other pairs until the daemon catches up: each says
     # where the file went, and its file buttons are off.
     assert "was moved to Joseph_Biden/biden2.jpg" in shown(at)
@@ -384,8 +415,11 @@ def test_a_locked_store_shows_busy_and_loses_nothing(dev_copy_loose, monkeypatch
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         at.button(key=f"different-{top.lo}-{top.hi}").click().run()
         assert not at.exception
-        text = shown(at)
-        assert "store busy, retrying" in text and "nothing was changed" in text
+        (toast,) = toasts(at)
+        assert "not done: the store is busy" in toast and "nothing was changed" in toast
+        # The queue is still shown (not replaced by a database message).
+        assert f"different-{top.lo}-{top.hi}" in button_keys(at)
+        assert "lock" not in shown(at).lower()
     finally:
         assert holder.stdin is not None
         holder.stdin.close()
@@ -411,8 +445,8 @@ def test_japanese_names_display_intact(dev_copy_loose, monkeypatch, run_scan):
     assert "**ジョー・バイデン**" in text
     assert "q=%E3%82%B8%E3%83%A7%E3%83%BC%E3%83%BB%E3%83%90%E3%82%A4%E3%83%87%E3%83%B3" in text
     assert "風間杜夫_0uGH.jpg.png_default, 1.jpg" in captions(at)
-    at.button(key=next(k for k in button_keys(at) if k.startswith("person-b-"))).click().run()
-    assert at.sidebar.radio(key="page").value == "Person"
+    goto(at, "Person")
+    at.text_input(key="person_search").set_value("バイデン").run()
     assert "## ジョー・バイデン" in shown(at)
 
 

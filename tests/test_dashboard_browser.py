@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,41 +42,124 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def dashboard_url(dev_copy: tuple[Path, Path]) -> Iterator[str]:
-    root, db = dev_copy
+def _wait_healthy(proc: subprocess.Popen, port: int, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"the dashboard exited: {log.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail("the dashboard did not answer /_stcore/health within 60 s")
+            time.sleep(0.3)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@contextmanager
+def serving(db: Path, root: Path, *app_args: str) -> Iterator[str]:
+    """`streamlit run dashboard/app.py -- --db ... --root ... *app_args`; yields its URL."""
     port = _free_port()
     # Streamlit's own log goes to a file, not a pipe nobody reads (a full pipe would
     # stall the server).
-    log = (db.parent / "streamlit.log").open("wb")
+    log_path = db.parent / f"streamlit-{port}.log"
     serve = ["--server.address", "127.0.0.1", "--server.port", str(port)]
     quiet = ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    app_args = ["--db", str(db), "--root", str(root), "--allow-file-actions", "--page-size", "3"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", APP, *serve, *quiet, "--", *app_args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited: {(db.parent / 'streamlit.log').read_text()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("streamlit did not answer /_stcore/health within 60 s")
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.terminate()
+    where = ["--db", str(db), "--root", str(root)]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                APP,
+                *serve,
+                *quiet,
+                "--",
+                *where,
+                *app_args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            _wait_healthy(proc, port, log_path)
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            _stop(proc)
+
+
+@contextmanager
+def browser_page() -> Iterator[Page]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def dashboard_url(dev_copy: tuple[Path, Path]) -> Iterator[str]:
+    root, db = dev_copy
+    with serving(db, root, "--allow-file-actions", "--page-size", "3") as url:
+        yield url
+
+
+CARD = '[class*="st-key-qcard-pairs-"]'
+
+
+def _focused_card(page: Page) -> str | None:
+    """The key of the card holding the browser's focus ("12-34"), or None."""
+    return page.evaluate(
+        f"""() => {{
+            const c = document.activeElement && document.activeElement.closest('{CARD}');
+            if (!c) return null;
+            const k = [...c.classList].find(x => x.startsWith('st-key-qcard-pairs-'));
+            return k.slice('st-key-qcard-pairs-'.length);
+        }}"""
+    )
+
+
+def press_and_wait(page: Page, key: str, before: str) -> float:
+    """Press `key` on the focused card `before`; milliseconds until that card is decided
+    (its buttons gone) and the browser's focus is on another card's enabled button."""
+    page.evaluate("() => { window.__pressed = performance.now(); }")
+    page.keyboard.press(key)
+    handle = page.wait_for_function(
+        f"""(b) => {{
+            const old = document.getElementsByClassName('st-key-qcard-pairs-' + b)[0];
+            if (old && old.querySelector('button')) return false;
+            const a = document.activeElement;
+            const c = a && a.closest('{CARD}');
+            if (!c || c.classList.contains('st-key-qcard-pairs-' + b) || a.disabled) return false;
+            return performance.now() - window.__pressed;
+        }}""",
+        arg=before,
+        polling=5,
+        timeout=30_000,
+    )
+    return float(handle.json_value())
+
+
+def wait_for_focus(page: Page) -> str:
+    page.wait_for_function(
+        f"document.activeElement && document.activeElement.closest('{CARD}')", timeout=60_000
+    )
+    found = _focused_card(page)
+    assert found is not None
+    return found
 
 
 def _loaded_images(page: Page, count: int) -> list[FloatRect]:
@@ -97,37 +181,182 @@ def _captions(page: Page) -> list[str]:
     return page.locator('[data-testid="stImageCaption"]').all_inner_texts()
 
 
-def test_top_pair_side_by_side_then_different_people_removes_it(dashboard_url, dev_copy):
-    from playwright.sync_api import expect, sync_playwright
+def _decision(db: Path, key: str) -> str | None:
+    lo, hi = (int(x) for x in key.split("-"))
+    with open_store(db, read_only=True, timeout=10) as con:
+        pair = next(
+            p
+            for p in review.pair_page(con, PairFilter(state="all"), 1000)
+            if (p.lo, p.hi) == (lo, hi)
+        )
+        return review.decision_for(con, pair.a.hash, pair.b.hash)
+
+
+def test_faces_side_by_side_then_different_people_by_keyboard(dashboard_url, dev_copy):
+    from playwright.sync_api import expect
 
     _, db = dev_copy
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.goto(dashboard_url, wait_until="domcontentloaded")
-            left, right = _loaded_images(page, 6)[:2]
-            # Side by side: one row, left one wholly left of the right one, both real.
-            assert abs(left["y"] - right["y"]) < 2
-            assert left["x"] + left["width"] <= right["x"]
-            assert min(left["width"], right["width"]) >= 200
-            assert _captions(page)[:2] == ["biden2.jpg", "Joseph_Biden_0004.jpg"]
-            expect(page.get_by_text("Joe_Biden", exact=True).first).to_be_visible()
-            expect(page.get_by_text("Joseph_Biden", exact=True).first).to_be_visible()
+    with browser_page() as page:
+        page.goto(dashboard_url, wait_until="domcontentloaded")
+        first = wait_for_focus(page)
+        # Per card: face crop and whole photo of the left image, then of the right one.
+        face_a, whole_a, face_b, _ = _loaded_images(page, 12)[:4]
+        assert abs(face_a["y"] - face_b["y"]) < 2
+        assert face_a["x"] + face_a["width"] <= whole_a["x"] < face_b["x"]
+        # The face is shown large, the whole photo small beside it.
+        assert face_a["width"] >= 150 and whole_a["width"] < face_a["width"]
+        assert _captions(page)[:2] == ["biden2.jpg", "Joseph_Biden_0004.jpg"]
+        expect(page.get_by_text("Joe_Biden", exact=True).first).to_be_visible()
+        expect(page.get_by_text("Joseph_Biden", exact=True).first).to_be_visible()
 
-            page.get_by_role("button", name="different people").first.click()
-            expect(page.get_by_text("biden2.jpg / Joseph_Biden_0004.jpg: different")).to_be_visible(
-                timeout=30_000
-            )
-            page.reload(wait_until="domcontentloaded")
-            _loaded_images(page, 6)
-            captions = _captions(page)
-            assert captions[:2] == ["biden2.jpg", "Joseph_Biden_0001.jpg"]
-            assert "Joseph_Biden_0004.jpg" not in captions
-        finally:
-            browser.close()
+        press_and_wait(page, "d", first)
+        expect(page.get_by_text("biden2.jpg / Joseph_Biden_0004.jpg: different")).to_be_visible(
+            timeout=30_000
+        )
+        page.reload(wait_until="domcontentloaded")
+        wait_for_focus(page)
+        _loaded_images(page, 12)
+        captions = _captions(page)
+        assert captions[:2] == ["biden2.jpg", "Joseph_Biden_0001.jpg"]
+        assert "Joseph_Biden_0004.jpg" not in captions
     with open_store(db, read_only=True, timeout=10) as con:
         decided = review.pair_page(con, PairFilter(state="different"), 5)
     assert [(d.a.path, d.b.path) for d in decided] == [
         ("Joe_Biden/biden2.jpg", "Joseph_Biden/Joseph_Biden_0004.jpg")
     ]
+
+
+def test_ten_pairs_cleared_by_keyboard_alone(dashboard_url, dev_copy):
+    """Keys only (no mouse): D, S, X decide the focused card, U undoes, J/K move; each
+    decision is checked in the store."""
+    _, db = dev_copy
+    keys = ["d", "s", "x", "d", "d", "s", "x", "d", "s", "d"]
+    stored = {"d": "different", "s": "same", "x": "skip"}
+    decided: list[tuple[str, str]] = []
+    with browser_page() as page:
+        page.goto(dashboard_url, wait_until="domcontentloaded")
+        focus = wait_for_focus(page)
+        # Undo last: decide, take it back, the same card has the focus again.
+        press_and_wait(page, "x", focus)
+        assert _decision(db, focus) == "skip"
+        page.keyboard.press("u")
+        page.wait_for_function(
+            "k => document.activeElement.closest('.st-key-qcard-pairs-' + k)", arg=focus
+        )
+        assert _decision(db, focus) is None
+        # Next and previous move the focus without deciding.
+        page.keyboard.press("j")
+        page.wait_for_function(
+            "k => !document.activeElement.closest('.st-key-qcard-pairs-' + k)", arg=focus
+        )
+        page.keyboard.press("k")
+        page.wait_for_function(
+            "k => document.activeElement.closest('.st-key-qcard-pairs-' + k)", arg=focus
+        )
+        for key in keys:
+            before = _focused_card(page)
+            assert before is not None
+            press_and_wait(page, key, before)
+            decided.append((before, stored[key]))
+    assert len({k for k, _ in decided}) == 10
+    for key, want in decided:
+        assert _decision(db, key) == want, key
+
+
+def test_a_symlink_loop_in_place_of_an_image_is_refused_not_a_crash(dev_copy):
+    """Issue 9, defect 5: `ln -s -- -rf.jpg Joe_Biden/-rf.jpg`, then load /."""
+    from playwright.sync_api import expect
+
+    root, db = dev_copy
+    image = root / "Joe_Biden" / "biden2.jpg"
+    image.unlink()
+    image.symlink_to("biden2.jpg")  # a link to itself: a loop
+    with serving(db, root, "--page-size", "3") as url, browser_page() as page:
+        page.goto(url, wait_until="domcontentloaded")
+        expect(page.get_by_text("refused path 'Joe_Biden/biden2.jpg'").first).to_be_visible(
+            timeout=60_000
+        )
+        wait_for_focus(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        # The rest of the page is still there: the other side of the pair, more pairs.
+        expect(page.get_by_text("Joseph_Biden_0004.jpg").first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Joseph_Biden_0001.jpg").first).to_be_visible(timeout=30_000)
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_facelint_dashboard_allow_file_actions_reaches_the_app(scanned_dev, tmp_path, flag):
+    """Issue 9, defect 4: the flag given to `facelint dashboard` shows the move and
+    remove buttons in a real browser; without it they are not there."""
+    from playwright.sync_api import expect
+
+    root, db = scanned_dev
+    port = _free_port()
+    script = Path(sys.executable).with_name("facelint")
+    cmd = [str(script), "dashboard", "--db", str(db), "--root", str(root), "--port", str(port)]
+    log_path = tmp_path / "facelint-dashboard.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd + (["--allow-file-actions"] if flag else []),
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_healthy(proc, port, log_path)
+            with browser_page() as page:
+                page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+                wait_for_focus(page)
+                move = page.get_by_role("button", name="move to the right folder")
+                if flag:
+                    expect(move.first).to_be_visible()
+                else:
+                    expect(page.get_by_text("File actions are off").first).to_be_visible()
+                    assert move.count() == 0
+        finally:
+            _stop(proc)
+
+
+def test_search_by_photo_upload_shows_that_persons_faces_first(dashboard_url, dev_copy, tmp_path):
+    """The upload box runs `facelint search --json` in a subprocess and shows faces."""
+    from PIL import Image, ImageOps
+    from playwright.sync_api import expect
+
+    root, _ = dev_copy
+    photo = tmp_path / "flipped.jpg"
+    with Image.open(root / "Anthony_Hopkins" / "Anthony_Hopkins_0001.jpg") as im:
+        ImageOps.mirror(im.convert("RGB")).save(photo, quality=90)
+    with browser_page() as page:
+        page.goto(dashboard_url + "search", wait_until="domcontentloaded")
+        page.locator('input[type="file"]').set_input_files(str(photo))
+        expect(page.get_by_text("1 face(s) in the photo")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("your photo")).to_be_visible(timeout=30_000)
+        _loaded_images(page, 6)
+        captions = _captions(page)
+        # Your photo, then the nearest faces by score, best first.
+        assert captions[0] == "your photo"
+        names = page.locator("strong").all_inner_texts()
+        assert names[0] == "Anthony_Hopkins", names[:3]
+
+
+@pytest.mark.slow
+def test_facelint_up_allow_file_actions_reaches_the_app(dev_copy, tmp_path):
+    """Issue 9, defect 4, for `facelint up`: the daemon and the dashboard, one flag."""
+    from playwright.sync_api import expect
+
+    from tests.daemon_harness import DaemonProcess
+
+    root, db = dev_copy
+    port = _free_port()
+    command = ["up", str(root), "--db", str(db), "--port", str(port), "--allow-file-actions"]
+    d = DaemonProcess(root, db, tmp_path, command=command)
+    try:
+        d.wait_ready()
+        _wait_healthy(d.proc, port, d.log_path)
+        with browser_page() as page:
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+            wait_for_focus(page)
+            move = page.get_by_role("button", name="move to the right folder")
+            expect(move.first).to_be_visible()
+        assert d.terminate() == 0
+    finally:
+        d.close()

@@ -144,7 +144,7 @@ def test_class_images_names_problems_and_hubs(dev_copy):
         found = review.class_names(con, "bid")
         problems, n_problems = review.problems(con)
         no_face, _ = review.problems(con, ["no_face"])
-        assert review.hub_images(con) == []
+        assert review.hub_images(con) == ([], 0)
     assert total == 5 and len(images) == 3 and len(rest) == 2
     assert [i.path for i in images + rest] == sorted(i.path for i in images + rest)
     assert names["Joe_Biden"] == 2 and len(names) == 15
@@ -157,8 +157,11 @@ def test_class_images_names_problems_and_hubs(dev_copy):
     with open_store(db) as con:
         catalog.set_meta(con, max_pairs_per_image=1)
     with _ro(db) as con:
-        hubs = review.hub_images(con)
-    assert hubs and all(h.candidates > 1 for h in hubs)
+        hubs, n_hubs = review.hub_images(con)
+        page_two, _ = review.hub_images(con, 1, offset=1)
+    assert hubs and n_hubs == len(hubs) and all(h.candidates > 1 for h in hubs)
+    # Hubs page on their own.
+    assert page_two == hubs[1:2]
     assert [h.candidates for h in hubs] == sorted((h.candidates for h in hubs), reverse=True)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import actions, ui
-from dashboard.settings import DashboardSettings
+from dashboard.settings import DashboardSettings, current
+from dashboard.views.person import pager
 from store import review
 
 SHOWN = 200
@@ -18,7 +19,11 @@ def undo(settings: DashboardSettings, action_id: int) -> None:
 
 def render(settings: DashboardSettings) -> None:
     st.header("File actions")
-    rows = ui.query(settings, lambda con: review.recent_actions(con, SHOWN))
+    total = ui.query(settings, review.count_actions)
+    if total is None:
+        return
+    offset = pager("file actions", total, SHOWN, "actions_page")
+    rows = ui.query(settings, lambda con: review.recent_actions(con, SHOWN, offset))
     if rows is None:
         return
     if not settings.allow_file_actions:
@@ -51,3 +56,7 @@ def render(settings: DashboardSettings) -> None:
         hide_index=True,
         width="stretch",
     )
+
+
+if __name__ == "__main__":
+    render(current())

@@ -1,54 +1,88 @@
 """A person's page: every image of one class in a grid, and the pairs that involve it,
-to spot the stranger in a folder."""
+to spot the stranger in a folder. Bookmarkable: /person?name=<class>."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboard import ui
-from dashboard.settings import DashboardSettings
+from dashboard.settings import DashboardSettings, current
 from store import review
-from store.review import PairFilter
 
 GRID_COLUMNS = 6
 GRID_PAGE = 48
-THUMB_SIDE = 220
-PAIRS_SHOWN = 200
+THUMB_SIDE = 200
+CLASSES_SHOWN = 200
+GROUPS_SHOWN = 200
 
 
-def _review_on_pairs_page(klass: str) -> None:
-    st.session_state["page"] = "Pairs"
-    st.session_state["f_search"] = klass
-    st.session_state["f_state"] = "unreviewed"
-
-
-def _grid_page(delta: int) -> None:
-    st.session_state["person_offset"] = max(0, st.session_state.get("person_offset", 0) + delta)
+def pager(label: str, total: int, size: int, key: str) -> int:
+    """ "showing 1–200 of 11,897" with a page number to jump to; returns the offset."""
+    pages = max(1, -(-total // size))
+    page = 1
+    if pages > 1:
+        page = int(
+            st.number_input(
+                f"page (of {pages:,})",
+                min_value=1,
+                max_value=pages,
+                step=1,
+                key=key,
+                help="type a page number and press Enter",
+            )
+        )
+    offset = (min(page, pages) - 1) * size
+    if total:
+        st.caption(f"{label}: showing {offset + 1:,}–{min(offset + size, total):,} of {total:,}")
+    return offset
 
 
 def _choose(settings: DashboardSettings) -> str | None:
-    search = st.text_input("find a class (name contains)", key="person_search")
-    found = ui.query(settings, lambda con: review.class_names(con, search))
+    """The class to show: from the URL, or typed. The search runs in the store over every
+    folder (no cap on what can be found, one page of names sent to the browser)."""
+    wanted = st.query_params.get("name")
+    search = st.text_input(
+        "find a class (type part of its name, press Enter)",
+        key="person_search",
+        help="searches every folder's name, any part, any case",
+    )
+    found = ui.query(
+        settings,
+        lambda con: (
+            review.class_names(con, search, CLASSES_SHOWN),
+            review.count_classes(con, search),
+        ),
+        keep="person_classes",
+    )
     if found is None:
-        return None
-    names = [name for name, _ in found]
-    counts = dict(found)
-    current = st.session_state.get("person")
-    if current and current not in counts:
-        # Opened from another page: keep it selectable whatever the search says.
-        names.insert(0, current)
+        return wanted
+    names_counts, total = found
+    counts = dict(names_counts)
+    names = list(counts)
+    if total > len(names):
+        st.caption(
+            f"showing 1–{len(names):,} of {total:,} classes: type more of the name to narrow"
+        )
+    if search.strip() and st.session_state.get("person_search_seen") != search:
+        # A new search opens its best match (the exact name when there is one).
+        st.session_state["person_search_seen"] = search
+        if names:
+            wanted = names[0]
+    if wanted and wanted not in counts:
+        # Opened from another page or a bookmark: keep it selectable whatever the search.
+        names.insert(0, wanted)
     if not names:
         st.write("No class matches.")
         return None
-    if st.session_state.get("person_shown") != current:
-        st.session_state["person_offset"] = 0
-        st.session_state["person_shown"] = current
-    return st.selectbox(
+    chosen = st.selectbox(
         "class",
         names,
-        key="person",
+        index=names.index(wanted) if wanted in names else 0,
         format_func=lambda n: f"{n} ({counts[n]} images)" if n in counts else n,
     )
+    if chosen != st.query_params.get("name"):
+        st.query_params["name"] = chosen
+    return chosen
 
 
 def render(settings: DashboardSettings) -> None:
@@ -56,62 +90,54 @@ def render(settings: DashboardSettings) -> None:
     klass = _choose(settings)
     if klass is None:
         return
-    offset = st.session_state.get("person_offset", 0)
-
-    def load(con):
-        grid, total = review.class_images(con, klass, GRID_PAGE, offset)
-        flt = PairFilter(klass=klass, state="all")
-        return grid, total, review.pair_page(con, flt, PAIRS_SHOWN), review.count_pairs(con, flt)
-
-    loaded = ui.query(settings, load)
-    if loaded is None:
-        return
-    grid, total, pairs, pair_total = loaded
+    if st.session_state.get("person_shown") != klass:
+        st.session_state["person_shown"] = klass
+        for key in ("person_grid_page", "person_pair_page"):
+            st.session_state.pop(key, None)
     st.markdown(f"## {ui.md(klass)}\n[image search for this name ↗]({ui.search_url(klass)})")
-    st.caption(f"{total:,} images · showing {min(offset + 1, total)}–{offset + len(grid)}")
-    for start in range(0, len(grid), GRID_COLUMNS):
-        for col, image in zip(
-            st.columns(GRID_COLUMNS), grid[start : start + GRID_COLUMNS], strict=False
-        ):
+
+    total = ui.query(settings, lambda con: review.class_images(con, klass, 0)[1])
+    if total is None:
+        return
+    offset = pager("images", total, GRID_PAGE, "person_grid_page")
+    grid = ui.query(settings, lambda con: review.class_images(con, klass, GRID_PAGE, offset)[0])
+    st.caption(f"{total:,} images")
+    for start in range(0, len(grid or []), GRID_COLUMNS):
+        row = (grid or [])[start : start + GRID_COLUMNS]
+        for col, image in zip(st.columns(GRID_COLUMNS), row, strict=False):
             with col:
                 status = "" if image.status in (None, "ok") else f" · {image.status}"
-                ui.show_image(settings, image, THUMB_SIDE, caption=f"{image.name}{status}")
-    prev_col, next_col = st.columns(2)
-    prev_col.button(
-        "← previous images",
-        key="person-prev",
-        disabled=offset == 0,
-        on_click=_grid_page,
-        args=(-GRID_PAGE,),
-    )
-    next_col.button(
-        "more images →",
-        key="person-next",
-        disabled=offset + GRID_PAGE >= total,
-        on_click=_grid_page,
-        args=(GRID_PAGE,),
-    )
+                ui.show_image(
+                    settings, image, THUMB_SIDE, caption=f"{image.name}{status}", face=True
+                )
 
+    counted = ui.query(settings, lambda con: review.class_pair_groups(con, klass, 0))
+    if counted is None:
+        return
+    _, groups_total, pair_total = counted
     st.subheader(f"Pairs involving {klass} ({pair_total:,})")
-    if not pairs:
+    if not pair_total:
         st.write("No pair involves this class.")
         return
-    rows = []
-    for p in pairs:
-        mine, other = (p.a, p.b) if p.a.klass == klass else (p.b, p.a)
-        rows.append(
-            {
-                "score": round(p.score, 4),
-                "this image": mine.name,
-                "other class": other.klass,
-                "other image": other.name,
-                "decision": p.decision or "",
-            }
-        )
-    st.dataframe(rows, hide_index=True, width="stretch")
-    st.button(
-        "review these on the Pairs page",
-        key="person-review",
-        on_click=_review_on_pairs_page,
-        args=(klass,),
+    group_offset = pager("rows", groups_total, GROUPS_SHOWN, "person_pair_page")
+    loaded = ui.query(
+        settings, lambda con: review.class_pair_groups(con, klass, GROUPS_SHOWN, group_offset)[0]
     )
+    rows = [
+        {
+            "best score": round(g.best_score, 4),
+            "this image": g.image.rsplit("/", 1)[-1],
+            "matches": f"{g.matches} image{'s' if g.matches != 1 else ''} of {g.other_class}",
+            "decided": f"{g.decided} of {g.matches}",
+        }
+        for g in loaded or []
+    ]
+    st.dataframe(rows, hide_index=True, width="stretch")
+    if st.button("review these on the Pairs page", key="person-review"):
+        st.session_state["f_search"] = klass
+        st.session_state["f_state"] = "unreviewed"
+        st.switch_page("views/pairs.py")
+
+
+if __name__ == "__main__":
+    render(current())

@@ -4,25 +4,54 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import ui
-from dashboard.settings import DashboardSettings
+from dashboard import actions, ui
+from dashboard.settings import DashboardSettings, current
+from dashboard.views.person import pager
 from store import review
 
 COLUMNS = 4
 PAGE = 40
-THUMB_SIDE = 280
-HUBS_SHOWN = 40
+THUMB_SIDE = 240
+HUBS_PAGE = 40
 
 EXPLAIN = {
     "no_face": "no face found: not usable for training as a face",
-    "multi_face": "several faces: the largest one was used",
+    "multi_face": "several faces: the boxed one stands for the image",
     "unreadable": "the file cannot be read or decoded",
     "error": "the encoder failed on it (retried on the next scan)",
+    "whole_image": "no face box found: the whole picture was encoded as the face",
+}
+FIX = {
+    "whole_image": "crop it to the face, or remove it from the data set",
+    "no_face": "remove it from the data set, or replace it with a photo showing the face",
+    "multi_face": "check the boxed face is this person; if not, crop the photo to them",
 }
 
 
-def _page(delta: int) -> None:
-    st.session_state["problems_offset"] = max(0, st.session_state.get("problems_offset", 0) + delta)
+def _faces(settings: DashboardSettings, image: review.ImageInfo) -> None:
+    """The faces detected in a multi-face image, the chosen one marked, and a button to
+    let another one stand for the image."""
+    faces = ui.query(settings, lambda con: review.detected_faces(con, image))
+    if not faces or len(faces) < 2:
+        return
+    cols = st.columns(min(len(faces), 4))
+    for col, face in zip(cols, faces, strict=False):
+        with col:
+            ui.show_image(
+                settings,
+                image,
+                80,
+                caption=f"face {face.index + 1}{' (used)' if face.chosen else ''}",
+                face=True,
+                box=face.box,
+            )
+            if not face.chosen and st.button(
+                "use this face",
+                key=f"pick-{image.id}-{face.index}",
+                help="this face is the folder's person: compare the image with it",
+            ):
+                ui.act(actions.pick_face, settings, image, face.index)
+                st.rerun()
 
 
 def _grid(settings: DashboardSettings, items: list[review.ImageInfo], hubs: bool) -> None:
@@ -33,8 +62,15 @@ def _grid(settings: DashboardSettings, items: list[review.ImageInfo], hubs: bool
                 ui.show_image(settings, image, THUMB_SIDE)
                 if hubs:
                     st.caption(f"matches {image.candidates} images above the threshold")
-                else:
-                    st.caption(f"{image.status}: {image.message or EXPLAIN[image.status]}")
+                    continue
+                status = image.status or ""
+                if image.whole_image and status in ("ok", "multi_face"):
+                    status = "whole_image"
+                st.caption(f"{status}: {image.message or EXPLAIN.get(status, '')}")
+                if status in FIX:
+                    st.caption(f"fix: {FIX[status]}")
+                if status == "multi_face":
+                    _faces(settings, image)
 
 
 def render(settings: DashboardSettings) -> None:
@@ -44,39 +80,33 @@ def render(settings: DashboardSettings) -> None:
         list(review.PROBLEM_STATUSES),
         default=list(review.PROBLEM_STATUSES),
         key="problem_statuses",
+        help="whole_image: encoded as a whole picture because no face box was found",
     )
-    offset = st.session_state.get("problems_offset", 0)
-
-    def load(con):
-        found, total = review.problems(con, statuses, PAGE, offset)
-        return found, total, review.hub_images(con, HUBS_SHOWN)
-
-    loaded = ui.query(settings, load)
-    if loaded is None:
+    counted = ui.query(settings, lambda con: review.problems(con, statuses, 0)[1])
+    if counted is None:
         return
-    found, total, hubs = loaded
-    if total == 0:
+    if counted == 0:
         st.success("No image with these problems.")
     else:
-        st.caption(f"{total:,} images · showing {offset + 1}–{offset + len(found)}")
-        _grid(settings, found, hubs=False)
-        prev_col, next_col = st.columns(2)
-        prev_col.button(
-            "← previous", key="problems-prev", disabled=offset == 0, on_click=_page, args=(-PAGE,)
-        )
-        next_col.button(
-            "next →",
-            key="problems-next",
-            disabled=offset + PAGE >= total,
-            on_click=_page,
-            args=(PAGE,),
-        )
+        offset = pager("problem images", counted, PAGE, "problems_page")
+        found = ui.query(settings, lambda con: review.problems(con, statuses, PAGE, offset)[0])
+        st.caption(f"{counted:,} images")
+        _grid(settings, found or [], hubs=False)
+
     st.subheader("Hubs")
     st.caption(
         "Images that match more others than the store keeps pairs for: often blurry, "
-        "tiny or generic faces. Only their best pairs are stored."
+        "tiny or generic faces, or a face that is not the person's. Only their best pairs "
+        "are stored."
     )
-    if not hubs:
+    hub_total = ui.query(settings, lambda con: review.hub_images(con, 0)[1])
+    if not hub_total:
         st.write("No hub images.")
-    else:
-        _grid(settings, hubs, hubs=True)
+        return
+    hub_offset = pager("hubs", hub_total, HUBS_PAGE, "hubs_page")
+    hubs = ui.query(settings, lambda con: review.hub_images(con, HUBS_PAGE, hub_offset)[0])
+    _grid(settings, hubs or [], hubs=True)
+
+
+if __name__ == "__main__":
+    render(current())

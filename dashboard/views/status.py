@@ -8,8 +8,10 @@ import streamlit as st
 
 from dashboard import ui
 from dashboard.daemon_status import read_status
-from dashboard.settings import DashboardSettings
+from dashboard.settings import DashboardSettings, current
 from store import review
+
+REFRESH_SECONDS = 5
 
 
 def _when(value: object) -> str:
@@ -87,10 +89,78 @@ def _store(settings: DashboardSettings) -> None:
         st.caption(f"last run: {last['kind']}, finished {last['finished_at']}")
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def live_line(settings: DashboardSettings) -> str:
+    """ "encoding 1,234 of 5,000, about 2 min left" from the status file's `progress`
+    ({stage, done, total, rate, eta_s}), when the daemon is running and writes one; the
+    daemon's state otherwise; "" when it is not running."""
+    status = read_status(settings.status_file)
+    if not status.running:
+        return ""
+    progress = status.fields.get("progress")
+    if isinstance(progress, dict):
+        try:
+            stage = str(progress.get("stage") or "working")
+            done, total = int(progress.get("done") or 0), int(progress.get("total") or 0)
+        except (TypeError, ValueError):
+            done = total = 0
+            stage = "working"
+        if total > 0:
+            line = f"{stage} {done:,} of {total:,}"
+            try:
+                eta = float(progress.get("eta_s"))
+            except (TypeError, ValueError):
+                eta = -1
+            if eta >= 0:
+                line += f", about {_duration(eta)} left"
+            return line
+    state = str(status.fields.get("state") or "running")
+    message = str(status.fields.get("message") or "")
+    return f"daemon {state}" + (f": {message}" if message else "")
+
+
+def _histogram(settings: DashboardSettings) -> None:
+    st.subheader("Scores")
+    rows = ui.query(settings, review.score_histogram)
+    if not rows:
+        st.write("No pair stored yet.")
+        return
+    st.caption("stored pairs by score; decided pairs coloured by what the reviewer said")
+    st.bar_chart(
+        {
+            "score": [r[0] for r in rows],
+            "decision": [r[1] for r in rows],
+            "pairs": [r[2] for r in rows],
+        },
+        x="score",
+        y="pairs",
+        color="decision",
+        stack=True,
+        height=260,
+    )
+
+
 def render(settings: DashboardSettings) -> None:
     st.header("Status")
-    _daemon(settings)
-    _store(settings)
+
+    # The page refreshes itself: a reviewer leaves it open while the daemon works.
+    @st.fragment(run_every=REFRESH_SECONDS)
+    def live() -> None:
+        line = live_line(settings)
+        if line:
+            st.info(line)
+        _daemon(settings)
+        _store(settings)
+
+    live()
+    _histogram(settings)
     st.subheader("This dashboard")
     st.write(
         f"root `{settings.root}` · store `{settings.db}` · reviewer `{settings.user}` · "
@@ -100,3 +170,7 @@ def render(settings: DashboardSettings) -> None:
             else "file actions **off** (read-only for files)"
         )
     )
+
+
+if __name__ == "__main__":
+    render(current())
