@@ -185,6 +185,79 @@ def set_standing_faces(
         con.unregister("standing_faces")
 
 
+def _register(con: duckdb.DuckDBPyConnection, name: str, **columns: pa.Array) -> None:
+    con.register(name, pa.table(columns))
+
+
+def set_candidates(con: duckdb.DuckDBPyConnection, ids: np.ndarray, counts: np.ndarray) -> None:
+    """How many matches at or above the threshold each file had before the cap."""
+    _register(
+        con,
+        "new_counts",
+        id=pa.array(np.asarray(ids, np.int64)),
+        n=pa.array(np.asarray(counts, np.int64)),
+    )
+    try:
+        con.execute("UPDATE files SET candidates = c.n FROM new_counts c WHERE files.id = c.id")
+    finally:
+        con.unregister("new_counts")
+
+
+def set_dirty(
+    con: duckdb.DuckDBPyConnection,
+    dirty: bool,
+    ids: Sequence[int] | np.ndarray = (),
+    hashes: Sequence[str] = (),
+    klass: str | None = None,
+    reset_candidates: bool = False,
+) -> None:
+    """Mark files (by id, or by content, optionally within one class) as needing their
+    matches computed again (dirty) or as done (clean)."""
+    _register(
+        con,
+        "dirty_keys",
+        id=pa.array(np.asarray(ids, np.int64)),
+    )
+    _register(con, "dirty_hashes", hash=pa.array(list(hashes), pa.string()))
+    extra = ", candidates = 0" if reset_candidates else ""
+    try:
+        con.execute(
+            f"""UPDATE files SET dirty = $dirty{extra}
+                WHERE (id IN (SELECT id FROM dirty_keys)
+                       OR hash IN (SELECT hash FROM dirty_hashes))
+                  AND ($klass IS NULL OR class = $klass)""",
+            {"dirty": dirty, "klass": klass},
+        )
+    finally:
+        con.unregister("dirty_keys")
+        con.unregister("dirty_hashes")
+
+
+def delete_files(con: duckdb.DuckDBPyConnection, ids: Sequence[int] | np.ndarray) -> None:
+    _register(con, "gone_files", id=pa.array(np.asarray(ids, np.int64)))
+    try:
+        con.execute("DELETE FROM files WHERE id IN (SELECT id FROM gone_files)")
+    finally:
+        con.unregister("gone_files")
+
+
+def set_folder_ids(
+    con: duckdb.DuckDBPyConnection, ids: Sequence[int] | np.ndarray, folder_ids: np.ndarray
+) -> None:
+    _register(
+        con,
+        "file_folders",
+        id=pa.array(np.asarray(ids, np.int64)),
+        folder_id=pa.array(np.asarray(folder_ids, np.int64)),
+    )
+    try:
+        con.execute(
+            "UPDATE files SET folder_id = u.folder_id FROM file_folders u WHERE files.id = u.id"
+        )
+    finally:
+        con.unregister("file_folders")
+
+
 def classes_of(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> dict[int, str]:
     if not ids:
         return {}

@@ -16,7 +16,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from store.catalog import bump_counter
+from store.catalog import bump_counter, set_dirty
 
 # Statuses whose faces take part in comparisons.
 USABLE = ("ok", "multi_face")
@@ -157,12 +157,10 @@ def write_encodings(
                       vector FROM new_faces""",
             {"model": model},
         )
-        con.execute(
-            "UPDATE files SET dirty = true WHERE hash IN (SELECT hash FROM new_encodings)"
-        )
     finally:
         con.unregister("new_encodings")
         con.unregister("new_faces")
+    set_dirty(con, True, hashes=[r.hash for r in rows])
     bump_counter(con, f"encoded:{model}", count)
     bump_counter(con, "encoded_total", count)
 
@@ -274,7 +272,7 @@ def record_face_pick(
         "INSERT OR REPLACE INTO face_picks VALUES (?, ?, ?, ?, ?, ?)",
         [hash_, model, klass, face, who, now],
     )
-    con.execute("UPDATE files SET dirty = true WHERE hash = ? AND class = ?", [hash_, klass])
+    set_dirty(con, True, hashes=[hash_], klass=klass)
     bump_counter(con, "generation", 1)
 
 

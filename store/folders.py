@@ -14,6 +14,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from store import catalog
+
 
 def load_folders(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
     return {int(r[0]): r[1] for r in con.execute("SELECT id, name FROM folders").fetchall()}
@@ -48,17 +50,4 @@ def write_folders(
         finally:
             con.unregister("folder_rows")
     if len(file_ids):
-        updates = pa.table(
-            {
-                "id": pa.array(np.asarray(file_ids, np.int64)),
-                "folder_id": pa.array(np.asarray(folder_ids, np.int64)),
-            }
-        )
-        con.register("file_folders", updates)
-        try:
-            con.execute(
-                """UPDATE files SET folder_id = u.folder_id FROM file_folders u
-                   WHERE files.id = u.id"""
-            )
-        finally:
-            con.unregister("file_folders")
+        catalog.set_folder_ids(con, file_ids, folder_ids)

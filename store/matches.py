@@ -14,6 +14,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from store import catalog
 from store.scores import Calibration
 from store.sql import first_row
 
@@ -102,19 +103,11 @@ def write_lists(
         }
     )
     con.register("new_lists", lists)
-    counts = pa.table(
-        {
-            "id": pa.array(np.asarray(sources, np.int64)),
-            "n": pa.array(np.asarray(candidates, np.int64)),
-        }
-    )
-    con.register("new_counts", counts)
     try:
         con.execute("INSERT INTO neighbors SELECT src, dst, cosine FROM new_lists")
-        con.execute("UPDATE files SET candidates = c.n FROM new_counts c WHERE files.id = c.id")
     finally:
         con.unregister("new_lists")
-        con.unregister("new_counts")
+    catalog.set_candidates(con, sources, candidates)
     # Pairs touching a source may come from its own list or from a partner's list.
     con.execute(
         """CREATE OR REPLACE TEMP TABLE want AS
@@ -124,8 +117,7 @@ def write_lists(
            GROUP BY 1, 2"""
     )
     _sync_pairs(con, "src_ids", cal, now)
-    _register_ids(con, "clear_ids", cleared)
-    con.execute("UPDATE files SET dirty = false WHERE id IN (SELECT id FROM clear_ids)")
+    catalog.set_dirty(con, False, ids=cleared)
 
 
 def _sync_pairs(
@@ -161,10 +153,14 @@ def forget_matches(
     if len(ids) == 0:
         return 0
     _register_ids(con, "gone_ids", ids)
-    con.execute(
-        f"""UPDATE files SET dirty = true WHERE candidates > {int(k)} AND id IN (
-                SELECT src FROM neighbors WHERE dst IN (SELECT id FROM gone_ids))"""
-    )
+    holders = [
+        r[0]
+        for r in con.execute(
+            f"""SELECT id FROM files WHERE candidates > {int(k)} AND id IN (
+                    SELECT src FROM neighbors WHERE dst IN (SELECT id FROM gone_ids))"""
+        ).fetchall()
+    ]
+    catalog.set_dirty(con, True, ids=holders)
     con.execute(
         """DELETE FROM neighbors WHERE src IN (SELECT id FROM gone_ids)
                                     OR dst IN (SELECT id FROM gone_ids)"""
@@ -179,11 +175,9 @@ def forget_matches(
                                     OR hi IN (SELECT id FROM gone_ids)"""
     )
     if delete_files:
-        con.execute("DELETE FROM files WHERE id IN (SELECT id FROM gone_ids)")
+        catalog.delete_files(con, ids)
     else:
-        con.execute(
-            "UPDATE files SET dirty = false, candidates = 0 WHERE id IN (SELECT id FROM gone_ids)"
-        )
+        catalog.set_dirty(con, False, ids=ids, reset_candidates=True)
     return int(row[0]) if row else 0
 
 
