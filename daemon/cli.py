@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import ConfigError, Settings, load_settings
+from daemon.launch import LOG_FORMAT
 
 log = logging.getLogger("facelint")
 
@@ -159,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
         stream=sys.stderr,
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -25,6 +25,9 @@ def _app_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "app.py"
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def dashboard_command(settings: Settings) -> list[str]:
     """The command line that serves the dashboard for these settings."""
     cmd = [
@@ -43,6 +46,9 @@ def dashboard_command(settings: Settings) -> list[str]:
         "false",
         "--client.toolbarMode",
         "minimal",
+        # One log format for the daemon and the dashboard beside it (journald, `up`).
+        "--logger.messageFormat",
+        LOG_FORMAT,
         "--",
         "--db",
         str(Path(settings.db).absolute()),

@@ -111,7 +111,7 @@ def test_every_page_renders_against_a_scanned_store(scanned_dev_loose, monkeypat
     assert not [k for k in button_keys(at) if k.startswith(("move-", "remove-"))]
     assert len(card_keys(at)) == 3
     # The score slider starts at the store's threshold: nothing below it is stored.
-    assert at.slider(key="f_score").value == (0.4, 1.0)
+    assert at.slider(key="f_score").value == (LOOSE_THRESHOLD, 1.0)
     assert at.slider(key="f_score").min == 0.4
 
     goto(at, "Person")
