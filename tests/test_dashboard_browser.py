@@ -111,8 +111,8 @@ def browser_page() -> Iterator[Page]:
 
 
 @pytest.fixture
-def dashboard_url(dev_copy: tuple[Path, Path]) -> Iterator[str]:
-    root, db = dev_copy
+def dashboard_url(dev_copy_loose: tuple[Path, Path]) -> Iterator[str]:
+    root, db = dev_copy_loose
     with serving(db, root, "--allow-file-actions", "--page-size", "3") as url:
         yield url
 
@@ -192,10 +192,10 @@ def _decision(db: Path, key: str) -> str | None:
         return review.decision_for(con, pair.a.hash, pair.b.hash)
 
 
-def test_faces_side_by_side_then_different_people_by_keyboard(dashboard_url, dev_copy):
+def test_faces_side_by_side_then_different_people_by_keyboard(dashboard_url, dev_copy_loose):
     from playwright.sync_api import expect
 
-    _, db = dev_copy
+    _, db = dev_copy_loose
     with browser_page() as page:
         page.goto(dashboard_url, wait_until="domcontentloaded")
         first = wait_for_focus(page)
@@ -226,10 +226,10 @@ def test_faces_side_by_side_then_different_people_by_keyboard(dashboard_url, dev
     ]
 
 
-def test_ten_pairs_cleared_by_keyboard_alone(dashboard_url, dev_copy):
+def test_ten_pairs_cleared_by_keyboard_alone(dashboard_url, dev_copy_loose):
     """Keys only (no mouse): D, S, X decide the focused card, U undoes, J/K move; each
     decision is checked in the store."""
-    _, db = dev_copy
+    _, db = dev_copy_loose
     keys = ["d", "s", "x", "d", "d", "s", "x", "d", "s", "d"]
     stored = {"d": "different", "s": "same", "x": "skip"}
     decided: list[tuple[str, str]] = []
@@ -316,12 +316,12 @@ def test_facelint_dashboard_allow_file_actions_reaches_the_app(scanned_dev, tmp_
             _stop(proc)
 
 
-def test_search_by_photo_upload_shows_that_persons_faces_first(dashboard_url, dev_copy, tmp_path):
+def test_search_by_photo_upload_shows_that_persons_faces_first(dashboard_url, dev_copy_loose, tmp_path):
     """The upload box runs `facelint search --json` in a subprocess and shows faces."""
     from PIL import Image, ImageOps
     from playwright.sync_api import expect
 
-    root, _ = dev_copy
+    root, _ = dev_copy_loose
     photo = tmp_path / "flipped.jpg"
     with Image.open(root / "Anthony_Hopkins" / "Anthony_Hopkins_0001.jpg") as im:
         ImageOps.mirror(im.convert("RGB")).save(photo, quality=90)

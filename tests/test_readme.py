@@ -24,7 +24,11 @@ def test_readme_report_queries_run_against_a_real_store(scanned_dev):
         results = [con.execute(q).fetchall() for q in queries]
     finally:
         con.close()
-    by_folder, no_face, _ = results[:3]
+    queue, by_folder, no_face = results[:3]
+    assert queue[0][0] == "same_person" and {queue[0][2], queue[0][3]} == {
+        "Joe_Biden",
+        "Joseph_Biden",
+    }
     assert by_folder[0][:2] == ("Joe_Biden", "Joseph_Biden")
     assert ("no_face", "Charlton_Heston/pilatus800.jpg") in [r[:2] for r in no_face]
 
