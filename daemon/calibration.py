@@ -1,13 +1,13 @@
 """Calibrated scores: a monotone map of raw cosine so that the threshold means something.
 
-Raw dlib cosine ranks pairs best but puts every pair of people above 0.4 (DESIGN.md). We
-keep its order and move the scale: the map is piecewise linear through (-1, -1),
-(zero_cos, 0), (anchor_cos, 0.4), (1, 1), where zero_cos is the median raw cosine of
-cross-class pairs in the user's own data (a typical pair of different people scores 0),
+Raw dlib cosine ranks pairs best but puts every pair of people above 0.4
+(docs/design.md). We keep its order and move the scale: the map is piecewise linear
+through (-1, -1), (zero_cos, 0), (anchor_cos, 0.4), (1, 1), where zero_cos is the median raw
+cosine of cross-class pairs in the user's own data (a typical pair of different people scores 0),
 and anchor_cos is the cosine that only `false_rate` of cross-class pairs reach (so 0.4
 admits about that fraction of different people). Cross-class pairs are nearly all
 different people, and their distribution is the user's population's own: a Western
-prior would not fit Japanese faces (DESIGN.md measured 60 % false pairs that way).
+prior would not fit Japanese faces (docs/design.md measured 60 % false pairs that way).
 """
 
 from __future__ import annotations

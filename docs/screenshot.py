@@ -2,7 +2,7 @@
 
     python docs/screenshot.py [--out docs/dashboard-pairs.png] [--chromium /usr/bin/chromium]
 
-Copies ../shared/faces/dev into a temp folder, scans it with `facelint scan`, serves the
+Copies tests/faces (--faces) into a temp folder, scans it with `facelint scan`, serves the
 dashboard with `streamlit run` on a free local port, and photographs it with Playwright
 driving Debian's chromium (never `playwright install`: no downloads).
 """
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 REPO = Path(__file__).resolve().parent.parent
-DEV_FACES = REPO.parent / "shared" / "faces" / "dev"
+DEV_FACES = REPO / "tests" / "faces"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 

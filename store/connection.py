@@ -1,9 +1,9 @@
 """Opening the DuckDB file with the lock discipline every process here must follow.
 
 DuckDB lets one process hold a read-write connection, and a writer excludes every reader
-(DESIGN.md). So nobody keeps a connection: open, do one short unit of work, close. An open
-that meets another process's lock retries with jittered backoff until a deadline, and the
-caller keeps its pending work meanwhile.
+(docs/design.md). So nobody keeps a connection: open, do one short unit of work, close.
+An open that meets another process's lock retries with jittered backoff until a deadline,
+and the caller keeps its pending work meanwhile.
 """
 
 from __future__ import annotations
