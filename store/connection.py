@@ -8,6 +8,7 @@ and the caller keeps its pending work meanwhile.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,49 @@ class StoreBusy(TimeoutError):
 
 class StoreMissing(FileNotFoundError):
     """A read was asked of a store that was never created."""
+
+
+class StoreLost(RuntimeError):
+    """The store file a long-running writer opened was deleted or replaced since."""
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at path, None when there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class StoreGuard:
+    """Remembers which file a long-running writer (the daemon) has been writing to.
+
+    Every open is by name, and DuckDB creates a missing file: a store deleted under the
+    daemon would silently be replaced by an empty one. The guard compares the file's
+    (device, inode) before each write open, and after it (the file may go in between),
+    with the one first opened; `reset()` accepts whatever is there next (the rebuild).
+    """
+
+    def __init__(self) -> None:
+        self.identity: tuple[int, int] | None = None
+
+    def reset(self) -> None:
+        self.identity = None
+
+    def check(self, path: Path) -> None:
+        if self.identity is None:
+            return
+        now = file_identity(path)
+        if now != self.identity:
+            what = "deleted" if now is None else "replaced by another file"
+            raise StoreLost(f"store {path} was {what} while facelint was writing to it")
+
+    def opened(self, path: Path) -> None:
+        if self.identity is None:
+            self.identity = file_identity(path)
+        else:
+            self.check(path)
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -45,11 +89,14 @@ def open_store(
     on_wait: Callable[[float, str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    guard: StoreGuard | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection for one unit of work; writes commit when the block exits cleanly.
 
     `on_wait(waited_seconds, message)` is called before each retry so that a service can
-    show "waiting for store" while another process holds the file.
+    show "waiting for store" while another process holds the file. With a `guard`, a
+    write open of a file that is not the one the guard first saw raises StoreLost, and
+    nothing is written.
     """
     path = Path(path)
     if read_only and not path.exists():
@@ -59,6 +106,8 @@ def open_store(
     start = clock()
     delay = 0.05
     while True:
+        if guard is not None and not read_only:
+            guard.check(path)
         try:
             con = duckdb.connect(str(path), read_only=read_only)
             break
@@ -75,6 +124,8 @@ def open_store(
             sleep(min(delay * (0.5 + random.random()), max(0.0, timeout - waited)))
             delay = min(delay * 2, 2.0)
     try:
+        if guard is not None and not read_only:
+            guard.opened(path)
         if not read_only:
             ensure_schema(con)
             con.execute("BEGIN TRANSACTION")
