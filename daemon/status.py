@@ -64,6 +64,8 @@ def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
         "throttled": live.get("throttled", False) if running else False,
         "last_reconcile": live.get("last_reconcile"),
         "message": live.get("message", ""),
+        # Kept until the daemon restarts (a lost store): what the user must not miss.
+        "alert": live.get("alert", ""),
         "pid": live.get("pid"),
         "store": str(settings.db),
     }
