@@ -241,9 +241,7 @@ class Service:
         self._record(stats)
         if self.alert and self.rebuilding:
             self.rebuilding = False
-            self.alert += (
-                f" Rebuilt from the files: {stats.images} images, {stats.pairs} pairs."
-            )
+            self.alert += f" Rebuilt from the files: {stats.images} images, {stats.pairs} pairs."
             log.error("%s", self.alert)
             self.publish()
         log.info(

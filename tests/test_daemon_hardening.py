@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -13,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from tests.conftest import DEV_FACES, REPO, copy_dev_faces
@@ -81,9 +81,7 @@ def test_symlinked_folders_and_files_are_not_followed(tree, tmp_path):
         (root / "Raj").rename(root / "Raj_moved")
         os.symlink(elsewhere / "Howard", root / "Raj")
         os.symlink(elsewhere / "Howard" / "howard1.png", root / "Amy" / "howard1.png")
-        wait_for(
-            lambda: any(p.startswith("Raj_moved/") for p in store_paths(db)), 60, "the move"
-        )
+        wait_for(lambda: any(p.startswith("Raj_moved/") for p in store_paths(db)), 60, "the move")
         d.wait_idle()
         assert store_paths(db) == real_files(root)
         assert not any(p.startswith("Raj/") for p in store_paths(db))
@@ -164,22 +162,22 @@ def test_deleted_store_is_detected_said_and_rebuilt(tree, tmp_path):
         assert d.terminate() == 0
     finally:
         d.close()
-    # The backup restores the decision into the rebuilt store.
+    # The backup restores the decision into the rebuilt store, by the README's command.
     with backup.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["decision"] for r in rows] == ["different"]
-    con = duckdb.connect(str(db))
-    try:
-        con.execute(
-            "INSERT OR REPLACE INTO decisions SELECT hash_a, hash_b, decision, note, "
-            "decided_by, decided_at FROM read_csv(?)",
-            [str(backup)],
-        )
-        assert con.execute("SELECT decision, decided_by FROM decisions").fetchall() == [
-            ("different", "tester")
-        ]
-    finally:
-        con.close()
+    restore = next(
+        line
+        for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+        if line.startswith("facelint sql --write") and "decisions.csv" in line
+    )
+    subprocess.run(
+        [sys.executable, "-m", "daemon.cli", *shlex.split(restore)[1:], "--db", str(db)],
+        check=True,
+        cwd=tmp_path,  # where decisions.csv is
+        env=dict(os.environ, FACELINT_CONFIG=str(tmp_path / "none"), PYTHONPATH=str(REPO)),
+    )
+    assert query(db, "SELECT decision, decided_by FROM decisions") == [("different", "tester")]
 
 
 def _free_port() -> int:
