@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from store.schema import ensure_schema
+from store.sql import first_row
 
 
 class StoreBusy(TimeoutError):
@@ -46,15 +48,19 @@ class StoreGuard:
 
     Every open is by name, and DuckDB creates a missing file: a store deleted under the
     daemon would silently be replaced by an empty one. The guard compares the file's
-    (device, inode) before each write open, and after it (the file may go in between),
-    with the one first opened; `reset()` accepts whatever is there next (the rebuild).
+    (device, inode) before each write open with the one first opened, and, once open,
+    a random id the store keeps in `meta` (a file system may give a new file the inode
+    of a deleted one: seen in tests/test_daemon_hardening.py). `reset()` accepts whatever is
+    there next (the rebuild).
     """
 
     def __init__(self) -> None:
         self.identity: tuple[int, int] | None = None
+        self.store_id: str | None = None
 
     def reset(self) -> None:
         self.identity = None
+        self.store_id = None
 
     def check(self, path: Path) -> None:
         if self.identity is None:
@@ -64,11 +70,19 @@ class StoreGuard:
             what = "deleted" if now is None else "replaced by another file"
             raise StoreLost(f"store {path} was {what} while facelint was writing to it")
 
-    def opened(self, path: Path) -> None:
+    def opened(self, path: Path, con: duckdb.DuckDBPyConnection) -> None:
+        """Inside the write transaction of a fresh open: pin, or check, the store."""
+        row = first_row(con, "SELECT value FROM meta WHERE key = 'store_id'")
+        store_id = None if row is None else str(row[0])
         if self.identity is None:
-            self.identity = file_identity(path)
-        else:
-            self.check(path)
+            if store_id is None:
+                store_id = uuid.uuid4().hex
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('store_id', ?)", [store_id])
+            self.identity, self.store_id = file_identity(path), store_id
+            return
+        self.check(path)
+        if store_id != self.store_id:
+            raise StoreLost(f"store {path} was replaced by another file since it was opened")
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -124,12 +138,12 @@ def open_store(
             sleep(min(delay * (0.5 + random.random()), max(0.0, timeout - waited)))
             delay = min(delay * 2, 2.0)
     try:
-        if guard is not None and not read_only:
-            guard.opened(path)
         if not read_only:
             ensure_schema(con)
             con.execute("BEGIN TRANSACTION")
             try:
+                if guard is not None:
+                    guard.opened(path, con)
                 yield con
             except BaseException:
                 con.execute("ROLLBACK")

@@ -119,3 +119,27 @@ def test_scan_skips_symlinks_with_a_reason(tmp_path, capsys, no_config):
     assert "skipped: Penny: folder is a symbolic link: not followed" in out
     assert "skipped: Amy/p.png: symbolic link: not followed" in out
     assert count_files(tmp_path / "s.duckdb") == 5
+
+
+def test_store_guard_refuses_a_deleted_or_replaced_store(tmp_path):
+    from store.connection import StoreGuard, StoreLost, open_store
+
+    db = tmp_path / "s.duckdb"
+    guard = StoreGuard()
+    with open_store(db, guard=guard) as con:
+        con.execute("INSERT INTO meta VALUES ('mine', '1')")
+    with open_store(db, guard=guard):
+        pass  # the same file: fine
+    db.unlink()
+    with pytest.raises(StoreLost, match="was deleted"), open_store(db, guard=guard):
+        pass
+    assert not db.exists()  # nothing was created in its place
+    # Another store at the same path (the inode may well be the deleted one's).
+    duckdb.connect(str(db)).close()
+    with pytest.raises(StoreLost, match="replaced"), open_store(db, guard=guard):
+        pass
+    guard.reset()  # the rebuild accepts the new file
+    with open_store(db, guard=guard) as con:
+        assert con.execute("SELECT count(*) FROM meta WHERE key = 'mine'").fetchone() == (0,)
+    with open_store(db, guard=guard):
+        pass
