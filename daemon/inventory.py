@@ -90,7 +90,7 @@ def is_utf8(path: str) -> bool:
 def is_tracked(relpath: str, extensions: Iterable[str], quarantine: str) -> bool:
     """Whether a root-relative path names an image facelint can track, by its name alone
     (check_path adds what the file system says)."""
-    return _name_rule(relpath, tuple(extensions), quarantine) == (True, None)
+    return _name_rule(relpath, relpath.split("/"), tuple(extensions), quarantine) == (True, None)
 
 
 def _visible(parts: list[str], quarantine: str) -> bool:
@@ -100,9 +100,10 @@ def _visible(parts: list[str], quarantine: str) -> bool:
     )
 
 
-def _name_rule(relpath: str, exts: tuple[str, ...], quarantine: str) -> tuple[bool, str | None]:
+def _name_rule(
+    relpath: str, parts: list[str], exts: tuple[str, ...], quarantine: str
+) -> tuple[bool, str | None]:
     """(tracked by name, why an image-like name is refused); (False, None): not ours."""
-    parts = relpath.split("/")
     if not _visible(parts, quarantine) or not is_image_name(parts[-1], exts):
         return False, None
     if len(parts) < 2:
@@ -129,28 +130,34 @@ def check_path(
     folder never doubles a class), and a regular file. `real_dirs`: root-relative folders
     the caller has just seen are not links (walk), to save their lstat.
     """
-    ok, why = _name_rule(relpath, tuple(extensions), quarantine)
     parts = relpath.split("/")
+    exts = extensions if isinstance(extensions, tuple) else tuple(extensions)
+    ok, why = _name_rule(relpath, parts, exts, quarantine)
+    base = os.fspath(root)
     if not ok:
         # A linked folder (`ln -s /elsewhere Victim`): say why nothing under it counts.
-        link = root / relpath
-        if why is None and _visible(parts, quarantine) and link.is_symlink() and link.is_dir():
+        link = os.path.join(base, relpath)
+        visible = why is None and _visible(parts, quarantine)
+        if visible and os.path.islink(link) and os.path.isdir(link):
             return None, f"folder is a {SYMLINK}"
         return None, why
-    current = root
-    for i, part in enumerate(parts):
-        current = current / part
-        prefix = "/".join(parts[: i + 1])
-        if i < len(parts) - 1 and real_dirs is not None and prefix in real_dirs:
+    # Plain strings, not Path objects: walk calls this for every file of the tree.
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if real_dirs is not None and prefix in real_dirs:
             continue
         try:
-            st = os.lstat(current)
+            st = os.lstat(os.path.join(base, prefix))
         except OSError:
-            return None, None  # gone (or a part is not a folder): the store forgets it
+            return None, None  # gone (or not a folder): the store forgets it
         if stat.S_ISLNK(st.st_mode):
-            if i == len(parts) - 1:
-                return None, SYMLINK
             return None, f"inside {printable(prefix)}, a {SYMLINK}"
+    try:
+        st = os.lstat(os.path.join(base, relpath))
+    except OSError:
+        return None, None
+    if stat.S_ISLNK(st.st_mode):
+        return None, SYMLINK
     if not stat.S_ISREG(st.st_mode):
         return None, None
     return DiskFile(relpath, parts[0], st.st_size, st.st_mtime_ns), None
