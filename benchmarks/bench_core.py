@@ -4,7 +4,7 @@ the second scan of an unchanged tree, and the comparison's memory.
     python benchmarks/bench_core.py [--quick] [--out FILE] [--only SECTION ...]
                                     [--compare-module FILE]
 
-1. encode       the real Pipeline over ~200 copies of ../shared/faces/dev (same pixels,
+1. encode       the real Pipeline over ~200 copies of tests/faces (--faces) (same pixels,
                 different bytes, so every copy is encoded), workers=1 and 2: images/s
                 wall (process-pool start included) and from RunStats.encode_seconds,
                 cold and with a pool already started.
@@ -70,7 +70,7 @@ from daemon.encoders.base import Encoding, encode_file  # noqa: E402
 from daemon.encoders.pool import EncoderPool  # noqa: E402
 from daemon.pipeline import Pipeline, RunStats  # noqa: E402
 
-DEV_FACES = REPO.parent / "shared" / "faces" / "dev"
+DEV_FACES = REPO / "tests" / "faces"  # the dev faces; --faces takes another folder
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "core.txt"
 SECTIONS = ("encode", "compare", "incremental", "rescan", "memory")
 TARGET_RATIO = 1.5

@@ -39,7 +39,7 @@ from daemon.encoders import registry  # noqa: E402
 from daemon.pipeline import Pipeline  # noqa: E402
 from store.connection import open_store  # noqa: E402
 
-DEV = REPO.parent / "shared" / "faces" / "dev"
+DEV = REPO / "tests" / "faces"  # the dev faces; --faces-dir takes another folder
 
 
 def build_tree(root: Path, db: Path, n: int, classes: int, compare: bool = True) -> float:
@@ -125,6 +125,7 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=57_637)
     ap.add_argument("--classes", type=int, default=2_000)
     ap.add_argument("--faces", type=int, default=6, help="faces written one by one")
+    ap.add_argument("--faces-dir", type=Path, default=DEV, help="folder of <class>/<face>.png")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "daemon.txt")
     args = ap.parse_args()
     lines: list[str] = []
@@ -169,7 +170,7 @@ def main() -> int:
                 )
                 main_mb, child_mb = tree_rss(proc.pid)
                 say(f"memory after start: daemon {main_mb:.0f} MiB (no encoder yet)")
-                faces = sorted(DEV.glob("*/*.png"))[: args.faces + 1]
+                faces = sorted(args.faces_dir.glob("*/*.png"))[: args.faces + 1]
                 latencies = []
                 for i, face in enumerate(faces):
                     before = status(db).get("images", 0)

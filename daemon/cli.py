@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
@@ -25,6 +24,15 @@ def _common(p: argparse.ArgumentParser, root: bool = False) -> None:
         p.add_argument("--root", dest="root_opt", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--db", type=Path, help="store file (default: facelint.duckdb)")
     p.add_argument("--config", type=Path, help="TOML settings file (default: facelint.toml)")
+
+
+def _allow_empty(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        default=None,
+        help="let a data folder with no image empty the store (default: refuse)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend", choices=["auto", "numpy", "cupy"], help="array library for comparing"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    _allow_empty(p)
 
     p = sub.add_parser("top", help="the best unreviewed pairs")
     _common(p)
@@ -61,9 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--all", action="store_true", help="include reviewed pairs")
 
-    p = sub.add_parser("export", help="write every pair as CSV (path_a,path_b,score)")
+    p = sub.add_parser(
+        "export", help="write every pair as CSV (path_a,path_b,score), or the review decisions"
+    )
     _common(p)
-    p.add_argument("--csv", type=Path, required=True, help="output file ('-' for stdout)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--csv", type=Path, help="pairs to this file ('-' for stdout)")
+    what.add_argument(
+        "--decisions",
+        type=Path,
+        help="the review decisions to this file ('-' for stdout): a backup, since a store "
+        "rebuilt from the files cannot rebuild them",
+    )
 
     p = sub.add_parser("sql", help="run a SQL query against the store (read-only)")
     _common(p)
@@ -93,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend", choices=["auto", "numpy", "cupy"], help="array library for comparing"
     )
     p.add_argument("--model", choices=["dlib", "arcface"], help="face model (default dlib)")
+    _allow_empty(p)
 
     p = sub.add_parser("dashboard", help="the review dashboard (Streamlit)")
     _common(p)
@@ -102,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="scan, then run the daemon with the dashboard beside it")
     _common(p, root=True)
     _dashboard_flags(p)
+    _allow_empty(p)
     return parser
 
 
@@ -147,6 +167,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "backend",
         "poll",
         *DASHBOARD_FLAGS,
+        "allow_empty",
     ):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
@@ -158,6 +179,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Whatever the terminal's encoding (a C locale, PYTHONIOENCODING=ascii), output is
+    # never a crash: what the stream cannot encode is backslash-escaped. Names that are
+    # not UTF-8 were made printable before (inventory.printable), the same way.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format=LOG_FORMAT,
@@ -166,10 +193,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         settings = settings_from(args)
+        if args.command in ("scan", "daemon", "up"):
+            _check_root(settings, args)
         handler = _COMMANDS[args.command]
         return handler(settings, args)
     except ConfigError as exc:
         print(f"facelint: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except RootMissing as exc:
+        print(f"facelint: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -183,12 +215,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, StoreBusy | StoreMissing):
             print(f"facelint: {exc}", file=sys.stderr)
             return 3
+        from daemon.inventory import EmptyRoot
+        from daemon.service import DaemonRunning
+
+        if isinstance(exc, DaemonRunning):
+            print(f"facelint: {exc}", file=sys.stderr)
+            return 5
+        if isinstance(exc, EmptyRoot):
+            print(f"facelint: {exc}", file=sys.stderr)
+            return 6
         import duckdb
 
         if isinstance(exc, duckdb.Error):
             print(f"facelint: query failed: {exc}", file=sys.stderr)
             return 4
         raise
+
+
+class RootMissing(FileNotFoundError):
+    """A data folder named explicitly does not exist."""
+
+
+def _check_root(s: Settings, args: argparse.Namespace) -> None:
+    """A root named explicitly (argument, --root, config file, FACELINT_ROOT) must exist: a
+    typo must neither create an empty folder nor empty the store. The default `data/` is
+    created when missing, as the README's first command promises."""
+    named = getattr(args, "root", None) or getattr(args, "root_opt", None)
+    explicit = named is not None or s.root != Settings().root
+    if explicit and not s.root.is_dir():
+        what = "is not a folder" if s.root.exists() else "does not exist"
+        raise RootMissing(
+            f"data folder {s.root} {what}: check the path (facelint creates only the "
+            f"default {Settings().root}/)"
+        )
 
 
 def cmd_scan(s: Settings, args: argparse.Namespace) -> int:
@@ -236,7 +295,9 @@ def _emit(columns: Sequence[str], rows: Sequence[Sequence[Any]] | Any, fmt: str)
             + "\n"
         )
     elif fmt == "csv":
-        w = csv.writer(out, lineterminator="\n")
+        from store.reports import csv_writer
+
+        w = csv_writer(out)
         w.writerow(columns)
         w.writerows(rows)
     else:
@@ -275,14 +336,19 @@ def cmd_top(s: Settings, args: argparse.Namespace) -> int:
 
 def cmd_export(s: Settings, args: argparse.Namespace) -> int:
     from store.connection import open_store
-    from store.reports import export_csv, write_csv_file
+    from store.reports import export_csv, export_decisions, write_csv_file
 
+    export, dest, what = (
+        (export_csv, args.csv, "pairs")
+        if args.csv is not None
+        else (export_decisions, args.decisions, "decisions")
+    )
     with open_store(s.db, read_only=True, timeout=s.lock_timeout) as con:
-        if str(args.csv) == "-":
-            n = export_csv(con, sys.stdout)
+        if str(dest) == "-":
+            n = export(con, sys.stdout)
         else:
-            n = write_csv_file(con, args.csv)
-    print(f"{n} pairs written to {args.csv}", file=sys.stderr)
+            n = write_csv_file(con, dest, export)
+    print(f"{n} {what} written to {dest}", file=sys.stderr)
     return 0
 
 
@@ -384,9 +450,10 @@ def cmd_search(s: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(s: Settings, args: argparse.Namespace) -> int:
-    from daemon.service import run_service
+    from daemon.service import daemon_lock, run_service
 
-    return run_service(s)
+    with daemon_lock(s):
+        return run_service(s)
 
 
 def cmd_dashboard(s: Settings, args: argparse.Namespace) -> int:

@@ -67,6 +67,9 @@ class Settings:
     temp_sensor: str = ""
     temp_check_seconds: float = 5.0
     status_file: str = ""
+    # A full scan that finds no image while the store holds some removes nothing unless
+    # this is set: an empty root is far more often a typo or an unmounted disk.
+    allow_empty: bool = False
     # Dashboard settings.
     port: int = 8501
     address: str = "127.0.0.1"

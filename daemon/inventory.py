@@ -51,14 +51,116 @@ def class_of(relpath: str) -> str | None:
     return parts[0] if len(parts) >= 2 else None
 
 
+NOT_UTF8 = "file name is not valid UTF-8"
+SYMLINK = "symbolic link: not followed"
+IN_ROOT = "image directly in the root: not in a class folder"
+
+
+class EmptyRoot(RuntimeError):
+    """A full scan found no image while the store holds some: most likely a wrong or
+    unmounted root, so nothing is removed unless the user allows it (--allow-empty)."""
+
+    def __init__(self, root: Path, stored: int):
+        self.root, self.stored = root, stored
+        super().__init__(
+            f"{printable(str(root))} holds no image but the store holds {stored}: "
+            "removing nothing (a wrong or unmounted folder?); pass --allow-empty if the "
+            "data set really is empty now"
+        )
+
+
+def printable(path: str) -> str:
+    """A path as facelint prints it anywhere (output, JSON, logs, status): valid UTF-8.
+
+    Python hands undecodable bytes of a name over as surrogate escapes (os.fsdecode);
+    they become Python's backslash escape of the byte (`bad\\xffname.jpg`), one rule
+    everywhere. Valid names are unchanged.
+    """
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def is_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def is_tracked(relpath: str, extensions: Iterable[str], quarantine: str) -> bool:
-    """Whether a root-relative path is an image file facelint tracks."""
+    """Whether a root-relative path names an image facelint can track, by its name alone
+    (check_path adds what the file system says)."""
+    return _name_rule(relpath, relpath.split("/"), tuple(extensions), quarantine) == (True, None)
+
+
+def _visible(parts: list[str], quarantine: str) -> bool:
+    """Not hidden, not in quarantine, a plain path below the root."""
+    return not (
+        any(p in ("", ".", "..") or p.startswith(".") for p in parts) or parts[0] == quarantine
+    )
+
+
+def _name_rule(
+    relpath: str, parts: list[str], exts: tuple[str, ...], quarantine: str
+) -> tuple[bool, str | None]:
+    """(tracked by name, why an image-like name is refused); (False, None): not ours."""
+    if not _visible(parts, quarantine) or not is_image_name(parts[-1], exts):
+        return False, None
+    if len(parts) < 2:
+        return False, IN_ROOT
+    if not is_utf8(relpath):
+        # The store holds UTF-8 only: such a name could never be stored or printed as is.
+        return False, NOT_UTF8
+    return True, None
+
+
+def check_path(
+    root: Path,
+    relpath: str,
+    extensions: Iterable[str],
+    quarantine: str,
+    real_dirs: set[str] | None = None,
+) -> tuple[DiskFile | None, str | None]:
+    """The one rule for "is this path tracked", for the full scan and the daemon alike.
+
+    Returns (the file, None) when tracked; (None, why) for an image-like path refused for a
+    reason worth telling; (None, None) when the path is not ours or is gone. Tracked: an
+    image name under a class folder, no hidden part, not in quarantine, valid UTF-8, no
+    symbolic link in any part below the root (so nothing resolves outside it, and a linked
+    folder never doubles a class), and a regular file. `real_dirs`: root-relative folders
+    the caller has just seen are not links (walk), to save their lstat.
+    """
     parts = relpath.split("/")
-    if len(parts) < 2 or parts[0] == quarantine:
-        return False
-    if any(p.startswith(".") for p in parts):
-        return False
-    return is_image_name(parts[-1], extensions)
+    exts = extensions if isinstance(extensions, tuple) else tuple(extensions)
+    ok, why = _name_rule(relpath, parts, exts, quarantine)
+    base = os.fspath(root)
+    if not ok:
+        # A linked folder (`ln -s /elsewhere Victim`): say why nothing under it counts.
+        link = os.path.join(base, relpath)
+        visible = why is None and _visible(parts, quarantine)
+        if visible and os.path.islink(link) and os.path.isdir(link):
+            return None, f"folder is a {SYMLINK}"
+        return None, why
+    # Plain strings, not Path objects: walk calls this for every file of the tree.
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if real_dirs is not None and prefix in real_dirs:
+            continue
+        try:
+            st = os.lstat(os.path.join(base, prefix))
+        except OSError:
+            return None, None  # gone (or not a folder): the store forgets it
+        if stat.S_ISLNK(st.st_mode):
+            return None, f"inside {printable(prefix)}, a {SYMLINK}"
+    try:
+        st = os.lstat(os.path.join(base, relpath))
+    except OSError:
+        return None, None
+    if stat.S_ISLNK(st.st_mode):
+        return None, SYMLINK
+    if not stat.S_ISREG(st.st_mode):
+        return None, None
+    return DiskFile(relpath, parts[0], st.st_size, st.st_mtime_ns), None
 
 
 def walk(
@@ -68,60 +170,48 @@ def walk(
     skipped: list[tuple[str, str]],
     start: str = "",
 ) -> Iterator[DiskFile]:
-    """Every tracked image under root (or under its sub-folder `start`).
+    """Every tracked image under root (or under its sub-folder `start`), by check_path.
 
     Symlinks are not followed: they could loop, or lead out of the root.
     """
     exts = tuple(extensions)
+    if start:
+        # A folder named by an event may itself be a link, or lie under one.
+        for i in range(1, len(start.split("/")) + 1):
+            prefix = "/".join(start.split("/")[:i])
+            if os.path.islink(root / prefix):
+                skipped.append((printable(prefix), f"folder is a {SYMLINK}"))
+                return
+    real_dirs: set[str] = set()
     stack = [(start, root / start if start else root)]
     while stack:
         rel_dir, directory = stack.pop()
+        real_dirs.add(rel_dir)
         try:
             entries = list(os.scandir(directory))
         except OSError as exc:
-            skipped.append((rel_dir or ".", f"cannot list folder: {exc.strerror or exc}"))
+            why = f"cannot list folder: {exc.strerror or exc}"
+            skipped.append((printable(rel_dir or "."), why))
             continue
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             if entry.name.startswith("."):
                 continue
             try:
-                if entry.is_symlink():
-                    continue
-                if entry.is_dir():
+                if entry.is_dir(follow_symlinks=False):
                     if not (rel_dir == "" and entry.name == quarantine):
                         stack.append((rel, Path(entry.path)))
                     continue
-                if not entry.is_file() or not is_image_name(entry.name, exts):
+                if not (is_image_name(entry.name, exts) or entry.is_symlink()):
                     continue
-                klass = class_of(rel)
-                if klass is None:
-                    skipped.append((rel, "image directly in the root: not in a class folder"))
-                    continue
-                try:
-                    rel.encode("utf-8")
-                except UnicodeEncodeError:
-                    skipped.append((rel, "file name is not valid UTF-8"))
-                    continue
-                st = entry.stat()
             except OSError as exc:
-                skipped.append((rel, f"cannot stat: {exc.strerror or exc}"))
+                skipped.append((printable(rel), f"cannot stat: {exc.strerror or exc}"))
                 continue
-            yield DiskFile(rel, klass, st.st_size, st.st_mtime_ns)
-
-
-def stat_file(root: Path, relpath: str) -> DiskFile | None:
-    """One file's DiskFile, or None when it is gone or not a regular file."""
-    klass = class_of(relpath)
-    if klass is None:
-        return None
-    try:
-        st = os.stat(root / relpath, follow_symlinks=False)
-    except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    return DiskFile(relpath, klass, st.st_size, st.st_mtime_ns)
+            f, why = check_path(root, rel, exts, quarantine, real_dirs)
+            if why is not None:
+                skipped.append((printable(rel), why))
+            elif f is not None:
+                yield f
 
 
 def content_hash(path: Path) -> str:

@@ -35,7 +35,7 @@ from daemon.encoders.pool import EncoderPool
 from daemon.mistakes import Mistakes, find_mistakes
 from daemon.snapshot import Snapshot, assign_folders
 from store import catalog, embeddings, folders, matches, suggestions
-from store.connection import open_store
+from store.connection import StoreGuard, open_store
 from store.scores import Calibration
 
 log = logging.getLogger("facelint.pipeline")
@@ -131,6 +131,7 @@ class Pipeline:
         on_state: Callable[[str], None] | None = None,
         on_wait: Callable[[float, str], None] | None = None,
         before_encode: Callable[[], bool] | None = None,
+        guard: StoreGuard | None = None,
     ):
         self.s = settings
         self.root = Path(settings.root)
@@ -142,6 +143,7 @@ class Pipeline:
         self.state = "idle"
         self.on_wait = on_wait
         self.before_encode = before_encode
+        self.guard = guard  # the daemon's: refuses to write to a store deleted or replaced
         self._xp: Any = None
         self.backend_note = ""
         # The longest a write transaction of this pipeline held the store (benchmarks).
@@ -168,7 +170,11 @@ class Pipeline:
                 self.on_wait(seconds, why)
 
         with open_store(
-            self.s.db, read_only=read_only, timeout=self.s.lock_timeout, on_wait=waiting
+            self.s.db,
+            read_only=read_only,
+            timeout=self.s.lock_timeout,
+            on_wait=waiting,
+            guard=self.guard,
         ) as con:
             if waited:
                 self.on_state(self.state)
@@ -223,13 +229,18 @@ class Pipeline:
             disk = list(inventory.walk(self.root, self.s.extensions, self.s.quarantine, skipped))
             with self._store() as con:
                 stored = catalog.load_files(con)
+            if not disk and stored and not self.s.allow_empty:
+                raise inventory.EmptyRoot(self.root, len(stored))
         else:
-            wanted = {
-                p for p in paths if inventory.is_tracked(p, self.s.extensions, self.s.quarantine)
-            }
+            # The scan's own rule (inventory.check_path) for every path an event named.
+            wanted: set[str] = set()
             disk_by_path: dict[str, inventory.DiskFile] = {}
-            for p in wanted:
-                f = inventory.stat_file(self.root, p)
+            for p in paths:
+                f, why = inventory.check_path(self.root, p, self.s.extensions, self.s.quarantine)
+                if why is not None:
+                    skipped.append((inventory.printable(p), why))
+                if inventory.is_tracked(p, self.s.extensions, self.s.quarantine):
+                    wanted.add(p)  # a stored row for it goes unless the file is tracked
                 if f is not None:
                     disk_by_path[p] = f
             for folder in folders:

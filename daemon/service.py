@@ -8,23 +8,27 @@ systemd's watchdog while the worker keeps making progress.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from daemon.config import Settings
+from daemon.inventory import EmptyRoot, printable
 from daemon.notify import SystemdNotifier
 from daemon.pipeline import Pipeline, ProgressEvent, RunStats
 from daemon.progress import TerminalProgress
 from daemon.status import write_status
 from daemon.thermal import TemperatureSource, ThermalGovernor, make_temperature_source
 from daemon.watcher import Batch, EventQueue, start_observer
-from store.connection import StoreBusy
+from store.connection import StoreBusy, StoreGuard, StoreLost, file_identity
 
 log = logging.getLogger("facelint.daemon")
 
@@ -34,6 +38,44 @@ HEARTBEAT_SECONDS = 2.0
 # lock wait reports every few seconds, so only a real hang gets this far.
 STALL_SECONDS = 300.0
 RETRY_SECONDS = 5.0
+
+
+class DaemonRunning(RuntimeError):
+    """Another daemon already keeps this store."""
+
+
+def lock_path(settings: Settings) -> Path:
+    db = Path(settings.db).absolute()
+    return db.with_name(db.name + ".daemon.lock")
+
+
+@contextmanager
+def daemon_lock(settings: Settings) -> Iterator[None]:
+    """One daemon per store: an exclusive flock on `<db>.daemon.lock` for the daemon's life.
+
+    The kernel drops the lock when the process ends, however it ends (kill -9 too), so a
+    lock file left behind never blocks a restart. The file holds the owner's pid, for
+    the message. Encoder workers are spawned (exec), and the descriptor is not
+    inheritable, so no child keeps the lock after its parent.
+    """
+    path = lock_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            raise DaemonRunning(
+                f"another facelint daemon{f' (pid {pid})' if pid else ''} already keeps the "
+                f"store {settings.db}: stop it first, or give this one another --db "
+                f"(lock held on {path})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 class Service:
@@ -60,15 +102,22 @@ class Service:
         self.terminal = TerminalProgress()
         self.progress: dict[str, Any] | None = None
         self._stage_started = clock()
+        self.store_lost = threading.Event()
+        self.guard = StoreGuard()
         self.pipeline = Pipeline(
             settings,
             on_progress=self._progress,
             on_state=self._set_state,
             on_wait=self._store_wait,
             before_encode=self._before_encode,
+            guard=self.guard,
         )
         self.state = "starting"
         self.message = ""
+        # What the user must know even after work goes on (a lost store): kept in the
+        # status file, the systemd STATUS and the log until the daemon restarts.
+        self.alert = ""
+        self.rebuilding = False
         self.totals: dict[str, Any] = {}
         self.last_reconcile: str | None = None
         self.encoded_recent: list[tuple[float, int]] = []
@@ -132,7 +181,8 @@ class Service:
             "temperature_resume": self.s.temp_resume,
             "sensor": self.governor.sensor_available,
             "last_reconcile": self.last_reconcile,
-            "message": self.message,
+            "message": self.message or self.alert,
+            "alert": self.alert,
             "progress": self.progress,
             "root": str(self.root),
             **self.totals,
@@ -150,14 +200,20 @@ class Service:
             text += f"; {self.progress['stage']} {self.progress['done']}/{self.progress['total']}"
         if "images" in snap:
             text += f"; {snap['images']} images, {snap['pairs']} pairs"
-        if self.message:
-            text += f"; {self.message}"
+        if snap["message"]:
+            text += f"; {snap['message']}"
         self.notifier.status(text)
 
     def _heartbeat(self) -> None:
         interval = self.notifier.watchdog_interval()
         period = min(HEARTBEAT_SECONDS, interval) if interval else HEARTBEAT_SECONDS
         while not self.stop_event.wait(period):
+            # Between writes too: a deleted store is said within seconds, not at the next
+            # change (the writes themselves check before each open).
+            pinned = self.guard.identity
+            if pinned is not None and file_identity(self.s.db) != pinned:
+                self.store_lost.set()
+                self.queue.changed.set()
             self.publish()
             if interval and self.clock() - self._alive < STALL_SECONDS:
                 self.notifier.watchdog()
@@ -202,9 +258,22 @@ class Service:
         self.publish()
 
     def reconcile(self) -> RunStats:
-        stats = self.pipeline.run(kind="reconcile")
+        try:
+            stats = self.pipeline.run(kind="reconcile")
+        except EmptyRoot as exc:
+            # Removes nothing, and the daemon goes on watching: files that appear are
+            # stored, and a reconcile that finds images again proceeds as usual.
+            log.warning("%s", exc)
+            self.message = str(exc)
+            self.publish()
+            raise
         self.last_reconcile = datetime.now(UTC).isoformat(timespec="seconds")
         self._record(stats)
+        if self.alert and self.rebuilding:
+            self.rebuilding = False
+            self.alert += f" Rebuilt from the files: {stats.images} images, {stats.pairs} pairs."
+            log.error("%s", self.alert)
+            self.publish()
         log.info(
             "reconcile: %d images, %d encoded, %d reused, %d removed, %d failed, %d pairs (%.1f s)",
             stats.images,
@@ -232,23 +301,51 @@ class Service:
         )
         return stats
 
-    def _guarded(self, work: Callable[[], object], on_fail: Callable[[], None]) -> bool:
-        """Run one unit of work; a failure is logged and shown, never fatal."""
+    def _guarded(self, work: Callable[[], object], on_fail: Callable[[bool], None]) -> bool:
+        """Run one unit of work; a failure is logged and shown, never fatal.
+
+        on_fail(counted): counted is False when the work was not at fault (a busy or
+        lost store), so a batch is put back without counting towards giving up.
+        """
         try:
             work()
             self.message = ""
             return True
+        except EmptyRoot:
+            return True  # refused by design; reconcile() said so
+        except StoreLost as exc:
+            self._lost(str(exc))
+            on_fail(False)
+            return False
         except StoreBusy as exc:
             self.message = f"store busy: {exc}"
             self._set_state("waiting for store")
+            on_fail(False)
         except Exception as exc:
             log.exception("work failed; will retry")
             self.message = f"{type(exc).__name__}: {exc}"
             self._set_state("error")
-        on_fail()
+            on_fail(True)
         self.publish()
         self.stop_event.wait(RETRY_SECONDS)
         return False
+
+    def _lost(self, why: str) -> None:
+        """The store file is not the one the daemon opened: write nothing more to it, say
+        so everywhere, and rebuild a store from the files with a full reconcile."""
+        self.alert = (
+            f"STORE LOST: {why} ({datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC). Nothing more "
+            "was written to it; a full reconcile rebuilds what the files allow (images, "
+            "embeddings, pairs). Review decisions cannot be rebuilt: they lived only in "
+            "that file; restore them from a backup made with `facelint export --decisions`."
+        )
+        log.error("%s", self.alert)
+        self.store_lost.clear()
+        self.rebuilding = True
+        self.guard.reset()
+        self.reconcile_due.set()
+        self._set_state("store lost")
+        self.publish()
 
     def run(self) -> int:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -261,7 +358,7 @@ class Service:
         scheduler = self._start_scheduler()
         try:
             while not self.stop_event.is_set():
-                if self._guarded(self.reconcile, lambda: None):
+                if self._guarded(self.reconcile, lambda _counted: None):
                     break
             if self.stop_event.is_set():
                 return 0
@@ -284,9 +381,13 @@ class Service:
     def _loop(self) -> None:
         while not self.stop_event.is_set():
             self._mark_alive()
+            if self.store_lost.is_set():
+                gone = file_identity(self.s.db) is None
+                what = "deleted" if gone else "replaced by another file"
+                self._lost(f"store {self.s.db} was {what} while the daemon ran")
             if self.reconcile_due.is_set():
                 self.reconcile_due.clear()
-                self._guarded(self.reconcile, self.reconcile_due.set)
+                self._guarded(self.reconcile, lambda _counted: self.reconcile_due.set())
                 continue
             due = self.queue.next_due()
             if due is None or due > 0:
@@ -297,11 +398,14 @@ class Service:
             if not len(batch):
                 continue
 
-            def requeue(batch: Batch = batch) -> None:
-                for rel in self.queue.requeue(batch):
-                    log.error("giving up on %s for now; the next reconcile retries it", rel)
+            def requeue(counted: bool, batch: Batch = batch) -> None:
+                for rel in self.queue.requeue(batch, counted=counted):
+                    log.error(
+                        "giving up on %s for now; the next reconcile retries it", printable(rel)
+                    )
 
-            self._guarded(lambda batch=batch: self.process(batch), requeue)
+            if self._guarded(lambda batch=batch: self.process(batch), requeue):
+                self.queue.done(batch)
             if not self.stop_event.is_set():
                 self._set_state("idle")
 

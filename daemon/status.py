@@ -65,6 +65,8 @@ def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
         "last_reconcile": live.get("last_reconcile"),
         "message": live.get("message", ""),
         "progress": live.get("progress") if running else None,
+        # Kept until the daemon restarts (a lost store): what the user must not miss.
+        "alert": live.get("alert", ""),
         "pid": live.get("pid"),
         "store": str(settings.db),
     }

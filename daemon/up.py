@@ -7,12 +7,18 @@ import subprocess
 
 from daemon.config import Settings
 from daemon.launch import dashboard_command, stop_process
-from daemon.service import run_service
+from daemon.service import daemon_lock, run_service
 
 log = logging.getLogger("facelint.up")
 
 
 def run_up(settings: Settings) -> int:
+    # The lock first: a second `up` on the same store must not even start a dashboard.
+    with daemon_lock(settings):
+        return _run_up(settings)
+
+
+def _run_up(settings: Settings) -> int:
     settings.root.mkdir(parents=True, exist_ok=True)
     dashboard = subprocess.Popen(dashboard_command(settings))
     log.info(

@@ -41,14 +41,16 @@ class _Entry:
     ready_now: bool = False
     stat: tuple[int, int] | None = None
     folder: bool = False
-    attempts: int = 0
     first_ready: float = 0.0
+    # A failed batch's entries come back as a group that leaves alone (see requeue).
+    group: int | None = None
 
 
 @dataclass
 class Batch:
     paths: list[str] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)
+    split: bool = False  # a part of a failed batch: split again if it fails
 
     def __len__(self) -> int:
         return len(self.paths) + len(self.folders)
@@ -65,6 +67,9 @@ class EventQueue:
         self._last_any = 0.0
         self._lock = threading.Lock()
         self.changed = threading.Event()
+        # Failures per path, across pops: a path leaves _entries while its batch runs.
+        self._failures: dict[str, int] = {}
+        self._groups = 0
 
     def __len__(self) -> int:
         with self._lock:
@@ -85,23 +90,45 @@ class EventQueue:
             entry.folder = entry.folder or folder
         self.changed.set()
 
-    def requeue(self, batch: Batch, max_attempts: int = 3) -> list[str]:
-        """Put a failed batch back; returns the paths given up on after max_attempts
-        (the periodic reconcile will try those again)."""
-        dropped = []
+    def requeue(self, batch: Batch, max_attempts: int = 3, counted: bool = True) -> list[str]:
+        """Put a failed batch back; returns the paths given up on (the periodic reconcile
+        tries those again).
+
+        A batch that failed `max_attempts` times is split in halves that are retried
+        apart, and a failed half is split again at once, so one poisoned path cannot hold
+        the others back: it ends up alone, and alone after `max_attempts` failures it is
+        dropped. `counted=False` (the store was busy, not the batch at fault) only puts
+        the batch back.
+        """
+        items = [(p, False) for p in batch.paths] + [(f, True) for f in batch.folders]
         now = self.clock()
         with self._lock:
-            for rel, folder in [(p, False) for p in batch.paths] + [
-                (f, True) for f in batch.folders
-            ]:
-                entry = self._entries.setdefault(rel, _Entry(now, folder=folder))
-                entry.attempts += 1
-                entry.ready_now = True
-                entry.first_ready = now
-                if entry.attempts >= max_attempts:
-                    del self._entries[rel]
-                    dropped.append(rel)
-        return dropped
+            tries = 0
+            if counted:
+                for rel, _ in items:
+                    self._failures[rel] = self._failures.get(rel, 0) + 1
+                tries = max(self._failures[rel] for rel, _ in items) if items else 0
+            if counted and len(items) == 1 and tries >= max_attempts:
+                rel = items[0][0]
+                self._failures.pop(rel, None)
+                return [rel]
+            split = counted and len(items) > 1 and (tries >= max_attempts or batch.split)
+            halves = [items[: len(items) // 2], items[len(items) // 2 :]] if split else [items]
+            for half in halves:
+                self._groups += 1
+                for rel, folder in half:
+                    entry = self._entries.setdefault(rel, _Entry(now, folder=folder))
+                    entry.ready_now = True
+                    entry.first_ready = now
+                    entry.group = self._groups if (split or batch.split) else None
+        self.changed.set()
+        return []
+
+    def done(self, batch: Batch) -> None:
+        """The batch was stored: forget its failures."""
+        with self._lock:
+            for rel in [*batch.paths, *batch.folders]:
+                self._failures.pop(rel, None)
 
     def _settled(self, now: float) -> bool:
         """Complete files leave once the events have paused for a moment, so that a burst
@@ -130,9 +157,14 @@ class EventQueue:
         batch = Batch()
         with self._lock:
             settled = self._settled(now)
+            # Parts of a failed batch leave one group at a time, alone.
+            group = next((e.group for e in self._entries.values() if e.group is not None), None)
+            batch.split = group is not None
             for rel, entry in list(self._entries.items()):
                 if len(batch) >= limit:
                     break
+                if entry.group != group:
+                    continue
                 if entry.ready_now:
                     if not settled:
                         continue
@@ -206,6 +238,10 @@ class _Handler(FileSystemEventHandler):
 
     def _touch_files_under(self, folder: str | bytes, ready_now: bool) -> None:
         base = os.fsdecode(folder)
+        if os.path.islink(base):
+            # os.walk would list a linked folder's target (anywhere, all of it): the
+            # pipeline refuses what lies under a link anyway, so don't even look.
+            return
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for name in filenames:

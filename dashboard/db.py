@@ -1,7 +1,7 @@
 """Opening the store for one query or one write, the way every facelint process must.
 
 Nothing here is cached: a connection held between page runs would hold DuckDB's lock and
-stall the daemon (DESIGN.md, "DuckDB, the store"). Streamlit serves every browser session
+stall the daemon (docs/design.md, "DuckDB, the store"). Streamlit serves every browser session
 from threads of one process, and DuckDB refuses a read-only and a read-write connection
 to one file inside one process, so this process's own opens take turns behind a lock.
 """

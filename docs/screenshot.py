@@ -2,10 +2,9 @@
 
     python docs/screenshot.py [--out docs/dashboard-pairs.png] [--chromium /usr/bin/chromium]
 
-Copies the dev faces (tests/faces, else ../shared/faces/dev) into a temp folder, scans
-it with `facelint scan`, serves the dashboard with `streamlit run` on a free local port,
-and photographs it with Playwright driving Debian's chromium (never `playwright install`:
-no downloads).
+Copies tests/faces (--faces) into a temp folder, scans it with `facelint scan`, serves the
+dashboard with `streamlit run` on a free local port, and photographs it with Playwright
+driving Debian's chromium (never `playwright install`: no downloads).
 """
 
 from __future__ import annotations
@@ -25,10 +24,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 REPO = Path(__file__).resolve().parent.parent
-DEV_FACES = next(
-    (p for p in (REPO / "tests" / "faces", REPO.parent / "shared" / "faces" / "dev") if p.is_dir()),
-    REPO / "tests" / "faces",
-)
+DEV_FACES = REPO / "tests" / "faces"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 

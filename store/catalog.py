@@ -42,7 +42,9 @@ def load_files(
     if paths is None:
         rows = con.execute(sql).fetchall()
     else:
-        wanted = pa.table({"p": pa.array(list(paths), pa.string())})
+        # A name that is not UTF-8 (surrogate-escaped bytes) cannot be stored, so it is not
+        # stored: asking would only raise UnicodeEncodeError for the whole batch.
+        wanted = pa.table({"p": pa.array([p for p in paths if _storable(p)], pa.string())})
         con.register("wanted_paths", wanted)
         try:
             rows = con.execute(sql + " WHERE path IN (SELECT p FROM wanted_paths)").fetchall()
@@ -51,8 +53,18 @@ def load_files(
     return {r[1]: FileRow(*r) for r in rows}
 
 
+def _storable(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def load_files_under(con: duckdb.DuckDBPyConnection, prefix: str) -> dict[str, FileRow]:
     """Stored files at or below a folder (the daemon's view of a moved or deleted folder)."""
+    if not _storable(prefix):
+        return {}
     rows = con.execute(
         "SELECT id, path, class, size, mtime_ns, hash FROM files WHERE starts_with(path, ?)",
         [prefix.rstrip("/") + "/"],

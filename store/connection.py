@@ -1,15 +1,17 @@
 """Opening the DuckDB file with the lock discipline every process here must follow.
 
 DuckDB lets one process hold a read-write connection, and a writer excludes every reader
-(DESIGN.md). So nobody keeps a connection: open, do one short unit of work, close. An open
-that meets another process's lock retries with jittered backoff until a deadline, and the
-caller keeps its pending work meanwhile.
+(docs/design.md). So nobody keeps a connection: open, do one short unit of work, close.
+An open that meets another process's lock retries with jittered backoff until a deadline,
+and the caller keeps its pending work meanwhile.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from store.schema import ensure_schema
+from store.sql import first_row
 
 
 class StoreBusy(TimeoutError):
@@ -25,6 +28,61 @@ class StoreBusy(TimeoutError):
 
 class StoreMissing(FileNotFoundError):
     """A read was asked of a store that was never created."""
+
+
+class StoreLost(RuntimeError):
+    """The store file a long-running writer opened was deleted or replaced since."""
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at path, None when there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class StoreGuard:
+    """Remembers which file a long-running writer (the daemon) has been writing to.
+
+    Every open is by name, and DuckDB creates a missing file: a store deleted under the
+    daemon would silently be replaced by an empty one. The guard compares the file's
+    (device, inode) before each write open with the one first opened, and, once open,
+    a random id the store keeps in `meta` (a file system may give a new file the inode
+    of a deleted one: seen in tests/test_daemon_hardening.py). `reset()` accepts whatever is
+    there next (the rebuild).
+    """
+
+    def __init__(self) -> None:
+        self.identity: tuple[int, int] | None = None
+        self.store_id: str | None = None
+
+    def reset(self) -> None:
+        self.identity = None
+        self.store_id = None
+
+    def check(self, path: Path) -> None:
+        if self.identity is None:
+            return
+        now = file_identity(path)
+        if now != self.identity:
+            what = "deleted" if now is None else "replaced by another file"
+            raise StoreLost(f"store {path} was {what} while facelint was writing to it")
+
+    def opened(self, path: Path, con: duckdb.DuckDBPyConnection) -> None:
+        """Inside the write transaction of a fresh open: pin, or check, the store."""
+        row = first_row(con, "SELECT value FROM meta WHERE key = 'store_id'")
+        store_id = None if row is None else str(row[0])
+        if self.identity is None:
+            if store_id is None:
+                store_id = uuid.uuid4().hex
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('store_id', ?)", [store_id])
+            self.identity, self.store_id = file_identity(path), store_id
+            return
+        self.check(path)
+        if store_id != self.store_id:
+            raise StoreLost(f"store {path} was replaced by another file since it was opened")
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -45,11 +103,14 @@ def open_store(
     on_wait: Callable[[float, str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    guard: StoreGuard | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection for one unit of work; writes commit when the block exits cleanly.
 
     `on_wait(waited_seconds, message)` is called before each retry so that a service can
-    show "waiting for store" while another process holds the file.
+    show "waiting for store" while another process holds the file. With a `guard`, a
+    write open of a file that is not the one the guard first saw raises StoreLost, and
+    nothing is written.
     """
     path = Path(path)
     if read_only and not path.exists():
@@ -59,6 +120,8 @@ def open_store(
     start = clock()
     delay = 0.05
     while True:
+        if guard is not None and not read_only:
+            guard.check(path)
         try:
             con = duckdb.connect(str(path), read_only=read_only)
             break
@@ -79,6 +142,8 @@ def open_store(
             ensure_schema(con)
             con.execute("BEGIN TRANSACTION")
             try:
+                if guard is not None:
+                    guard.opened(path, con)
                 yield con
             except BaseException:
                 con.execute("ROLLBACK")

@@ -1,8 +1,5 @@
-"""Shared fixtures: real labelled faces, real DuckDB files in temp dirs.
-
-The faces are the repository's own `tests/faces/` when it has them, else the shared
-`../shared/faces/dev` beside the checkout.
-"""
+"""Shared fixtures: real faces from tests/faces (the dev faces, with their manifest and
+SOURCES.md), real DuckDB files in temp dirs."""
 
 from __future__ import annotations
 
@@ -13,24 +10,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _dev_faces() -> Path:
-    own = REPO / "tests" / "faces"
-    if (own / "manifest.csv").is_file():
-        return own
-    return REPO.parent / "shared" / "faces" / "dev"
-
-
-DEV_FACES = _dev_faces()
+# In the repository, so that a fresh clone tests itself; never written to.
+DEV_FACES = REPO / "tests" / "faces"
 
 
 def copy_dev_faces(dest: Path, classes: list[str] | None = None) -> Path:
     """A writable copy of the dev faces (class folders only) at dest."""
     if not DEV_FACES.is_dir():
-        pytest.fail(
-            f"dev faces not found at {DEV_FACES}: the tests need tests/faces or ../shared/faces/dev"
-        )
+        pytest.fail(f"dev faces not found at {DEV_FACES}: they ship with the repository")
     dest.mkdir(parents=True, exist_ok=True)
     for folder in sorted(p for p in DEV_FACES.iterdir() if p.is_dir()):
         if classes is None or folder.name in classes:

@@ -1,5 +1,5 @@
 """The dashboard run headless by Streamlit's own AppTest, on real stores scanned from
-../shared/faces/dev, with real files moved in temp copies."""
+tests/faces, with real files moved in temp copies."""
 
 from __future__ import annotations
 

@@ -316,7 +316,9 @@ def test_facelint_dashboard_allow_file_actions_reaches_the_app(scanned_dev, tmp_
             _stop(proc)
 
 
-def test_search_by_photo_upload_shows_that_persons_faces_first(dashboard_url, dev_copy_loose, tmp_path):
+def test_search_by_photo_upload_shows_that_persons_faces_first(
+    dashboard_url, dev_copy_loose, tmp_path
+):
     """The upload box runs `facelint search --json` in a subprocess and shows faces."""
     from PIL import Image, ImageOps
     from playwright.sync_api import expect

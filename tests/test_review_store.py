@@ -1,4 +1,4 @@
-"""store/review.py against a real store scanned from ../shared/faces/dev."""
+"""store/review.py against a real store scanned from tests/faces."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ DAEMON = SYSTEMD_DIR / "facelint.service"
 DASHBOARD = SYSTEMD_DIR / "facelint-dashboard.service"
 VERIFY = SYSTEMD_DIR / "verify.sh"
 
-# DESIGN.md's goal for `systemd-analyze security`; the units reach 0.5 (daemon) and
+# docs/design.md's goal for `systemd-analyze security`; the units reach 0.5 (daemon) and
 # 0.9 (dashboard) with systemd 252.
 EXPOSURE_GOAL = 3.0
 

@@ -1,0 +1,135 @@
+"""What facelint prints and writes survives hostile names: CSV round trips, valid UTF-8."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from daemon.cli import main
+from tests.conftest import DEV_FACES, REPO
+
+# Four folders of one man (Leonard's four crops): every cross-folder pair is stored, and
+# every name carries a character CSV must quote.
+HOSTILE = {
+    "Leo\rnard": "a\rb.png",  # a bare carriage return: split rows with "\n" terminators
+    "Leo\nnard": "c\nd.png",
+    "Leo, nard": "e, f.png",
+    'Leo "nard"': 'g "h".png',
+}
+
+
+def store_pairs(db: Path) -> set[tuple[str, str]]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {(a, b) for a, b in con.execute("SELECT path_a, path_b FROM pairs").fetchall()}
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def hostile_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from daemon.config import Settings
+    from daemon.pipeline import Pipeline
+
+    base = tmp_path_factory.mktemp("hostile")
+    root = base / "data"
+    for i, (folder, name) in enumerate(HOSTILE.items(), start=1):
+        (root / folder).mkdir(parents=True)
+        shutil.copy2(DEV_FACES / "Leonard" / f"leonard{i}.png", root / folder / name)
+    db = base / "facelint.duckdb"
+    pipeline = Pipeline(Settings(root=root, db=db))
+    try:
+        pipeline.run()
+    finally:
+        pipeline.close()
+    assert len(store_pairs(db)) >= 4, "the four crops of one man should pair up"
+    return db
+
+
+def test_export_csv_round_trips_cr_lf_commas_and_quotes(hostile_store, tmp_path):
+    out = tmp_path / "pairs.csv"
+    assert main(["export", "--db", str(hostile_store), "--csv", str(out)]) == 0
+    with out.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["path_a", "path_b", "score"]
+    assert all(len(r) == 3 for r in rows)
+    assert {(a, b) for a, b, _ in rows[1:]} == store_pairs(hostile_store)
+
+
+@pytest.mark.parametrize("command", ["top", "sql"])
+def test_top_and_sql_csv_round_trip(hostile_store, capsys, command):
+    args = ["-n", "100", "--all"] if command == "top" else ["SELECT path_a, path_b FROM pairs"]
+    assert main([command, "--db", str(hostile_store), *args, "--format", "csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out, newline="")))
+    header = rows[0]
+    a, b = header.index("path_a"), header.index("path_b")
+    assert all(len(r) == len(header) for r in rows)
+    assert {(r[a], r[b]) for r in rows[1:]} == store_pairs(hostile_store)
+
+
+def test_export_to_stdout_round_trips(hostile_store):
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "export", "--db", str(hostile_store), "--csv", "-"],
+        capture_output=True,
+        cwd=REPO,
+        check=True,
+    )
+    rows = list(csv.reader(io.StringIO(proc.stdout.decode("utf-8"), newline="")))
+    assert {(r[0], r[1]) for r in rows[1:]} == store_pairs(hostile_store)
+
+
+def _bad_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(DEV_FACES / "Penny", root / "Penny")
+    shutil.copytree(DEV_FACES / "Amy", root / "Amy")
+    # A name that is not UTF-8: bytes are how the file system hands it over.
+    bad = os.fsencode(root / "Penny") + b"/bad\xffname.jpg"
+    with open(bad, "wb") as fh:
+        fh.write((DEV_FACES / "Penny" / "penny1.png").read_bytes())
+    return root
+
+
+@pytest.mark.parametrize(
+    ("args", "encoding"),
+    [
+        (["--json"], "utf-8"),
+        ([], "utf-8"),
+        (["--json"], "ascii"),  # a C locale
+        ([], "ascii"),
+    ],
+)
+def test_scan_output_with_a_non_utf8_name_is_valid(tmp_path, args, encoding):
+    root = _bad_tree(tmp_path)
+    env = dict(os.environ, PYTHONIOENCODING=encoding, FACELINT_CONFIG=str(tmp_path / "none"))
+    db = tmp_path / "s.db"
+    command = [sys.executable, "-m", "daemon.cli", "scan", str(root), "--db", str(db)]
+    proc = subprocess.run(
+        [*command, "--workers", "1", *args],
+        capture_output=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
+    out = proc.stdout.decode(encoding)  # raises on invalid output
+    proc.stderr.decode(encoding)
+    # One escaping everywhere: the undecodable byte as Python's backslash escape.
+    if args:
+        data = json.loads(out)
+        assert {"path": "Penny/bad\\xffname.jpg", "reason": "file name is not valid UTF-8"} in (
+            data["skipped"]
+        )
+        assert data["images"] == 10
+    else:
+        assert "skipped: Penny/bad\\xffname.jpg: file name is not valid UTF-8" in out
+        assert out.startswith("10 images")
