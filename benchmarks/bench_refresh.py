@@ -7,7 +7,8 @@ folders, 128-d embeddings), then times Pipeline.run(): the first full comparison
 incremental one after 1 and after 64 files change class. For each: seconds reading the
 snapshot, computing (faces, calibration, lists, suggestions; the suggestion step on its
 own), writing, and the longest time any write transaction held the store — what a
-dashboard or a user's SQL may wait (target < 0.5 s).
+dashboard or a user's SQL may wait (target < 0.5 s). Pairs are written (queryable) before
+the suggestions are computed; the suggestions follow in a second short transaction.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from daemon.pipeline import Pipeline, RunStats  # noqa: E402
 def line(title: str, stats: RunStats, longest: float) -> str:
     return (
         f"{title:<34} total {stats.seconds:6.2f} s | read {stats.read_seconds:5.2f} "
-        f"compute {stats.compute_seconds:5.2f} (suggestions {stats.suggest_seconds:5.2f}) "
-        f"write {stats.write_seconds:5.2f} | longest write-lock hold {longest:5.3f} s | "
+        f"compute {stats.compute_seconds:5.2f} write {stats.write_seconds:5.2f} (pairs "
+        f"queryable), then suggestions {stats.suggest_seconds:5.2f} | longest write-lock "
+        f"hold {longest:5.3f} s | "
         f"{stats.pairs} pairs, {stats.suggestions} suggestions, "
         f"{'full' if stats.full_compare else 'incremental'} ({stats.compared} compared)"
     )

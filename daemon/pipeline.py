@@ -103,6 +103,14 @@ class RunStats:
 
 
 @dataclass
+class SuggestInputs:
+    unit: np.ndarray  # the standing face of each file, unit length
+    rows: np.ndarray  # which face row stands for each file
+    calibration: Calibration
+    folder_of_class: dict[str, int]
+
+
+@dataclass
 class Plan:
     """What one refresh writes, computed with no connection open."""
 
@@ -116,7 +124,7 @@ class Plan:
     folder_names: dict[int, str]
     folder_file_ids: np.ndarray
     folder_file_folders: np.ndarray
-    mistakes: Mistakes | None
+    suggest: SuggestInputs | None  # None: the review queue needs no update
     suggestions_key: str
 
 
@@ -369,6 +377,15 @@ class Pipeline:
                 return
             if self._write_plan(snap, plan, stats):
                 stats.write_seconds += round(time.monotonic() - t2, 3)
+                if plan.suggest is not None:
+                    # Pairs are queryable now; the queue follows in its own short write,
+                    # so a new face never waits for the suggestions to be recomputed.
+                    mistakes = self._suggest(snap, plan, stats)
+                    t3 = time.monotonic()
+                    if not self._write_suggestions(snap, plan, mistakes):
+                        log.info("the store changed while suggesting: the next run redoes it")
+                    stats.write_seconds += round(time.monotonic() - t3, 3)
+                self._set_state("idle")
                 return
             log.info("the store changed while comparing: computing again")
         log.warning("the store kept changing; the next run finishes the comparison")
@@ -424,34 +441,10 @@ class Pipeline:
             or len(folder_file_ids) > 0
             or snap.suggested_at != snap.generation_key()
         )
-        mistakes = None
-        if something_changed and cal is not None:
-            self._set_state("suggesting")
-            self.on_progress(ProgressEvent("suggesting", 0, 1))
-            started = time.monotonic()
-            src, dst = _list_rows(snap, faces.ids, lists)
-            mistakes = find_mistakes(
-                snap,
-                unit,
-                rows,
-                src,
-                dst,
-                cal,
-                self.s.threshold,
-                folder_of_class,
-                snap.serving,
-                self._suggest_models.get(snap.serving),
-            )
-            if mistakes.models is not None:
-                self._suggest_models[snap.serving] = mistakes.models
-            stats.suggestions = len(mistakes.rows)
-            stats.suggest_seconds += round(time.monotonic() - started, 3)
-            self.on_progress(ProgressEvent("suggesting", 1, 1))
         if (
             lists is None
             and not snap.unusable
-            and mistakes is None
-            and not len(folder_file_ids)
+            and not something_changed
             and cal == old
             and not changed_face.any()
         ):
@@ -467,9 +460,38 @@ class Pipeline:
             folder_names=names,
             folder_file_ids=folder_file_ids,
             folder_file_folders=folder_file_folders,
-            mistakes=mistakes,
+            suggest=SuggestInputs(unit, rows, cal, folder_of_class)
+            if something_changed and cal is not None
+            else None,
             suggestions_key=snap.generation_key(),
         )
+
+    def _suggest(self, snap: Snapshot, plan: Plan, stats: RunStats) -> Mistakes:
+        """The review queue from the faces and lists just written (no connection open)."""
+        assert plan.suggest is not None
+        inputs = plan.suggest
+        self._set_state("suggesting")
+        self.on_progress(ProgressEvent("suggesting", 0, 1))
+        started = time.monotonic()
+        src, dst = _list_rows(snap, snap.faces.ids, plan.lists)
+        mistakes = find_mistakes(
+            snap,
+            inputs.unit,
+            inputs.rows,
+            src,
+            dst,
+            inputs.calibration,
+            self.s.threshold,
+            inputs.folder_of_class,
+            snap.serving,
+            self._suggest_models.get(snap.serving),
+        )
+        if mistakes.models is not None:
+            self._suggest_models[snap.serving] = mistakes.models
+        stats.suggestions = len(mistakes.rows)
+        stats.suggest_seconds += round(time.monotonic() - started, 3)
+        self.on_progress(ProgressEvent("suggesting", 1, 1))
+        return mistakes
 
     def _calibrate(
         self,
@@ -534,12 +556,16 @@ class Pipeline:
             folders.write_folders(
                 con, plan.folder_names, plan.folder_file_ids, plan.folder_file_folders
             )
-            if plan.mistakes is not None:
-                suggestions.write_suggestions(
-                    con, plan.mistakes.rows, plan.mistakes.pairs, plan.mistakes.reopen, now
-                )
-                catalog.set_meta(con, suggested_at=plan.suggestions_key)
-        self._set_state("idle")
+        return True
+
+    def _write_suggestions(self, snap: Snapshot, plan: Plan, mistakes: Mistakes) -> bool:
+        with self._write() as con:
+            if catalog.get_counter(con, "generation") != snap.generation:
+                return False
+            suggestions.write_suggestions(
+                con, mistakes.rows, mistakes.pairs, mistakes.reopen, utcnow()
+            )
+            catalog.set_meta(con, suggested_at=plan.suggestions_key)
         return True
 
     def _finish(self, stats: RunStats, started_at: datetime) -> None:
