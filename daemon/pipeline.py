@@ -92,6 +92,8 @@ class RunStats:
     read_seconds: float = 0.0
     compute_seconds: float = 0.0
     suggest_seconds: float = 0.0
+    # From the run's start until its pairs were committed (queryable), and its encodes.
+    queryable_seconds: float = 0.0
     write_seconds: float = 0.0
     seconds: float = 0.0
 
@@ -156,6 +158,7 @@ class Pipeline:
         self.backend_note = ""
         # The longest a write transaction of this pipeline held the store (benchmarks).
         self.longest_write = 0.0
+        self._run_started = time.monotonic()
         # Per model: what the data says of one person and of different people, kept
         # between runs while the data set changes little (a daemon's event batches).
         self._suggest_models: dict[str, Any] = {}
@@ -219,6 +222,7 @@ class Pipeline:
         """Bring the store in line with the disk: the whole tree (paths=None), or only the
         given root-relative file paths and folders (the daemon's events)."""
         started = time.monotonic()
+        self._run_started = started
         started_at = utcnow()
         stats = RunStats(kind=kind)
         self._set_state("scanning")
@@ -377,6 +381,7 @@ class Pipeline:
                 return
             if self._write_plan(snap, plan, stats):
                 stats.write_seconds += round(time.monotonic() - t2, 3)
+                stats.queryable_seconds = round(time.monotonic() - self._run_started, 3)
                 if plan.suggest is not None:
                     # Pairs are queryable now; the queue follows in its own short write,
                     # so a new face never waits for the suggestions to be recomputed.

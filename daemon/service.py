@@ -290,7 +290,8 @@ class Service:
         stats = self.pipeline.run(batch.paths, batch.folders, kind="events")
         self._record(stats)
         log.info(
-            "batch of %d: %d encoded, %d reused, %d moved, %d removed, %d pairs (%.2f s)",
+            "batch of %d: %d encoded, %d reused, %d moved, %d removed, %d pairs (%.2f s; "
+            "encode %.2f s, pairs queryable at %.2f s, queue %.2f s)",
             len(batch),
             stats.encoded,
             stats.reused,
@@ -298,6 +299,9 @@ class Service:
             stats.removed,
             stats.pairs,
             stats.seconds,
+            stats.encode_seconds,
+            stats.queryable_seconds,
+            stats.suggest_seconds,
         )
         return stats
 

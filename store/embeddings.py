@@ -165,22 +165,45 @@ def write_encodings(
     bump_counter(con, "encoded_total", count)
 
 
+def _column(table, name: str, dtype: type, fill: int = 0) -> np.ndarray:
+    arr = np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)
+    return np.nan_to_num(arr, nan=fill).astype(dtype)
+
+
 def load_faces(con: duckdb.DuckDBPyConnection, model: str) -> FaceTable:
-    """Every usable face of every current file under `model` (one short read)."""
-    table = con.sql(
+    """Every usable face of every current file under `model` (one short read).
+
+    Two plain scans put together here, not one join: joining 57,637 files to their faces
+    with the vectors took 0.14-0.19 s, the two scans 0.06 s (the vectors are the bulk)."""
+    files = con.sql(
         f"""SELECT f.id, f.class, f.hash, f.dirty, f.candidates, coalesce(f.face, 0) AS chosen,
-                   e.width, e.height, fc.face, fc.box_left, fc.box_top, fc.box_right,
-                   fc.box_bottom, fc.vector
-            FROM files f
-            JOIN embeddings e ON e.hash = f.hash AND e.model = $model
-            JOIN faces fc ON fc.hash = f.hash AND fc.model = $model
+                   e.width, e.height
+            FROM files f JOIN embeddings e ON e.hash = f.hash AND e.model = $model
             WHERE e.status IN {USABLE}
-            ORDER BY f.id, fc.face""",
+            ORDER BY f.id""",
         params={"model": model},
     ).to_arrow_table()
-    f = table.num_rows
-    ids_all = table.column("id").to_numpy().astype(np.int64)
-    if f == 0:
+    faces = con.sql(
+        """SELECT hash, face, box_left, box_top, box_right, box_bottom, vector
+           FROM faces WHERE model = $model""",
+        params={"model": model},
+    ).to_arrow_table()
+    # Sorted here, not by SQL: an ORDER BY drags every vector through the sort.
+    face_hashes = np.asarray(faces.column("hash").to_pylist(), dtype=str)
+    order = np.lexsort((_column(faces, "face", np.int64), face_hashes))
+    face_hashes = face_hashes[order]
+    file_hashes = np.asarray(files.column("hash").to_pylist(), dtype=str)
+    n_faces = len(face_hashes)
+    if n_faces:
+        block = np.flatnonzero(np.r_[True, face_hashes[1:] != face_hashes[:-1]])
+        block_hash = face_hashes[block]
+        block_count = np.diff(np.r_[block, n_faces])
+        pos = np.clip(np.searchsorted(block_hash, file_hashes), 0, len(block_hash) - 1)
+        has = block_hash[pos] == file_hashes if len(file_hashes) else np.zeros(0, bool)
+    else:
+        has = np.zeros(len(file_hashes), bool)
+    keep = np.flatnonzero(has)
+    if len(keep) == 0:
         empty_i = np.empty(0, np.int64)
         return FaceTable(
             empty_i,
@@ -197,35 +220,36 @@ def load_faces(con: duckdb.DuckDBPyConnection, model: str) -> FaceTable:
             np.empty((0, 4), np.int32),
             np.empty((0, 0), np.float32),
         )
-    starts = np.flatnonzero(np.r_[True, ids_all[1:] != ids_all[:-1]])
-    counts = np.diff(np.r_[starts, f])
-    flat = table.column("vector").combine_chunks()
+    counts = block_count[pos[keep]]
+    first = block[pos[keep]]
+    # Face rows of each kept file, in file order: its block's rows, one after another.
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    rows = order[np.repeat(first - starts, counts) + np.arange(int(counts.sum()))]
+    flat = faces.column("vector").combine_chunks()
     values = np.asarray(flat.values.to_numpy(zero_copy_only=False), dtype=np.float32)
-
-    def col(name: str, dtype: type, fill: int = 0) -> np.ndarray:
-        arr = table.column(name).to_numpy(zero_copy_only=False)
-        out = np.asarray(arr, dtype=np.float64)
-        return np.nan_to_num(out, nan=fill).astype(dtype)
-
+    vectors = values.reshape(n_faces, -1)[rows]
     boxes = np.stack(
-        [col(c, np.int32, -1) for c in ("box_left", "box_top", "box_right", "box_bottom")], 1
-    )
-    classes = table.column("class").to_pylist()
-    hashes = table.column("hash").to_pylist()
+        [
+            _column(faces, c, np.int32, -1)
+            for c in ("box_left", "box_top", "box_right", "box_bottom")
+        ],
+        1,
+    )[rows]
+    classes = files.column("class").to_pylist()
     return FaceTable(
-        ids=ids_all[starts],
-        classes=[classes[i] for i in starts],
-        hashes=[hashes[i] for i in starts],
-        dirty=table.column("dirty").to_numpy(zero_copy_only=False).astype(bool)[starts],
-        candidates=col("candidates", np.int64)[starts],
-        chosen=col("chosen", np.int16)[starts],
-        width=col("width", np.int32)[starts],
-        height=col("height", np.int32)[starts],
+        ids=files.column("id").to_numpy().astype(np.int64)[keep],
+        classes=[classes[i] for i in keep],
+        hashes=file_hashes[keep].tolist(),
+        dirty=files.column("dirty").to_numpy(zero_copy_only=False).astype(bool)[keep],
+        candidates=_column(files, "candidates", np.int64)[keep],
+        chosen=_column(files, "chosen", np.int16)[keep],
+        width=_column(files, "width", np.int32)[keep],
+        height=_column(files, "height", np.int32)[keep],
         face_start=starts.astype(np.int64),
         face_count=counts.astype(np.int64),
-        face_index=col("face", np.int16),
+        face_index=_column(faces, "face", np.int16)[rows],
         boxes=boxes,
-        vectors=values.reshape(f, -1),
+        vectors=vectors,
     )
 
 
