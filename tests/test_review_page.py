@@ -157,7 +157,7 @@ def test_duplicate_card_quarantines_the_copy_and_undo_puts_it_back(
     assert "the copy" in text and "the first copy" in text
     assert "**Raj/penny1\\.png**" in text and "**Penny/penny1\\.png**" in text
     labels = [b.label for b in at.button if b.key and b.key.endswith(focus(at))]
-    assert labels == ["quarantine the copy", "keep both", "skip"]
+    assert labels == ["quarantine", "keep both", "skip"]
     toolbar(at, "accept")
     assert state_of(db, dup.id)[0] == "accepted"
     assert not (root / "Raj" / "penny1.png").exists()
@@ -176,7 +176,7 @@ def test_misfiled_card_moves_the_image_to_the_proposed_folder(dev_copy, run_scan
     assert "its folder now" in text and "the proposed folder" in text
     assert "**Sheldon**" in text and "**Barack\\_Obama**" in text
     labels = [b.label for b in at.button if b.key and b.key.endswith(focus(at))]
-    assert labels == ["move to Barack_Obama", "quarantine", "filed right", "skip"]
+    assert labels == ["move image", "quarantine", "filed right", "skip"]
     # The image large (face, photo) and both folders' strips beside it.
     captions = image_captions(at)
     assert captions[:2] == ["face", "photo"]

@@ -39,8 +39,8 @@ STATE_OF = {"accept": "accepted", "quarantine": "accepted", "reject": "rejected"
 THUMB = 96  # a face in a folder's strip
 FACE = 170  # the image a card is about
 PHOTO = 100  # ... and its whole photo beside it
-STRIP = 8  # faces shown per folder
-STRIP_COLUMNS = 4
+STRIP = 6  # faces shown per folder: one row
+STRIP_COLUMNS = 6
 
 # The toolbar: one key per decision, whatever the card's kind; each card's buttons say
 # what that decision does to it.
@@ -105,7 +105,8 @@ def card_choices(card: Card, files_on: bool) -> Sequence[Choice]:
     keep = Choice("reject", "filed right" if s.kind != "duplicate" else "keep both", "D")
     quarantine = Choice(
         "quarantine" if s.kind == "misfiled" else "accept",
-        "quarantine" if s.kind != "duplicate" else "quarantine the copy",
+        # Short labels: the card's button column is narrow; the help says the rest.
+        "quarantine",
         "Q",
         help=f"moves {s.path} to the quarantine folder (kept, not deleted)"
         if files_on
@@ -114,9 +115,11 @@ def card_choices(card: Card, files_on: bool) -> Sequence[Choice]:
     if s.kind == "misfiled":
         move = Choice(
             "accept",
-            f"move to {s.class_b}",
+            "move image",
             "A",
-            help=f"moves {s.path} into {s.class_b}/" if files_on else "records the decision",
+            help=f"moves {s.path} into {s.class_b}/"
+            if files_on
+            else f"records that it belongs in {s.class_b}",
         )
         return (move, quarantine, keep, skip)
     return (quarantine, keep, skip)
@@ -291,7 +294,7 @@ def render_card(settings: DashboardSettings, card: Card) -> None:
                 st.caption("its folder now")
                 _strip(settings, s.class_a, card)
             if s.kind == "misfiled" and s.class_b:
-                st.caption("the proposed folder")
+                st.caption("the proposed folder: **move image** (A) moves it here")
                 _strip(settings, s.class_b, card)
     else:
         copy_col, first_col = st.columns(2)
