@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
+
 from dashboard import db, files
 from dashboard.files import FileActionRefused
 from dashboard.settings import DashboardSettings
@@ -186,6 +188,7 @@ def _suggestion_moves(
     done: list[files.Move] = []
     try:
         with db.writing(settings) as con:
+            _still_there(con, s)
             ids = []
             for action, plan in plans:
                 move = plan()
@@ -201,6 +204,15 @@ def _suggestion_moves(
         _put_back(settings, done)
         raise
     return ids[0], done
+
+
+def _still_there(con: duckdb.DuckDBPyConnection, s: suggestions.Suggestion) -> None:
+    # The daemon may have dropped it since the page loaded (a fix made elsewhere made it
+    # moot): say so rather than fail the page.
+    if suggestions.get(con, s.id) is None:
+        raise FileActionRefused(
+            f"{suggestion_title(s)} is no longer suggested (changed since this page loaded)"
+        )
 
 
 def folder_files(settings: DashboardSettings, klass: str) -> list[str]:
@@ -274,6 +286,7 @@ def record_suggestion(
 ) -> Done:
     """A decision that moves no file (file actions off, or: different people, skip)."""
     with db.writing(settings) as con:
+        _still_there(con, s)
         suggestions.decide(con, s.id, decision, settings.user, review.utcnow(), target)
     return Done(f"{suggestion_title(s)}: {decision}")
 

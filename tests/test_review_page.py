@@ -220,3 +220,38 @@ def test_pages_of_the_queue(dev_copy, run_scan, monkeypatch):
     assert not at.exception
     assert f"showing 3–{min(4, total)}" in shown(at)
     assert "page 2 of" in shown(at)
+
+
+def test_a_merge_never_overwrites_and_a_refused_file_moves_nothing(dev_copy):
+    from dashboard import actions
+    from dashboard.files import FileActionRefused
+    from dashboard.settings import parse_args
+
+    root, db = dev_copy
+    settings = parse_args(
+        ["--db", str(db), "--root", str(root), "--allow-file-actions", "--user", "tester"]
+    )
+    biden = suggestion(db, "same_person")
+    (root / "Joe_Biden" / "notes.txt").write_text("Joe")
+    (root / "Joseph_Biden" / "notes.txt").write_text("Joseph")
+    # A link among the files: the scanner never follows one, so a merge refuses it, and
+    # the files it had moved already go back.
+    (root / "Joe_Biden" / "zz-link.jpg").symlink_to(root / "Penny" / "penny1.png")
+    before = {k: files_in(root, k) for k in BIDEN}
+    try:
+        actions.merge(settings, biden, "Joseph_Biden")
+    except FileActionRefused as exc:
+        assert "symbolic link" in str(exc)
+    else:
+        raise AssertionError("a merge through a symbolic link was not refused")
+    assert {k: files_in(root, k) for k in BIDEN} == before
+    assert state_of(db, biden.id) == ("open", None)
+    (root / "Joe_Biden" / "zz-link.jpg").unlink()
+    done = actions.merge(settings, biden, "Joseph_Biden")
+    assert "3 files moved" in done.message
+    assert (root / "Joseph_Biden" / "notes.txt").read_text() == "Joseph"
+    assert (root / "Joseph_Biden" / "notes-2.txt").read_text() == "Joe"
+    assert done.action_id is not None
+    actions.undo(settings, done.action_id)
+    assert (root / "Joe_Biden" / "notes.txt").read_text() == "Joe"
+    assert state_of(db, biden.id) == ("open", None)
