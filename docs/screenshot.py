@@ -118,12 +118,12 @@ def wait_for_images(page: Page, count: int) -> None:
     )
 
 
-def shoot(chromium: str, url: str, out: Path, images: int) -> None:
+def shoot(chromium: str, url: str, out: Path, images: int, height: int = 1000) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": height})
         page.goto(url, wait_until="domcontentloaded")
         # The queue is ready when the first card holds the keyboard focus.
         page.wait_for_function(
@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                 if step == "pairs":
                     shoot(args.chromium, f"http://127.0.0.1:{port}/pairs", args.out, 8)
                 else:
-                    shoot(args.chromium, f"http://127.0.0.1:{port}/", args.review_out, 7)
+                    # Tall enough for a card of each kind the dev faces hold.
+                    shoot(args.chromium, f"http://127.0.0.1:{port}/", args.review_out, 20, 1500)
             finally:
                 server.terminate()
                 server.wait(timeout=20)

@@ -39,8 +39,9 @@ STATE_OF = {"accept": "accepted", "quarantine": "accepted", "reject": "rejected"
 THUMB = 96  # a face in a folder's strip
 FACE = 170  # the image a card is about
 PHOTO = 100  # ... and its whole photo beside it
-STRIP = 6  # faces shown per folder: one row
-STRIP_COLUMNS = 6
+STRIP = 8  # faces shown per folder of a same-person card (two rows in half a card)
+STRIP_COLUMNS = 4
+ROW = 6  # faces in a folder's strip beside an image: one row
 
 # The toolbar: one key per decision, whatever the card's kind; each card's buttons say
 # what that decision does to it.
@@ -238,19 +239,21 @@ def read_cards(
 # -- drawing -------------------------------------------------------------------------------
 
 
-def _strip(settings: DashboardSettings, klass: str, card: Card) -> None:
+def _strip(
+    settings: DashboardSettings, klass: str, card: Card, shown: int = ROW, columns: int = ROW
+) -> None:
     size = card.sizes.get(klass, 0)
     st.markdown(
         f"**{ui.md(klass)}** · {size:,} image{'s' if size != 1 else ''} · "
         f"[image search ↗]({ui.search_url(klass)})"
     )
-    images = card.strips.get(klass, [])
+    images = card.strips.get(klass, [])[:shown]
     if not images:
         st.caption("no other image in this folder")
         return
-    cols = st.columns(STRIP_COLUMNS)
+    cols = st.columns(columns)
     for i, image in enumerate(images):
-        with cols[i % STRIP_COLUMNS]:
+        with cols[i % columns]:
             ui.show_image(settings, image, THUMB, caption=image.name, face=True)
 
 
@@ -275,7 +278,7 @@ def render_card(settings: DashboardSettings, card: Card) -> None:
         for col, klass in ((left, s.class_a), (right, s.class_b)):
             if klass:
                 with col:
-                    _strip(settings, klass, card)
+                    _strip(settings, klass, card, STRIP, STRIP_COLUMNS)
         if settings.allow_file_actions and s.state == "open" and s.class_a and s.class_b:
             names = [s.class_a, s.class_b]
             st.radio(
