@@ -57,7 +57,7 @@ CHOICES = (
     Choice("quarantine", "quarantine", "Q", help="take the image out of the data set"),
     Choice(
         "reject",
-        "not a mistake",
+        "no mistake",
         "D",
         help="different people · filed right · keep both copies",
     ),
