@@ -8,9 +8,10 @@ import shutil
 import sys
 from pathlib import Path
 
+import duckdb
 from streamlit.testing.v1 import AppTest
 
-from store import suggestions
+from store import review, suggestions
 from store.connection import open_store
 from tests.conftest import REPO
 
@@ -255,3 +256,26 @@ def test_a_merge_never_overwrites_and_a_refused_file_moves_nothing(dev_copy):
     actions.undo(settings, done.action_id)
     assert (root / "Joe_Biden" / "notes.txt").read_text() == "Joe"
     assert state_of(db, biden.id) == ("open", None)
+
+
+def test_a_schema_2_store_gains_action_batches_on_open(dev_copy):
+    _, db = dev_copy
+    # Back to schema 2 as a store written before this version was.
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("ALTER TABLE actions DROP COLUMN batch")
+        con.execute("ALTER TABLE actions DROP COLUMN suggestion")
+        con.execute("DROP SEQUENCE action_batches")
+        con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        con.execute(
+            """INSERT INTO actions (id, acted_at, who, action, src, dst)
+               VALUES (nextval('action_ids'), now(), 'old', 'move', 'a/x.jpg', 'b/x.jpg')"""
+        )
+    finally:
+        con.close()
+    with open_store(db) as con:
+        version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        old = con.execute("SELECT who, batch, suggestion FROM actions").fetchall()
+        assert review.new_batch(con) >= 1
+    assert version == ("3",)
+    assert old == [("old", None, None)]  # an old action stands alone

@@ -386,8 +386,8 @@ def test_pairs_page_jumps_to_a_page_by_number(scanned_dev, monkeypatch):
     assert keys == [f"different-{p.lo}-{p.hi}" for p in every[9:12]]
 
 
-def test_one_image_matching_a_whole_folder_is_decided_in_one_go(dev_copy, monkeypatch):
-    root, db = dev_copy
+def test_one_image_matching_a_whole_folder_is_decided_in_one_go(dev_copy_loose, monkeypatch):
+    root, db = dev_copy_loose
     at = start(monkeypatch, root, db)
     # biden2.jpg (Joe_Biden) matches all 5 images of Joseph_Biden.
     assert "biden2\\.jpg matches 5 images of Joseph\\_Biden" in shown(at)
