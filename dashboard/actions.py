@@ -9,12 +9,17 @@ and updates the store, carrying the file's identity and history along.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
 
 from dashboard import db, files
 from dashboard.files import FileActionRefused
 from dashboard.settings import DashboardSettings
-from store import embeddings, review
+from store import embeddings, review, suggestions
 from store.review import PairView
 
 
@@ -119,33 +124,196 @@ _DECISION_OF = {"move": "same", "quarantine": "removed"}
 
 
 def undo(settings: DashboardSettings, action_id: int) -> Done:
-    """Move a file back where a logged action took it from, and reopen the pair."""
+    """Move files back where a logged action took them from, and reopen what it decided:
+    the pair, or the suggestion. An action done as part of a group (the moves of one
+    folder merge) is undone with its whole group: half a merge is nobody's decision."""
     _require_file_actions(settings)
-    moved = False
-    back: files.Move | None = None
+    done: list[files.Move] = []
     try:
         with db.writing(settings) as con:
-            act = review.get_action(con, action_id)
-            if act is None:
+            group = review.get_action(con, action_id)
+            if group is None:
                 raise FileActionRefused(f"there is no action #{action_id}")
-            if not act.undoable:
-                raise FileActionRefused(
-                    f"action #{action_id} ({act.action}) cannot be undone"
-                    + (" again: it was undone already" if act.undone_at else "")
-                )
-            back = files.plan_undo(settings.root, act.src, act.dst)
-            review.mark_undone(con, act.id)
-            review.log_action(con, "undo", back.src, back.dst, settings.user, undo_of=act.id)
-            if act.hash_a and act.hash_b:
-                review.clear_decision(con, act.hash_a, act.hash_b, only_if=_DECISION_OF[act.action])
-            files.execute(settings.root, back)
-            moved = True
+            acts = review.action_group(con, action_id)
+            for act in acts:
+                if not act.undoable:
+                    raise FileActionRefused(
+                        f"action #{act.id} ({act.action}) cannot be undone"
+                        + (" again: it was undone already" if act.undone_at else "")
+                    )
+            sids = set()
+            for act in acts:
+                back = files.plan_undo(settings.root, act.src, act.dst)
+                review.mark_undone(con, act.id)
+                review.log_action(con, "undo", back.src, back.dst, settings.user, undo_of=act.id)
+                if act.hash_a and act.hash_b:
+                    review.clear_decision(
+                        con, act.hash_a, act.hash_b, only_if=_DECISION_OF[act.action]
+                    )
+                sid = review.action_suggestion(con, act.id)
+                if sid is not None:
+                    sids.add(sid)
+                files.execute(settings.root, back)
+                done.append(back)
+            for sid in sids:
+                suggestions.undo(con, sid)
     except BaseException:
-        if moved and back is not None:
-            files.execute(settings.root, files.Move(back.dst, back.src))
+        _put_back(settings, done)
         raise
-    assert back is not None
-    return Done(f"undone #{action_id}: {back.src} → {back.dst}")
+    if len(done) == 1:
+        return Done(f"undone #{action_id}: {done[0].src} → {done[0].dst}")
+    return Done(f"undone #{action_id} and its group: {len(done)} files moved back")
+
+
+def _put_back(settings: DashboardSettings, done: list[files.Move]) -> None:
+    """Reverse moves already made when their transaction failed: the log holds none of
+    them, so the disk must not either."""
+    for move in reversed(done):
+        files.execute(settings.root, files.Move(move.dst, move.src))
+
+
+# -- suggested mistakes ----------------------------------------------------------------------
+
+
+def _suggestion_moves(
+    settings: DashboardSettings,
+    s: suggestions.Suggestion,
+    plans: list[tuple[str, Callable[[], files.Move]]],
+    target: str | None,
+) -> tuple[int, list[files.Move]]:
+    """Carry out an accepted suggestion: each move planned just before it is made (so
+    two files of one name get two free names), logged, tagged with one batch and the
+    suggestion, and the decision recorded, all in one write transaction."""
+    _require_file_actions(settings)
+    done: list[files.Move] = []
+    try:
+        with db.writing(settings) as con:
+            _still_there(con, s)
+            ids = []
+            for action, plan in plans:
+                move = plan()
+                ids.append(review.log_action(con, action, move.src, move.dst, settings.user))
+                files.execute(settings.root, move)
+                done.append(move)
+            if not ids:
+                raise FileActionRefused(f"{s.id}: no file to move")
+            batch = review.new_batch(con) if len(ids) > 1 else None
+            review.tag_actions(con, ids, batch, s.id)
+            suggestions.decide(con, s.id, "accepted", settings.user, review.utcnow(), target)
+    except BaseException:
+        _put_back(settings, done)
+        raise
+    return ids[0], done
+
+
+def _still_there(con: duckdb.DuckDBPyConnection, s: suggestions.Suggestion) -> None:
+    # The daemon may have dropped it since the page loaded (a fix made elsewhere made it
+    # moot): say so rather than fail the page.
+    if suggestions.get(con, s.id) is None:
+        raise FileActionRefused(
+            f"{suggestion_title(s)} is no longer suggested (changed since this page loaded)"
+        )
+
+
+def folder_files(settings: DashboardSettings, klass: str) -> list[str]:
+    """Every file of a class folder on disk (root-relative), subfolders included."""
+    folder = files.inside(settings.root, klass)
+    if not folder.is_dir():
+        raise FileActionRefused(f"{klass} is not a folder in the root any more")
+    base = files.resolved_root(settings.root)
+    found = []
+    for dirpath, _dirs, names in os.walk(folder):
+        found += [(Path(dirpath) / n).relative_to(base).as_posix() for n in names]
+    return sorted(found)
+
+
+def merge(settings: DashboardSettings, s: suggestions.Suggestion, keep: str) -> Done:
+    """Same person under two names: every file of the other folder moves into `keep`,
+    under a free name, as one undoable group; the emptied folder goes away."""
+    if s.kind != "same_person" or keep not in (s.class_a, s.class_b):
+        raise FileActionRefused(f"{s.id}: {keep!r} is not one of this suggestion's folders")
+    gone = s.class_b if keep == s.class_a else s.class_a
+    assert gone is not None
+    moving = folder_files(settings, gone)
+
+    def plan(path: str) -> Callable[[], files.Move]:
+        return lambda: files.plan_relabel(settings.root, path, keep)
+
+    first, done = _suggestion_moves(settings, s, [("move", plan(p)) for p in moving], keep)
+    _remove_if_empty(settings, gone)
+    return Done(f"merged {gone} into {keep}: {len(done)} files moved", first)
+
+
+def _remove_if_empty(settings: DashboardSettings, klass: str) -> None:
+    # An empty class folder breaks training loaders (ImageFolder refuses one); an undo
+    # makes it again. A folder that still holds anything (a file that appeared since) stays.
+    folder = files.inside(settings.root, klass)
+    for dirpath, _dirs, _names in sorted(os.walk(folder), key=lambda w: -len(w[0])):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            return
+
+
+def move_image(settings: DashboardSettings, s: suggestions.Suggestion) -> Done:
+    """A misfiled image goes to the proposed folder."""
+    if s.kind != "misfiled" or s.path is None or s.class_b is None:
+        raise FileActionRefused(f"{s.id}: only a misfiled image has a proposed folder")
+    path, target = s.path, s.class_b
+    first, done = _suggestion_moves(
+        settings, s, [("move", lambda: files.plan_relabel(settings.root, path, target))], target
+    )
+    return Done(f"moved {done[0].src} → {done[0].dst}", first)
+
+
+def quarantine_image(settings: DashboardSettings, s: suggestions.Suggestion) -> Done:
+    """A misfiled image, a stranger or a duplicate's copy leaves the data set (kept in the
+    quarantine folder)."""
+    if s.kind == "same_person" or s.path is None:
+        raise FileActionRefused("a same-person suggestion has no one image to quarantine")
+    path = s.path
+    first, done = _suggestion_moves(
+        settings,
+        s,
+        [("quarantine", lambda: files.plan_quarantine(settings.root, path, settings.quarantine))],
+        settings.quarantine,
+    )
+    return Done(f"removed {done[0].src} from the data set → {done[0].dst}", first)
+
+
+def record_suggestion(
+    settings: DashboardSettings, s: suggestions.Suggestion, decision: str, target: str | None = None
+) -> Done:
+    """A decision that moves no file (file actions off, or: different people, skip)."""
+    with db.writing(settings) as con:
+        _still_there(con, s)
+        suggestions.decide(con, s.id, decision, settings.user, review.utcnow(), target)
+    return Done(f"{suggestion_title(s)}: {decision}")
+
+
+def clear_suggestion(
+    settings: DashboardSettings, s: suggestions.Suggestion, only_if: str | None = None
+) -> Done:
+    """Reopen a suggestion; a decision that moved files is undone with its files. With
+    `only_if` (an undo), only while its decision is still that one."""
+    now, live = db.read(
+        settings, lambda con: (suggestions.get(con, s.id), review.suggestion_actions(con, s.id))
+    )
+    if now is None:
+        raise FileActionRefused(f"{s.id} is gone from the store")
+    if only_if is not None and now.state != only_if:
+        raise FileActionRefused(f"{suggestion_title(s)} is no longer '{only_if}': nothing undone")
+    if live:
+        return undo(settings, live[-1].id)
+    with db.writing(settings) as con:
+        suggestions.undo(con, s.id)
+    return Done(f"{suggestion_title(s)}: open again")
+
+
+def suggestion_title(s: suggestions.Suggestion) -> str:
+    if s.kind == "same_person":
+        return f"{s.class_a} / {s.class_b}"
+    return f"{s.path}"
 
 
 def pick_face(settings: DashboardSettings, image: review.ImageInfo, face: int) -> Done:

@@ -2,8 +2,8 @@
 
 Settings come only from the arguments after `--` (dashboard/settings.py). Each page opens
 the store for one query and closes it again (dashboard/db.py). Pages are `st.navigation`
-pages with their own URLs (/, /person?name=..., /problems, /search, /status, /actions),
-so a reviewer can bookmark one.
+pages with their own URLs (/ the review queue, /pairs, /person?name=..., /problems,
+/search, /status, /actions), so a reviewer can bookmark one.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from dashboard import actions, ui
 from dashboard.settings import DashboardSettings, SettingsError, parse_args
 
 PAGES = [
-    st.Page("views/pairs.py", title="Pairs", icon=":material/group:", default=True),
+    st.Page("views/mistakes.py", title="Review", icon=":material/checklist:", default=True),
+    st.Page("views/pairs.py", title="Pairs", icon=":material/group:", url_path="pairs"),
     st.Page("views/person.py", title="Person", icon=":material/person:"),
     st.Page("views/problems.py", title="Problems", icon=":material/warning:"),
     st.Page("views/search.py", title="Search by photo", icon=":material/image_search:"),
@@ -27,7 +28,7 @@ PAGES = [
 # Widget values that must outlive a visit to another page (Streamlit forgets the state
 # of widgets a run did not draw). The widgets take their defaults from Session State
 # only, so re-assigning here raises no "default value and Session State" warning.
-_KEPT = ("f_score", "f_search", "f_state", "f_size", "person_search")
+_KEPT = ("f_score", "f_search", "f_state", "f_size", "person_search", "m_state", "m_kinds")
 
 
 def _settings() -> DashboardSettings | None:

@@ -110,6 +110,9 @@ class CardQueue(Generic[T]):
     summary: Callable[[T], str] | None = None
     # One line standing for a decided card (its names, say).
     title: Callable[[T], str] | None = None
+    # The buttons of one card, when they differ by card (labels that say what the
+    # decision does to this card); their values are among `choices`, the toolbar's.
+    card_choices: Callable[[T], Sequence[Choice]] | None = None
 
     # -- state, all in st.session_state under "q_<name>_..." -----------------------------
 
@@ -246,10 +249,13 @@ class CardQueue(Generic[T]):
             width="stretch",
         )
 
-    def _mark(self, card_key: str, focused: bool) -> None:
+    def _choices_of(self, card: T) -> Sequence[Choice]:
+        return self.choices if self.card_choices is None else self.card_choices(card)
+
+    def _mark(self, card_key: str, focused: bool, first: Choice) -> None:
         """A hidden mark in every card; the focused one's names the button to focus. The
         same element in every card, so moving the focus changes two marks, nothing else."""
-        button = f"st-key-{self.choices[0].value}-{card_key}"
+        button = f"st-key-{first.value}-{card_key}"
         st.html(
             f'<span class="facelint-card" data-focused="{int(focused)}" '
             f'data-button="{button}"></span>',
@@ -258,9 +264,10 @@ class CardQueue(Generic[T]):
 
     def _card(self, card: T, focused: bool, decided: str | None) -> None:
         card_key = self.key(card)
+        choices = self._choices_of(card)
         with st.container(border=True, key=self.container_key(card_key)):
             if decided is not None:
-                label = next((c.label for c in self.choices if c.value == decided), decided)
+                label = next((c.label for c in choices if c.value == decided), decided)
                 title = self.title(card) if self.title else card_key
                 st.caption(f"✓ {label} — {title}")
                 return
@@ -268,10 +275,10 @@ class CardQueue(Generic[T]):
             # so several cards fit on one screen.
             body, side = st.columns([6, 1], vertical_alignment="center")
             with side:
-                self._mark(card_key, focused)
+                self._mark(card_key, focused, choices[0])
                 if self.summary is not None:
                     st.markdown(self.summary(card))
-                for choice in self.choices:
+                for choice in choices:
                     st.button(
                         choice.label,
                         key=f"{choice.value}-{card_key}",

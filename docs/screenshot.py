@@ -1,6 +1,8 @@
-"""Regenerate docs/dashboard-pairs.png: the review queue of the dev faces, in real Chromium.
+"""Regenerate docs/dashboard-pairs.png and docs/review-queue.png from the dev faces, in
+real Chromium: the pairs page, and the review page (the queue of suggested mistakes).
 
-    python docs/screenshot.py [--out docs/dashboard-pairs.png] [--chromium /usr/bin/chromium]
+    python docs/screenshot.py [--out docs/dashboard-pairs.png] [--review-out
+        docs/review-queue.png] [--chromium /usr/bin/chromium]
 
 Copies tests/faces (--faces) into a temp folder, scans it with `facelint scan`, serves the
 dashboard with `streamlit run` on a free local port, and photographs it with Playwright
@@ -38,13 +40,26 @@ def build_store(faces: Path, work: Path) -> tuple[Path, Path]:
     root, db = work / "data", work / "facelint.duckdb"
     for folder in sorted(p for p in faces.iterdir() if p.is_dir()):
         shutil.copytree(folder, root / folder.name)
+    scan(root, db)
+    return root, db
+
+
+def plant_mistakes(root: Path, db: Path) -> None:
+    """The mistakes a real set has besides a split person (the dev faces hold one): a
+    photo copied into another person's folder, and one filed under the wrong person."""
+    shutil.copy2(root / "Penny" / "penny1.png", root / "Raj" / "penny1.png")
+    (root / "Barack_Obama" / "obama1.jpg").rename(root / "Sheldon" / "obama1.jpg")
+    scan(root, db)
+
+
+def scan(root: Path, db: Path) -> None:
+    work = db.parent
     subprocess.run(
         [sys.executable, "-m", "daemon.cli", "scan", str(root), "--db", str(db)],
         check=True,
         cwd=work,
         capture_output=True,
     )
-    return root, db
 
 
 def serve(db: Path, root: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
@@ -99,38 +114,51 @@ def wait_for_images(page: Page, count: int) -> None:
     )
 
 
+def shoot(chromium: str, url: str, out: Path, images: int, height: int = 1000) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": height})
+        page.goto(url, wait_until="domcontentloaded")
+        # The queue is ready when the first card holds the keyboard focus.
+        page.wait_for_function(
+            """document.activeElement
+               && document.activeElement.closest('[class*="st-key-qcard-"]')""",
+            timeout=60_000,
+        )
+        wait_for_images(page, images)
+        page.wait_for_timeout(500)  # let the last layout settle
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out))
+        browser.close()
+    print(f"wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "dashboard-pairs.png")
+    ap.add_argument("--review-out", type=Path, default=REPO / "docs" / "review-queue.png")
     ap.add_argument("--faces", type=Path, default=DEV_FACES)
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     args = ap.parse_args(argv)
-    from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="facelint-shot-") as tmp:
         root, db = build_store(args.faces, Path(tmp))
-        port = free_port()
-        server = serve(db, root, port, "--allow-file-actions", "--page-size", "5")
-        try:
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
-                # The queue is ready when the first card holds the keyboard focus.
-                page.wait_for_function(
-                    """document.activeElement
-                       && document.activeElement.closest('[class*="st-key-qcard-"]')""",
-                    timeout=60_000,
-                )
-                wait_for_images(page, 8)
-                page.wait_for_timeout(500)  # let the last layout settle
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(args.out))
-                browser.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
-    print(f"wrote {args.out}")
+        for step in ("pairs", "review"):
+            if step == "review":
+                plant_mistakes(root, db)
+            port = free_port()
+            server = serve(db, root, port, "--allow-file-actions", "--page-size", "5")
+            try:
+                if step == "pairs":
+                    shoot(args.chromium, f"http://127.0.0.1:{port}/pairs", args.out, 8)
+                else:
+                    # Tall enough for a card of each kind the dev faces hold.
+                    shoot(args.chromium, f"http://127.0.0.1:{port}/", args.review_out, 20, 1500)
+            finally:
+                server.terminate()
+                server.wait(timeout=20)
     return 0
 
 

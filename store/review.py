@@ -665,3 +665,64 @@ def last_moves_from(con: duckdb.DuckDBPyConnection, paths: Iterable[str]) -> dic
         [list(FILE_ACTIONS), wanted],
     ).fetchall()
     return {r[4]: ActionRow(*r) for r in rows}
+
+
+# -- groups of file actions (schema 3) -------------------------------------------------------
+
+
+def new_batch(con: duckdb.DuckDBPyConnection) -> int:
+    """A fresh batch number: the file actions logged under it are undone together."""
+    row = con.execute("SELECT nextval('action_batches')").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def tag_actions(
+    con: duckdb.DuckDBPyConnection,
+    action_ids: Sequence[int],
+    batch: int | None,
+    suggestion: str | None,
+) -> None:
+    """Mark logged actions as one batch, and as the doing of a suggestion's decision."""
+    con.execute(
+        "UPDATE actions SET batch = ?, suggestion = ? WHERE id IN (SELECT unnest(?))",
+        [batch, suggestion, [int(i) for i in action_ids]],
+    )
+
+
+def action_group(con: duckdb.DuckDBPyConnection, action_id: int) -> list[ActionRow]:
+    """The action and every other one of its batch, latest first (the order to undo them)."""
+    rows = con.execute(
+        f"""SELECT {_ACTION_COLUMNS} FROM actions
+            WHERE id = $id OR batch = (SELECT batch FROM actions WHERE id = $id)
+            ORDER BY id DESC""",
+        {"id": int(action_id)},
+    ).fetchall()
+    return [ActionRow(*r) for r in rows]
+
+
+def action_suggestion(con: duckdb.DuckDBPyConnection, action_id: int) -> str | None:
+    """The suggestion whose decision a file action carried out, if any."""
+    row = con.execute("SELECT suggestion FROM actions WHERE id = ?", [int(action_id)]).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def suggestion_actions(con: duckdb.DuckDBPyConnection, sid: str) -> list[ActionRow]:
+    """The file actions (not undone) that carried out the decision on a suggestion."""
+    rows = con.execute(
+        f"""SELECT {_ACTION_COLUMNS} FROM actions
+            WHERE suggestion = ? AND undone_at IS NULL AND action IN (SELECT unnest(?))
+            ORDER BY id DESC""",
+        [sid, list(FILE_ACTIONS)],
+    ).fetchall()
+    return [ActionRow(*r) for r in rows]
+
+
+def images_by_path(con: duckdb.DuckDBPyConnection, paths: Iterable[str]) -> dict[str, ImageInfo]:
+    wanted = sorted(set(paths))
+    if not wanted:
+        return {}
+    rows = con.execute(
+        f"SELECT {_IMAGE_COLUMNS} FROM images WHERE path IN (SELECT unnest(?))", [wanted]
+    ).fetchall()
+    return {r[1]: _image(r) for r in rows}

@@ -11,7 +11,7 @@ import duckdb
 
 from store.sql import first_row
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = [
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -221,7 +221,16 @@ _V2 = [
         JOIN files fb ON fb.id = p.b""",
 ]
 
-_MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
+# Version 3: file actions done together (the moves of one folder merge) share a batch
+# number, so one undo takes all of them back; NULL for an action done on its own.
+_V3 = [
+    "ALTER TABLE actions ADD COLUMN batch BIGINT",
+    "CREATE SEQUENCE IF NOT EXISTS action_batches START 1",
+    # The suggestion a file action decided, so its undo reopens that suggestion.
+    "ALTER TABLE actions ADD COLUMN suggestion VARCHAR",
+]
+
+_MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:

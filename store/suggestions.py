@@ -259,3 +259,26 @@ def undo(con: duckdb.DuckDBPyConnection, sid: str) -> None:
     """Forget the decision on a suggestion: it is open again (pair decisions it made
     are left: a person can clear them on the pairs page)."""
     con.execute("DELETE FROM suggestion_decisions WHERE id = ?", [sid])
+
+
+def folder_sizes(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> dict[str, int]:
+    """Images per folder, for the folders named (a folder with none is left out)."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    return dict(
+        con.execute(
+            "SELECT class, count(*) FROM files WHERE class IN (SELECT unnest(?)) GROUP BY 1",
+            [wanted],
+        ).fetchall()
+    )
+
+
+def copies(con: duckdb.DuckDBPyConnection, content: str) -> list[str]:
+    """Every path holding this content, first by path (a duplicate's first copy)."""
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT path FROM files WHERE hash = ? ORDER BY path", [content]
+        ).fetchall()
+    ]

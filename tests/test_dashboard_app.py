@@ -23,7 +23,9 @@ from tests.conftest import LOOSE_THRESHOLD, REPO
 APP = str(REPO / "dashboard" / "app.py")
 
 
-def start(monkeypatch, root: Path, db: Path, *extra: str) -> AppTest:
+def start(
+    monkeypatch, root: Path, db: Path, *extra: str, page: str | None = "views/pairs.py"
+) -> AppTest:
     """The app as `streamlit run dashboard/app.py -- ...` would run it, after one run."""
     fixed = ["--lock-timeout", "1", "--page-size", "3", "--user", "tester"]
     monkeypatch.setattr(
@@ -32,6 +34,10 @@ def start(monkeypatch, root: Path, db: Path, *extra: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     assert not at.exception, at.exception
+    if page is not None:
+        # The review queue is the landing page; these tests are about another one.
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
     return at
 
 

@@ -112,6 +112,8 @@ def browser_page() -> Iterator[Page]:
 
 @pytest.fixture
 def dashboard_url(dev_copy_loose: tuple[Path, Path]) -> Iterator[str]:
+    """The loosely scanned dev set: at the default threshold the dev faces hold only the
+    nine Biden pairs, too few to clear ten by keyboard."""
     root, db = dev_copy_loose
     with serving(db, root, "--allow-file-actions", "--page-size", "3") as url:
         yield url
@@ -197,7 +199,7 @@ def test_faces_side_by_side_then_different_people_by_keyboard(dashboard_url, dev
 
     _, db = dev_copy_loose
     with browser_page() as page:
-        page.goto(dashboard_url, wait_until="domcontentloaded")
+        page.goto(dashboard_url + "pairs", wait_until="domcontentloaded")
         first = wait_for_focus(page)
         # Per card: face crop and whole photo of the left image, then of the right one.
         face_a, whole_a, face_b, _ = _loaded_images(page, 12)[:4]
@@ -234,7 +236,7 @@ def test_ten_pairs_cleared_by_keyboard_alone(dashboard_url, dev_copy_loose):
     stored = {"d": "different", "s": "same", "x": "skip"}
     decided: list[tuple[str, str]] = []
     with browser_page() as page:
-        page.goto(dashboard_url, wait_until="domcontentloaded")
+        page.goto(dashboard_url + "pairs", wait_until="domcontentloaded")
         focus = wait_for_focus(page)
         # Undo last: decide, take it back, the same card has the focus again.
         press_and_wait(page, "x", focus)
@@ -264,7 +266,7 @@ def test_ten_pairs_cleared_by_keyboard_alone(dashboard_url, dev_copy_loose):
 
 
 def test_a_symlink_loop_in_place_of_an_image_is_refused_not_a_crash(dev_copy):
-    """Issue 9, defect 5: `ln -s -- -rf.jpg Joe_Biden/-rf.jpg`, then load /."""
+    """Issue 9, defect 5: `ln -s -- -rf.jpg Joe_Biden/-rf.jpg`, then load /pairs."""
     from playwright.sync_api import expect
 
     root, db = dev_copy
@@ -272,7 +274,7 @@ def test_a_symlink_loop_in_place_of_an_image_is_refused_not_a_crash(dev_copy):
     image.unlink()
     image.symlink_to("biden2.jpg")  # a link to itself: a loop
     with serving(db, root, "--page-size", "3") as url, browser_page() as page:
-        page.goto(url, wait_until="domcontentloaded")
+        page.goto(url + "pairs", wait_until="domcontentloaded")
         expect(page.get_by_text("refused path 'Joe_Biden/biden2.jpg'").first).to_be_visible(
             timeout=60_000
         )
@@ -304,7 +306,7 @@ def test_facelint_dashboard_allow_file_actions_reaches_the_app(scanned_dev, tmp_
         try:
             _wait_healthy(proc, port, log_path)
             with browser_page() as page:
-                page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+                page.goto(f"http://127.0.0.1:{port}/pairs", wait_until="domcontentloaded")
                 wait_for_focus(page)
                 move = page.get_by_role("button", name="move to the right folder")
                 if flag:
@@ -355,10 +357,89 @@ def test_facelint_up_allow_file_actions_reaches_the_app(dev_copy, tmp_path):
         d.wait_ready()
         _wait_healthy(d.proc, port, d.log_path)
         with browser_page() as page:
-            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+            page.goto(f"http://127.0.0.1:{port}/pairs", wait_until="domcontentloaded")
             wait_for_focus(page)
             move = page.get_by_role("button", name="move to the right folder")
             expect(move.first).to_be_visible()
         assert d.terminate() == 0
     finally:
         d.close()
+
+
+# -- the review queue of suggested mistakes (issue 7, item 4) --------------------------------
+
+MISTAKE = '[class*="st-key-qcard-mistakes-"]'
+
+
+def _wait_until(check, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:.0f} s: {what}")
+        time.sleep(0.2)
+
+
+def _listing(root: Path, klass: str) -> list[str]:
+    folder = root / klass
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def _suggestion_state(db: Path, sid: str) -> str | None:
+    from store import suggestions
+
+    with open_store(db, read_only=True, timeout=10) as con:
+        found = suggestions.get(con, sid)
+    return None if found is None else found.state
+
+
+def test_merge_by_keyboard_moves_the_folder_and_undo_moves_it_back(dev_copy):
+    """With file actions on: A on the focused Biden card merges Joe_Biden into the larger
+    Joseph_Biden on disk and the suggestion leaves the queue (accepted in the store); U
+    moves every file back and the suggestion is open again."""
+    from playwright.sync_api import expect
+
+    root, db = dev_copy
+    before = {k: _listing(root, k) for k in ("Joe_Biden", "Joseph_Biden")}
+    merged = sorted(before["Joe_Biden"] + before["Joseph_Biden"])
+    with open_store(db, read_only=True, timeout=10) as con:
+        row = con.execute(
+            "SELECT id FROM suggestions WHERE class_a = 'Joe_Biden' AND class_b = 'Joseph_Biden'"
+        ).fetchone()
+    assert row is not None
+    sid = str(row[0])
+    card_class = "st-key-qcard-mistakes-" + sid.replace(":", "-")
+    with serving(db, root, "--allow-file-actions") as url, browser_page() as page:
+        page.goto(url, wait_until="domcontentloaded")
+        # The landing page is the queue; the best suggestion holds the keyboard focus.
+        page.wait_for_function(
+            "c => document.activeElement && document.activeElement.closest('.' + c)",
+            arg=card_class,
+            timeout=60_000,
+        )
+        expect(page.get_by_role("button", name="merge folders").first).to_be_visible()
+        page.keyboard.press("a")
+        _wait_until(
+            lambda: not (root / "Joe_Biden").exists()
+            and _listing(root, "Joseph_Biden") == merged,
+            "Joe_Biden's files moved into Joseph_Biden",
+        )
+        _wait_until(lambda: _suggestion_state(db, sid) == "accepted", "the merge recorded")
+        # The card collapses to its decision: no buttons left in it.
+        page.wait_for_function(
+            """c => { const el = document.getElementsByClassName(c)[0];
+                      return el && !el.querySelector('button'); }""",
+            arg=card_class,
+            timeout=30_000,
+        )
+        expect(page.get_by_text("merge folders — Joe_Biden / Joseph_Biden")).to_be_visible()
+        page.keyboard.press("u")
+        _wait_until(
+            lambda: {k: _listing(root, k) for k in before} == before, "every file moved back"
+        )
+        _wait_until(lambda: _suggestion_state(db, sid) == "open", "the suggestion reopened")
+        # Back in the queue, with its buttons and the focus.
+        page.wait_for_function(
+            "c => document.activeElement && document.activeElement.closest('.' + c)",
+            arg=card_class,
+            timeout=30_000,
+        )

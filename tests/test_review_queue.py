@@ -22,7 +22,9 @@ APP = str(REPO / "dashboard" / "app.py")
 FACELINT = Path(sys.executable).with_name("facelint")
 
 
-def start(monkeypatch, root: Path, db: Path, *extra: str) -> AppTest:
+def start(
+    monkeypatch, root: Path, db: Path, *extra: str, page: str | None = "views/pairs.py"
+) -> AppTest:
     fixed = ["--lock-timeout", "1", "--page-size", "3", "--user", "tester"]
     monkeypatch.setattr(
         sys, "argv", ["app.py", "--db", str(db), "--root", str(root), *fixed, *extra]
@@ -30,6 +32,10 @@ def start(monkeypatch, root: Path, db: Path, *extra: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     assert not at.exception, at.exception
+    if page is not None:
+        # The review queue is the landing page; these tests are about another one.
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
     return at
 
 

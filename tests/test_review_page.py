@@ -1,0 +1,281 @@
+"""The review page (issue 7, item 4): suggested mistakes as cards on the landing page,
+decided by keyboard toolbar, as file actions with undo or as recorded decisions. Real
+scanned stores, real files moved in temp copies, Streamlit's own AppTest."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import duckdb
+from streamlit.testing.v1 import AppTest
+
+from store import review, suggestions
+from store.connection import open_store
+from tests.conftest import REPO
+
+APP = str(REPO / "dashboard" / "app.py")
+BIDEN = ("Joe_Biden", "Joseph_Biden")
+
+
+def start(monkeypatch, root: Path, db: Path, *extra: str) -> AppTest:
+    fixed = ["--lock-timeout", "1", "--user", "tester"]
+    monkeypatch.setattr(
+        sys, "argv", ["app.py", "--db", str(db), "--root", str(root), *fixed, *extra]
+    )
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def shown(at: AppTest) -> str:
+    parts: list[str] = []
+    for kind in ("title", "header", "subheader", "markdown", "caption"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    for kind in ("info", "warning", "error", "success"):
+        parts += [f"[{kind}] {e.value}" for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [img.caption for e in at.get("image") for img in e.proto.imgs if img.caption]
+
+
+def suggestion(db: Path, kind: str) -> suggestions.Suggestion:
+    with open_store(db, read_only=True, timeout=5) as con:
+        (found,) = [s for s in suggestions.queue(con, "all", [kind], 100) if s.kind == kind]
+        return found
+
+
+def state_of(db: Path, sid: str) -> tuple[str, str | None]:
+    with open_store(db, read_only=True, timeout=5) as con:
+        s = suggestions.get(con, sid)
+        assert s is not None
+        return s.state, s.target
+
+
+def files_in(root: Path, klass: str) -> list[str]:
+    folder = root / klass
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def focus(at: AppTest) -> str:
+    return str(at.session_state["q_mistakes_focus"])
+
+
+def toolbar(at: AppTest, value: str) -> AppTest:
+    at.button(key=f"q-mistakes-{value}").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_the_queue_is_the_landing_page_and_records_decisions_without_file_actions(
+    dev_copy, monkeypatch
+):
+    root, db = dev_copy
+    before = {k: files_in(root, k) for k in BIDEN}
+    at = start(monkeypatch, root, db)
+    text = shown(at)
+    assert "Review" in [h.value for h in at.header]
+    assert "File actions are off" in text
+    assert "2 open suggestions · showing 1–2, most likely mistake first" in text
+    # Best first: the Biden split, both folders with their sizes, evidence, confidence.
+    biden = suggestion(db, "same_person")
+    assert focus(at) == biden.id.replace(":", "-")
+    assert "**Joe\\_Biden** · 2 images" in text and "**Joseph\\_Biden** · 5 images" in text
+    assert "9 of 10 image pairs ≥ 0\\.4" in text  # as typed: markdown-escaped
+    assert f"confidence **{biden.rank_score:.2f}**" in text
+    # Both folders' faces side by side: 2 + 5 crops.
+    captions = image_captions(at)
+    assert sum(c.startswith("biden") for c in captions) == 2
+    assert sum(c.startswith("Joseph_Biden_") for c in captions) == 5
+    # Without file actions the card says "same person" and records only.
+    assert "same person" in [b.label for b in at.button if b.key == f"accept-{focus(at)}"]
+    toolbar(at, "accept")
+    assert state_of(db, biden.id) == ("accepted", "Joseph_Biden")  # the larger folder
+    assert {k: files_in(root, k) for k in BIDEN} == before
+    assert "1 open suggestions" in shown(at)
+    toolbar(at, "undo")
+    assert state_of(db, biden.id) == ("open", None)
+    # Q means nothing for two folders: refused, nothing stored.
+    toolbar(at, "quarantine")
+    assert any("no one image to quarantine" in str(t.value) for t in at.toast)
+    assert state_of(db, biden.id) == ("open", None)
+
+
+def test_merge_into_the_chosen_name_is_one_undoable_group(dev_copy, monkeypatch):
+    root, db = dev_copy
+    before = {k: files_in(root, k) for k in BIDEN}
+    at = start(monkeypatch, root, db, "--allow-file-actions")
+    biden = suggestion(db, "same_person")
+    card = focus(at)
+    assert [b.label for b in at.button if b.key == f"accept-{card}"] == ["merge folders"]
+    keep = at.radio(key=f"keep-{card}")
+    assert keep.value == "Joseph_Biden"  # the larger folder by default
+    keep.set_value("Joe_Biden").run()
+    toolbar(at, "accept")
+    assert state_of(db, biden.id) == ("accepted", "Joe_Biden")
+    assert not (root / "Joseph_Biden").exists()  # emptied, then removed
+    assert files_in(root, "Joe_Biden") == sorted(before["Joe_Biden"] + before["Joseph_Biden"])
+    with open_store(db, read_only=True, timeout=5) as con:
+        logged = con.execute(
+            "SELECT action, batch, suggestion FROM actions ORDER BY id"
+        ).fetchall()
+    assert len(logged) == 5 and {r[0] for r in logged} == {"move"}
+    assert len({r[1] for r in logged}) == 1 and logged[0][1] is not None
+    assert {r[2] for r in logged} == {biden.id}
+    # One undo takes the whole merge back and reopens the suggestion.
+    toolbar(at, "undo")
+    assert {k: files_in(root, k) for k in BIDEN} == before
+    assert state_of(db, biden.id) == ("open", None)
+    assert card in [b.key.removeprefix("accept-") for b in at.button if b.key]
+
+
+def _planted(dev_copy, run_scan) -> tuple[Path, Path]:
+    """A copy of Penny's photo in Raj's folder, and Obama's photo filed under Sheldon."""
+    root, db = dev_copy
+    shutil.copy2(root / "Penny" / "penny1.png", root / "Raj" / "penny1.png")
+    (root / "Barack_Obama" / "obama1.jpg").rename(root / "Sheldon" / "obama1.jpg")
+    run_scan(root, db)
+    return root, db
+
+
+def _only_kind(at: AppTest, kind: str) -> AppTest:
+    at.multiselect(key="m_kinds").set_value([kind]).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_duplicate_card_quarantines_the_copy_and_undo_puts_it_back(
+    dev_copy, run_scan, monkeypatch
+):
+    root, db = _planted(dev_copy, run_scan)
+    at = _only_kind(start(monkeypatch, root, db, "--allow-file-actions"), "duplicate")
+    dup = suggestion(db, "duplicate")
+    text = shown(at)
+    assert "the copy" in text and "the first copy" in text
+    assert "**Raj/penny1\\.png**" in text and "**Penny/penny1\\.png**" in text
+    labels = [b.label for b in at.button if b.key and b.key.endswith(focus(at))]
+    assert labels == ["quarantine", "keep both", "skip"]
+    toolbar(at, "accept")
+    assert state_of(db, dup.id)[0] == "accepted"
+    assert not (root / "Raj" / "penny1.png").exists()
+    assert (root / "_quarantine" / "Raj" / "penny1.png").is_file()
+    assert (root / "Penny" / "penny1.png").is_file()
+    toolbar(at, "undo")
+    assert (root / "Raj" / "penny1.png").is_file()
+    assert state_of(db, dup.id)[0] == "open"
+
+
+def test_misfiled_card_moves_the_image_to_the_proposed_folder(dev_copy, run_scan, monkeypatch):
+    root, db = _planted(dev_copy, run_scan)
+    at = _only_kind(start(monkeypatch, root, db, "--allow-file-actions"), "misfiled")
+    mis = suggestion(db, "misfiled")
+    text = shown(at)
+    assert "its folder now" in text and "the proposed folder" in text
+    assert "**Sheldon**" in text and "**Barack\\_Obama**" in text
+    labels = [b.label for b in at.button if b.key and b.key.endswith(focus(at))]
+    assert labels == ["move image", "quarantine", "filed right", "skip"]
+    # The image large (face, photo) and both folders' strips beside it.
+    captions = image_captions(at)
+    assert captions[:2] == ["face", "photo"]
+    assert any(c.startswith("obama") for c in captions[2:])
+    toolbar(at, "accept")
+    assert state_of(db, mis.id) == ("accepted", "Barack_Obama")
+    assert (root / "Barack_Obama" / "obama1.jpg").is_file()
+    assert not (root / "Sheldon" / "obama1.jpg").exists()
+
+
+def test_stranger_card_and_a_decided_one_cleared_from_the_rejected_list(
+    dev_copy, monkeypatch
+):
+    root, db = dev_copy
+    at = _only_kind(start(monkeypatch, root, db), "stranger")
+    stranger = suggestion(db, "stranger")
+    text = shown(at)
+    assert "**stranger in its folder**" in text and "matches no one in" in text
+    labels = [b.label for b in at.button if b.key and b.key.endswith(focus(at))]
+    assert labels == ["quarantine", "filed right", "skip"]
+    toolbar(at, "reject")
+    assert state_of(db, stranger.id)[0] == "rejected"
+    assert "No open suggestions (stranger in its folder)" in shown(at)
+    # Decided ones are a filter away, each with a "clear decision" that reopens it.
+    at.selectbox(key="m_state").set_value("rejected").run()
+    assert "1 rejected suggestions" in shown(at)
+    at.button(key=f"clear-{stranger.id.replace(':', '-')}").click().run()
+    assert not at.exception
+    assert state_of(db, stranger.id)[0] == "open"
+    assert "No rejected suggestions" in shown(at)
+
+
+def test_pages_of_the_queue(dev_copy, run_scan, monkeypatch):
+    root, db = _planted(dev_copy, run_scan)
+    at = start(monkeypatch, root, db, "--page-size", "2")
+    with open_store(db, read_only=True, timeout=5) as con:
+        total = suggestions.count(con)
+    assert total >= 3
+    assert f"{total} open suggestions · showing 1–2" in shown(at)
+    at.button(key="mistakes-next").click().run()
+    assert not at.exception
+    assert f"showing 3–{min(4, total)}" in shown(at)
+    assert "page 2 of" in shown(at)
+
+
+def test_a_merge_never_overwrites_and_a_refused_file_moves_nothing(dev_copy):
+    from dashboard import actions
+    from dashboard.files import FileActionRefused
+    from dashboard.settings import parse_args
+
+    root, db = dev_copy
+    settings = parse_args(
+        ["--db", str(db), "--root", str(root), "--allow-file-actions", "--user", "tester"]
+    )
+    biden = suggestion(db, "same_person")
+    (root / "Joe_Biden" / "notes.txt").write_text("Joe")
+    (root / "Joseph_Biden" / "notes.txt").write_text("Joseph")
+    # A link among the files: the scanner never follows one, so a merge refuses it, and
+    # the files it had moved already go back.
+    (root / "Joe_Biden" / "zz-link.jpg").symlink_to(root / "Penny" / "penny1.png")
+    before = {k: files_in(root, k) for k in BIDEN}
+    try:
+        actions.merge(settings, biden, "Joseph_Biden")
+    except FileActionRefused as exc:
+        assert "symbolic link" in str(exc)
+    else:
+        raise AssertionError("a merge through a symbolic link was not refused")
+    assert {k: files_in(root, k) for k in BIDEN} == before
+    assert state_of(db, biden.id) == ("open", None)
+    (root / "Joe_Biden" / "zz-link.jpg").unlink()
+    done = actions.merge(settings, biden, "Joseph_Biden")
+    assert "3 files moved" in done.message
+    assert (root / "Joseph_Biden" / "notes.txt").read_text() == "Joseph"
+    assert (root / "Joseph_Biden" / "notes-2.txt").read_text() == "Joe"
+    assert done.action_id is not None
+    actions.undo(settings, done.action_id)
+    assert (root / "Joe_Biden" / "notes.txt").read_text() == "Joe"
+    assert state_of(db, biden.id) == ("open", None)
+
+
+def test_a_schema_2_store_gains_action_batches_on_open(dev_copy):
+    _, db = dev_copy
+    # Back to schema 2 as a store written before this version was.
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("ALTER TABLE actions DROP COLUMN batch")
+        con.execute("ALTER TABLE actions DROP COLUMN suggestion")
+        con.execute("DROP SEQUENCE action_batches")
+        con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        con.execute(
+            """INSERT INTO actions (id, acted_at, who, action, src, dst)
+               VALUES (nextval('action_ids'), now(), 'old', 'move', 'a/x.jpg', 'b/x.jpg')"""
+        )
+    finally:
+        con.close()
+    with open_store(db) as con:
+        version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        old = con.execute("SELECT who, batch, suggestion FROM actions").fetchall()
+        assert review.new_batch(con) >= 1
+    assert version == ("3",)
+    assert old == [("old", None, None)]  # an old action stands alone
