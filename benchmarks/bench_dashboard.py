@@ -189,7 +189,7 @@ def browser_decisions(n: int, work: Path) -> list[float]:
                 args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
             )
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+            page.goto(f"http://127.0.0.1:{port}/pairs", wait_until="domcontentloaded")
             page.wait_for_function(
                 f"document.activeElement && document.activeElement.closest('{card}')",
                 timeout=120_000,
