@@ -18,28 +18,8 @@ from dashboard.settings import SettingsError, parse_args
 from store import catalog, review
 from store.connection import open_store
 from store.review import PairFilter, PairView
+from tests.app_harness import APP, captions, shown, start, store_held_by_another_process
 from tests.conftest import LOOSE_THRESHOLD, REPO
-
-APP = str(REPO / "dashboard" / "app.py")
-
-
-def start(
-    monkeypatch, root: Path, db: Path, *extra: str, page: str | None = "views/pairs.py"
-) -> AppTest:
-    """The app as `streamlit run dashboard/app.py -- ...` would run it, after one run."""
-    fixed = ["--lock-timeout", "1", "--page-size", "3", "--user", "tester"]
-    monkeypatch.setattr(
-        sys, "argv", ["app.py", "--db", str(db), "--root", str(root), *fixed, *extra]
-    )
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    if page is not None:
-        # The review queue is the landing page; these tests are about another one.
-        at.switch_page(page).run()
-        assert not at.exception, at.exception
-    return at
-
 
 PAGE_FILES = {
     "Pairs": "views/pairs.py",
@@ -55,21 +35,6 @@ def goto(at: AppTest, page: str) -> AppTest:
     at.switch_page(PAGE_FILES[page]).run()
     assert not at.exception, at.exception
     return at
-
-
-def shown(at: AppTest) -> str:
-    """Every text the page shows, one string."""
-    parts: list[str] = []
-    for kind in ("title", "header", "subheader", "markdown", "caption"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    for kind in ("info", "warning", "error", "success"):
-        parts += [f"[{kind}] {e.value}" for e in getattr(at, kind)]
-    return "\n".join(parts)
-
-
-def captions(at: AppTest) -> list[str]:
-    """Captions of the images shown (the whole photos beside the faces have none)."""
-    return [img.caption for e in at.get("image") for img in e.proto.imgs if img.caption]
 
 
 def toasts(at: AppTest) -> list[str]:
@@ -405,21 +370,7 @@ def test_a_locked_store_shows_busy_and_loses_nothing(dev_copy_loose, monkeypatch
     root, db = dev_copy_loose
     top = unreviewed(db)[0]
     at = start(monkeypatch, root, db)
-    # Another process (the daemon, a DuckDB CLI) holds the store read-write.
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb,sys; c=duckdb.connect(sys.argv[1]); "
-            "print('locked', flush=True); sys.stdin.read()",
-            str(db),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with store_held_by_another_process(db):
         at.button(key=f"different-{top.lo}-{top.hi}").click().run()
         assert not at.exception
         (toast,) = toasts(at)
@@ -427,10 +378,6 @@ def test_a_locked_store_shows_busy_and_loses_nothing(dev_copy_loose, monkeypatch
         # The queue is still shown (not replaced by a database message).
         assert f"different-{top.lo}-{top.hi}" in button_keys(at)
         assert "lock" not in shown(at).lower()
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
     at.run()
     assert not at.exception and "store busy" not in shown(at)
     assert decision(db, top) is None

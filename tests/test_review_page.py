@@ -5,7 +5,6 @@ scanned stores, real files moved in temp copies, Streamlit's own AppTest."""
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import duckdb
@@ -13,34 +12,16 @@ from streamlit.testing.v1 import AppTest
 
 from store import review, suggestions
 from store.connection import open_store
-from tests.conftest import REPO
+from tests import app_harness as harness
+from tests.app_harness import captions as image_captions
+from tests.app_harness import shown
 
-APP = str(REPO / "dashboard" / "app.py")
 BIDEN = ("Joe_Biden", "Joseph_Biden")
 
 
 def start(monkeypatch, root: Path, db: Path, *extra: str) -> AppTest:
-    fixed = ["--lock-timeout", "1", "--user", "tester"]
-    monkeypatch.setattr(
-        sys, "argv", ["app.py", "--db", str(db), "--root", str(root), *fixed, *extra]
-    )
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def shown(at: AppTest) -> str:
-    parts: list[str] = []
-    for kind in ("title", "header", "subheader", "markdown", "caption"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    for kind in ("info", "warning", "error", "success"):
-        parts += [f"[{kind}] {e.value}" for e in getattr(at, kind)]
-    return "\n".join(parts)
-
-
-def image_captions(at: AppTest) -> list[str]:
-    return [img.caption for e in at.get("image") for img in e.proto.imgs if img.caption]
+    """The landing page (the review queue), with the queue's own page size."""
+    return harness.start(monkeypatch, root, db, *extra, page=None, page_size=None)
 
 
 def suggestion(db: Path, kind: str) -> suggestions.Suggestion:
@@ -120,9 +101,7 @@ def test_merge_into_the_chosen_name_is_one_undoable_group(dev_copy, monkeypatch)
     assert not (root / "Joseph_Biden").exists()  # emptied, then removed
     assert files_in(root, "Joe_Biden") == sorted(before["Joe_Biden"] + before["Joseph_Biden"])
     with open_store(db, read_only=True, timeout=5) as con:
-        logged = con.execute(
-            "SELECT action, batch, suggestion FROM actions ORDER BY id"
-        ).fetchall()
+        logged = con.execute("SELECT action, batch, suggestion FROM actions ORDER BY id").fetchall()
     assert len(logged) == 5 and {r[0] for r in logged} == {"move"}
     assert len({r[1] for r in logged}) == 1 and logged[0][1] is not None
     assert {r[2] for r in logged} == {biden.id}
@@ -148,9 +127,7 @@ def _only_kind(at: AppTest, kind: str) -> AppTest:
     return at
 
 
-def test_duplicate_card_quarantines_the_copy_and_undo_puts_it_back(
-    dev_copy, run_scan, monkeypatch
-):
+def test_duplicate_card_quarantines_the_copy_and_undo_puts_it_back(dev_copy, run_scan, monkeypatch):
     root, db = _planted(dev_copy, run_scan)
     at = _only_kind(start(monkeypatch, root, db, "--allow-file-actions"), "duplicate")
     dup = suggestion(db, "duplicate")
@@ -188,9 +165,7 @@ def test_misfiled_card_moves_the_image_to_the_proposed_folder(dev_copy, run_scan
     assert not (root / "Sheldon" / "obama1.jpg").exists()
 
 
-def test_stranger_card_and_a_decided_one_cleared_from_the_rejected_list(
-    dev_copy, monkeypatch
-):
+def test_stranger_card_and_a_decided_one_cleared_from_the_rejected_list(dev_copy, monkeypatch):
     root, db = dev_copy
     at = _only_kind(start(monkeypatch, root, db), "stranger")
     stranger = suggestion(db, "stranger")

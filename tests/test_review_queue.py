@@ -16,36 +16,9 @@ from streamlit.testing.v1 import AppTest
 from store import catalog, review
 from store.connection import open_store
 from store.review import PairFilter
-from tests.conftest import REPO
+from tests.app_harness import APP, shown, start, store_held_by_another_process
 
-APP = str(REPO / "dashboard" / "app.py")
 FACELINT = Path(sys.executable).with_name("facelint")
-
-
-def start(
-    monkeypatch, root: Path, db: Path, *extra: str, page: str | None = "views/pairs.py"
-) -> AppTest:
-    fixed = ["--lock-timeout", "1", "--page-size", "3", "--user", "tester"]
-    monkeypatch.setattr(
-        sys, "argv", ["app.py", "--db", str(db), "--root", str(root), *fixed, *extra]
-    )
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    if page is not None:
-        # The review queue is the landing page; these tests are about another one.
-        at.switch_page(page).run()
-        assert not at.exception, at.exception
-    return at
-
-
-def shown(at: AppTest) -> str:
-    parts: list[str] = []
-    for kind in ("title", "header", "subheader", "markdown", "caption"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    for kind in ("info", "warning", "error", "success"):
-        parts += [f"[{kind}] {e.value}" for e in getattr(at, kind)]
-    return "\n".join(parts)
 
 
 def decision_of(db: Path, lo: int, hi: int) -> str | None:
@@ -158,30 +131,13 @@ def test_busy_store_keeps_the_page_and_says_why(scanned_dev, monkeypatch):
     at = start(monkeypatch, root, db)
     at.switch_page("views/person.py").run()
     before = at.selectbox[0].options
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb,sys; c=duckdb.connect(sys.argv[1]); "
-            "print('locked', flush=True); sys.stdin.read()",
-            str(db),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with store_held_by_another_process(db):
         at.run()
         assert not at.exception
         text = shown(at)
         assert "updating… the daemon (or another program) is writing to the store" in text
         assert at.selectbox[0].options == before
         assert "lock" not in text.lower()
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
 
 
 # -- problems ------------------------------------------------------------------------------

@@ -1,0 +1,80 @@
+"""Running the dashboard in-process (Streamlit's AppTest) the way `streamlit run` would,
+and reading what it shows: shared by the dashboard's AppTest suites."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import REPO
+
+APP = str(REPO / "dashboard" / "app.py")
+
+
+def start(
+    monkeypatch,
+    root: Path,
+    db: Path,
+    *extra: str,
+    page: str | None = "views/pairs.py",
+    page_size: int | None = 3,
+) -> AppTest:
+    """The app as `streamlit run dashboard/app.py -- ...` would run it, after one run,
+    on `page` (None: the landing page, the review queue)."""
+    fixed = ["--lock-timeout", "1", "--user", "tester"]
+    if page_size is not None:
+        fixed += ["--page-size", str(page_size)]
+    monkeypatch.setattr(
+        sys, "argv", ["app.py", "--db", str(db), "--root", str(root), *fixed, *extra]
+    )
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    if page is not None:
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+    return at
+
+
+def shown(at: AppTest) -> str:
+    """Every text the page shows, one string."""
+    parts: list[str] = []
+    for kind in ("title", "header", "subheader", "markdown", "caption"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    for kind in ("info", "warning", "error", "success"):
+        parts += [f"[{kind}] {e.value}" for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def captions(at: AppTest) -> list[str]:
+    """Captions of the images shown (the whole photos beside the faces have none)."""
+    return [img.caption for e in at.get("image") for img in e.proto.imgs if img.caption]
+
+
+@contextmanager
+def store_held_by_another_process(db: Path) -> Iterator[None]:
+    """Another process (the daemon, a DuckDB CLI) holds the store read-write meanwhile."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb,sys; c=duckdb.connect(sys.argv[1]); "
+            "print('locked', flush=True); sys.stdin.read()",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
