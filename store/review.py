@@ -521,8 +521,9 @@ def image_by_path(con: duckdb.DuckDBPyConnection, path: str) -> ImageInfo | None
 
 
 def totals(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """The store's totals and calibration, as the status command shows them."""
-    out = summary(con)
+    """The store's totals and calibration, as the status command shows them (what the
+    calibration says of the threshold the pairs were stored with)."""
+    out = summary(con, threshold(con) or 0.4)
     out["decisions"] = dict(
         con.execute("SELECT decision, count(*) FROM decisions GROUP BY 1").fetchall()
     )

@@ -138,6 +138,9 @@ def test_status_page_reads_the_daemon_status_file(scanned_dev_loose, monkeypatch
     assert metrics["state"] == "encoding" and metrics["queue"] == "12"
     assert metrics["temperature"] == "55.0 °C"
     assert "Calibration" in text
+    # What the threshold means on this store: ~0.1 false matches per image by design.
+    false_rate = float(metrics[f"false matches per image at {LOOSE_THRESHOLD:g}"])
+    assert false_rate > 0 and metrics["estimated recall"].endswith("%")
     status.write_text(json.dumps(live | {"heartbeat": time.time() - 120}), encoding="utf-8")
     at.run()
     assert "[error] daemon not running (last heartbeat 120 s ago)" in shown(at)

@@ -84,6 +84,20 @@ def _store(settings: DashboardSettings) -> None:
             f"{cal['anchor_cos']:.4f} ↦ the anchor score; estimated on {cal['images']:,} "
             f"images at {cal['computed_at']}"
         )
+        false_rate, recall = cal.get("false_matches_per_image"), cal.get("recall")
+        cols = st.columns(3)
+        cols[0].metric(
+            f"false matches per image at {cal['threshold']:g}",
+            "—" if false_rate is None else f"{false_rate:.2g}",
+            help="expected different-people matches per image at or above the threshold, "
+            "from the fitted tail of cross-folder cosines",
+        )
+        cols[1].metric(
+            "estimated recall",
+            "—" if recall is None else f"{recall:.0%}",
+            help="share of same-folder pairs (one person, mostly) at or above the threshold",
+        )
+        cols[2].metric("open suggestions", f"{totals.get('open_suggestions', 0):,}")
     last = totals["last_run"]
     if last:
         st.caption(f"last run: {last['kind']}, finished {last['finished_at']}")
