@@ -422,9 +422,52 @@ def human_status(status: dict[str, Any], now: float) -> list[tuple[str, str]]:
         rows.append(
             ("images by status", ", ".join(f"{k} {_count(v)}" for k, v in sorted(statuses.items())))
         )
+    progress = status.get("progress")
+    if isinstance(progress, dict) and progress.get("total"):
+        eta = progress.get("eta_s")
+        left = f", about {_age(float(eta)).removesuffix(' ago')} left" if eta else ""
+        rows.insert(
+            4,
+            (
+                "progress",
+                f"{progress.get('stage')} {_count(progress.get('done'))} of "
+                f"{_count(progress.get('total'))}{left}",
+            ),
+        )
+    if "open_suggestions" in status:
+        kinds = status.get("open_suggestions_by_kind") or {}
+        detail = ", ".join(f"{k} {_count(v)}" for k, v in sorted(kinds.items()))
+        rows.append(
+            (
+                "open suggestions",
+                _count(status["open_suggestions"]) + (f" ({detail})" if detail else ""),
+            )
+        )
+    cal = status.get("calibration")
+    if isinstance(cal, dict):
+        fpi, recall = cal.get("false_matches_per_image"), cal.get("recall")
+        rows.append(
+            (
+                "at the threshold",
+                f"{cal.get('threshold')}: "
+                + ("—" if fpi is None else f"{fpi:.2g} false matches per image")
+                + ("" if recall is None else f", recall {recall:.0%}"),
+            )
+        )
+    switch = status.get("switch")
+    if isinstance(switch, dict):
+        rows.append(
+            (
+                "model switch",
+                f"{switch['serving']} serves while {switch['to']} encodes: "
+                f"{_count(switch['encoded'])} of {_count(switch['total'])}",
+            )
+        )
     if status.get("store_readable") is False:
         rows.append(("store note", str(status.get("store_message", "busy"))))
-    if status.get("message"):
+    if status.get("alert"):
+        rows.append(("ALERT", str(status["alert"])))
+    if status.get("message") and status.get("message") != status.get("alert"):
         rows.append(("message", str(status["message"])))
     return rows
 

@@ -48,6 +48,8 @@ SIZE_EDGES = np.array([1, 2, 3, 5, 9, 17])
 # Random draws per size class for the null tail, and the fewest for a class of its own.
 NULL_SAMPLES = 8_000
 MIN_CLASS_SAMPLES = 2_000
+# Fewer folders than this and there is no model of different people to test against.
+MIN_FOLDERS = 5
 # The models are estimated again when the number of images changed by this fraction.
 REUSE_GROWTH = 0.01
 # Same-person groups needed for a size class's own density; with few folders each is
@@ -318,8 +320,10 @@ def suggest(
         return [], models
     rng = np.random.default_rng(seed)
     n_f = int(codes.max()) + 1
-    if n_f < 2:
-        return [], models  # nothing to compare a folder with: no model of different people
+    if n_f < MIN_FOLDERS:
+        # Too few folders to say how different people look: with two folders, every
+        # "random" folder pair is the one pair in question.
+        return [], models
     w = centre(np.asarray(unit, np.float32))
     sums = group_sums(w, codes, n_f)
     sizes = np.bincount(codes, minlength=n_f)

@@ -261,6 +261,9 @@ def test_version_and_human_status(scanned_dev, tmp_path):
         cwd=tmp_path,
     ).stdout
     assert json.loads(raw)["images"] == 71
+    # The review queue and what the threshold means, from the store.
+    assert "same_person 1" in lines["open suggestions"]
+    assert "false matches per image" in lines["at the threshold"]
 
 
 def test_human_status_units():
@@ -276,10 +279,14 @@ def test_human_status_units():
                 "temperature": 61.4,
                 "throughput": 12.345,
                 "images": 12345,
+                "progress": {"stage": "encoding", "done": 1234, "total": 5000, "eta_s": 120},
+                "switch": {"serving": "dlib", "to": "arcface", "encoded": 10, "total": 71},
             },
             now,
         )
     )
+    assert rows["progress"] == "encoding 1,234 of 5,000, about 2 min left"
+    assert rows["model switch"] == "dlib serves while arcface encodes: 10 of 71"
     assert rows["heartbeat"] == "4 s ago" and rows["last reconcile"] == "2.0 h ago"
     assert rows["temperature"] == "61 °C" and rows["throughput"] == "12.3 images/s"
     assert rows["images"] == "12,345"
