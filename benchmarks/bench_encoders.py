@@ -36,8 +36,6 @@ from daemon.encoders import package, registry  # noqa: E402
 from daemon.encoders.pool import EncoderPool  # noqa: E402
 
 DEV = REPO / "tests" / "faces"
-if not (DEV / "manifest.csv").is_file():
-    DEV = REPO.parent / "shared" / "faces" / "dev"
 LFW = REPO.parent / "shared" / "faces" / "lfw-ac"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "encoders.txt"
 TARGET_IMG_S = 40.0
@@ -97,12 +95,14 @@ def encode_rate(settings: Settings, files: list[Path], repeats: int) -> dict[str
     }
 
 
-def bench_encode(rep: Report, dev_limit: int, lfw_limit: int, repeats: int) -> None:
+def bench_encode(
+    rep: Report, dev: Path, lfw: Path, dev_limit: int, lfw_limit: int, repeats: int
+) -> None:
     rep.section(f"1. encoding, EncoderPool with {WORKERS} worker processes, warm pool")
-    sets = {"dev": images(DEV, dev_limit), "lfw": images(LFW, lfw_limit)}
+    sets = {"dev": images(dev, dev_limit), "lfw": images(lfw, lfw_limit)}
     rep.line(
-        f"dev: {len(sets['dev'])} images of {DEV} (150 px crops to 2,000 px photos) x "
-        f"{repeats}; lfw: {len(sets['lfw'])} images spread over {LFW} (250 px), once"
+        f"dev: {len(sets['dev'])} images of {dev} (150 px crops to 2,000 px photos) x "
+        f"{repeats}; lfw: {len(sets['lfw'])} images spread over {lfw} (250 px), once"
     )
     for name, settings in ENCODERS.items():
         if registry.kind(settings) == registry.ARCFACE and not package.available():
@@ -169,7 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--out", type=Path, help=f"results file (default {DEFAULT_OUT})")
     ap.add_argument("--lfw-sample", type=int, default=600, help="LFW images encoded")
+    ap.add_argument("--faces", type=Path, default=DEV, help=f"the dev faces (default {DEV})")
+    ap.add_argument("--lfw", type=Path, default=LFW, help=f"the 250 px LFW faces (default {LFW})")
     args = ap.parse_args(argv)
+    for folder in (args.faces, args.lfw):
+        if not folder.is_dir():
+            ap.error(f"no faces at {folder}")
     rep = Report()
     lines = header(args.quick, compare.__file__)
     lines[0] = lines[0].replace("core benchmark", "encoder benchmark")
@@ -180,10 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         "ran; the load average at each section says how busy it was"
     )
     if args.quick:
-        bench_encode(rep, 8, 8, 1)
+        bench_encode(rep, args.faces, args.lfw, 8, 8, 1)
         bench_compare(rep, 3_000, 150, 1)
     else:
-        bench_encode(rep, 0, args.lfw_sample, 3)
+        bench_encode(rep, args.faces, args.lfw, 0, args.lfw_sample, 3)
         bench_compare(rep, 57_637, 2_000, 2)
     out = args.out or (None if args.quick else DEFAULT_OUT)
     if out is not None:

@@ -7,6 +7,7 @@ id (a rename carries a suggestion along), images by content.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -46,7 +47,8 @@ def find_mistakes(
     current match lists as row indices of snap.faces."""
     out = Mistakes()
     faces = snap.faces
-    extra = _extra_copies(snap)
+    copies = _copies(snap)
+    extra = {int(snap.file_ids[p]) for _, _, others in copies for p in others}
     # Extra copies of one content in other folders are duplicates (below); left in, each
     # would also look like a same-person pair of its two folders.
     keep = np.array([fid not in extra for fid in faces.ids.tolist()], dtype=bool)
@@ -107,7 +109,7 @@ def find_mistakes(
                                     faces_path(snap, int(k_ids[i])))
             out.rows.append(row)
             out.pairs.extend((sid, int(k_ids[p]), int(k_ids[q]), sc) for p, q, sc in pairs)
-    _add_duplicates(snap, folder_of_class, out)
+    _add_duplicates(snap, copies, folder_of_class, out)
     _reopen(snap, out)
     return out
 
@@ -137,40 +139,37 @@ def _block_evidence(
     return text, pairs
 
 
-def _extra_copies(snap: Snapshot) -> set[int]:
-    """Files whose content is also, and first (by path), in another folder."""
-    first: dict[str, tuple[str, str]] = {}
+def _copies(snap: Snapshot) -> list[tuple[str, int, list[int]]]:
+    """(hash, the first copy by path, the copies in other folders than the first's), for
+    every content filed in more than one folder (positions in snap's file lists)."""
     by_hash: dict[str, list[int]] = defaultdict(list)
     for pos, h in enumerate(snap.file_hashes):
         if h is not None:
             by_hash[h].append(pos)
-    extra: set[int] = set()
-    for h, positions in by_hash.items():
-        if len({snap.file_classes[p] for p in positions}) < 2:
-            continue
-        positions.sort(key=lambda p: snap.file_paths[p])
-        first[h] = (snap.file_paths[positions[0]], snap.file_classes[positions[0]])
-        for p in positions[1:]:
-            if snap.file_classes[p] != snap.file_classes[positions[0]]:
-                extra.add(int(snap.file_ids[p]))
-    return extra
-
-
-def _add_duplicates(snap: Snapshot, folder_of_class: dict[str, int], out: Mistakes) -> None:
-    by_hash: dict[str, list[int]] = defaultdict(list)
-    for pos, h in enumerate(snap.file_hashes):
-        if h is not None:
-            by_hash[h].append(pos)
+    out = []
     for h, positions in by_hash.items():
         if len({snap.file_classes[p] for p in positions}) < 2:
             continue
         positions.sort(key=lambda p: snap.file_paths[p])
         first = positions[0]
+        others = [p for p in positions[1:] if snap.file_classes[p] != snap.file_classes[first]]
+        out.append((h, first, others))
+    return out
+
+
+def _add_duplicates(
+    snap: Snapshot,
+    copies: list[tuple[str, int, list[int]]],
+    folder_of_class: dict[str, int],
+    out: Mistakes,
+) -> None:
+    """One `duplicate` per content and folder holding a copy of another folder's file."""
+    for h, first, others in copies:
         first_class = snap.file_classes[first]
         seen: set[str] = set()
-        for p in positions[1:]:
+        for p in others:
             klass = snap.file_classes[p]
-            if klass == first_class or klass in seen:
+            if klass in seen:
                 continue
             seen.add(klass)
             fid = folder_of_class[klass]
@@ -203,4 +202,4 @@ def _reopen(snap: Snapshot, out: Mistakes) -> None:
             )
             if not past.reopened:
                 out.reopen[row.id] = why
-            out.rows[i] = SuggestionRow(**{**row.__dict__, "evidence": why + ". " + row.evidence})
+            out.rows[i] = dataclasses.replace(row, evidence=why + ". " + row.evidence)

@@ -14,6 +14,7 @@ has not changed underneath (its `generation` counter): otherwise it starts over.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -32,11 +33,12 @@ from daemon.config import Settings
 from daemon.encoders import registry
 from daemon.encoders.base import Encoding
 from daemon.encoders.pool import EncoderPool
+from daemon.faces import choose_faces
 from daemon.mistakes import Mistakes, find_mistakes
-from daemon.snapshot import Snapshot, assign_folders
+from daemon.snapshot import Snapshot, assign_folders, positions
 from store import catalog, embeddings, folders, matches, suggestions
 from store.connection import StoreGuard, open_store
-from store.scores import Calibration
+from store.scores import ANCHOR_SCORE, Calibration
 
 log = logging.getLogger("facelint.pipeline")
 
@@ -402,8 +404,10 @@ class Pipeline:
         names, folder_file_ids, folder_file_folders, folder_of_class = assign_folders(snap)
         params = f"threshold={self.s.threshold};k={k};model={snap.serving}"
         unit_faces = compare.normalise(faces.vectors) if n else np.empty((0, 0), np.float32)
-        codes = np.unique(np.asarray(faces.classes), return_inverse=True)[1] if n else np.empty(
-            0, np.int64
+        codes = (
+            np.unique(np.asarray(faces.classes), return_inverse=True)[1]
+            if n
+            else np.empty(0, np.int64)
         )
         old = snap.calibration
         cal, rescore = self._calibrate(snap.serving, old, unit_faces, faces, codes)
@@ -518,7 +522,7 @@ class Pipeline:
         new = calib.estimate(first, codes, raw_is_score=registry.model_is_calibrated(model))
         if old is not None and new.max_shift(old) <= RESCORE_TOLERANCE:
             # Within tolerance: keep the scores stable, remember the size it was checked at.
-            kept = Calibration(**{**old.__dict__, "images": n})
+            kept = dataclasses.replace(old, images=n)
             return kept, False
         if old is not None:
             log.info("calibration moved by up to %.3f: rescoring every pair", new.max_shift(old))
@@ -597,13 +601,12 @@ class Pipeline:
 def _standing_faces(
     snap: Snapshot, unit_faces: np.ndarray, codes: np.ndarray, cal: Calibration | None
 ) -> np.ndarray:
-    from daemon.faces import choose_faces
-
     faces = snap.faces
     if len(faces) == 0:
         return np.empty(0, np.int64)
     picks = {}
-    for i, (h, c) in enumerate(zip(faces.hashes, faces.classes, strict=True)):
+    # Reviewers pick few faces: look only when there are picks at all.
+    for i, (h, c) in enumerate(zip(faces.hashes, faces.classes, strict=True) if snap.picks else ()):
         face = snap.picks.get((h, c))
         if face is not None:
             hit = np.flatnonzero(
@@ -612,7 +615,7 @@ def _standing_faces(
             )
             if len(hit):
                 picks[i] = int(faces.face_start[i] + hit[0])
-    same_cos = cal.cosine_for(0.4) if cal is not None else 1.0
+    same_cos = cal.cosine_for(ANCHOR_SCORE) if cal is not None else 1.0
     return choose_faces(
         codes,
         faces.hashes,
@@ -632,22 +635,14 @@ def _list_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every image's current list, as row indices (stored lists, replaced where new)."""
     s_src, s_dst, _ = snap.lists
-    pos_s, ok_s = _positions(ids, s_src)
-    pos_d, ok_d = _positions(ids, s_dst)
+    pos_s, ok_s = positions(ids, s_src)
+    pos_d, ok_d = positions(ids, s_dst)
     ok = ok_s & ok_d
     src, dst = pos_s[ok], pos_d[ok]
     if lists is None:
         return src, dst
     keep = ~np.isin(src, lists.sources)
     return np.concatenate([src[keep], lists.src]), np.concatenate([dst[keep], lists.dst])
-
-
-def _positions(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row index of each wanted id in the sorted `ids`, and whether it is there at all."""
-    if len(ids) == 0:
-        return np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
-    pos = np.clip(np.searchsorted(ids, wanted), 0, len(ids) - 1)
-    return pos, ids[pos] == wanted
 
 
 def _calibration_summary(cal: Calibration, threshold: float) -> dict[str, Any]:

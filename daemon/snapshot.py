@@ -51,7 +51,10 @@ class Snapshot:
         background); then this snapshot serves the new one."""
         files = catalog.all_files(con)
         stored = catalog.get_meta(con, "model")
-        left = len(embeddings.hashes_to_encode(con, model)) if stored not in (None, model) else 0
+        left = 0
+        if stored not in (None, model):
+            done, total = embeddings.count_to_encode(con, model)
+            left = total - done
         serving = model if stored is None or left == 0 else stored
         return cls(
             stored_model=stored,
@@ -84,8 +87,8 @@ class Snapshot:
         """compare.incremental_lists' view of the stored lists, as row indices of `ids`:
         the lists of every source holding one of `holding`, and of `sources`."""
         src_id, dst_id, cos = self.lists
-        src, s_ok = _positions(ids, src_id)
-        dst, d_ok = _positions(ids, dst_id)
+        src, s_ok = positions(ids, src_id)
+        dst, d_ok = positions(ids, dst_id)
         ok = s_ok & d_ok
         src, dst, cos = src[ok], dst[ok], cos[ok]
 
@@ -97,7 +100,8 @@ class Snapshot:
         return stored
 
 
-def _positions(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def positions(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row index of each wanted id in the sorted `ids`, and whether it is there at all."""
     if len(ids) == 0:
         return np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
     pos = np.clip(np.searchsorted(ids, wanted), 0, len(ids) - 1)

@@ -7,30 +7,28 @@ folder is its centroid (the normalised mean of its centred faces): averaging can
 each photo's pose and light, so a folder of eight photos of one man points at him far
 more sharply than any single photo.
 
-Each suggestion gets a confidence in [0, 1] on one scale for all kinds:
+Each suggestion gets a confidence in [0, 1] on one scale for all kinds: the probability
+that it is a real mistake, as prior odds times a likelihood ratio, both read off the data.
 
-- same_person(A, B): x = cosine of the two centroids. How often folders of *different*
-  people reach x is read off the data itself: random folder pairs of the same sizes are
-  nearly all different people; a normal tail fitted to their upper quantiles gives the
-  chance p that one such pair reaches x. With P candidate pairs of that size, E = p·P
-  different-people pairs are expected at x or above, and the confidence is exp(−E): the
-  chance that none is — near 1 when x is far beyond what strangers reach, near 0 when
-  strangers reach it routinely. A folder of one image is the common case and needs no
-  special rule: its centroid is its face.
-- misfiled(i in A, B): the same for image i against folder B (random image-folder pairs
-  give the tail), times the probability that i is not one of A's person, from how well i
-  matches the rest of A (its leave-one-out centroid) under two densities: the one of
-  every image against its own folder (folders are mostly right) and the one of images
-  against unrelated folders.
-- stranger(i in A): that last probability alone, for an image that matches no other
-  folder well enough to be called misfiled.
-- duplicate: the same content in two folders: 1.0, no model needed (pipeline.py).
+- same_person(A, B): x = cosine of the two centroids. "Different people": a normal fitted
+  to the upper tail of x over random folder pairs of the same sizes (nearly all of them
+  are different people). "One person": the density of x between two disjoint groups of
+  those sizes drawn inside folders (folders are mostly right). Prior: SPLIT_RATE of the
+  folders have a twin, one of F. A folder of one image needs no special rule: its
+  centroid is its face.
+- misfiled(i in A, B): the ratio of image i against B's centroid (same densities, for an
+  image and a folder), times the ratio "not A's person" from how well i matches the rest
+  of A (its leave-one-out centroid): the body of unrelated image-folder matches against
+  the density of every image's match to its own folder. Prior: MISFILED_RATE, one of F.
+- stranger(i in A): the "not A's person" ratio alone (prior STRANGER_RATE), for an image
+  no other folder claims well enough to call it misfiled.
+- duplicate: the same content in two folders: 1.0, no model needed (daemon/mistakes.py).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
@@ -79,9 +77,6 @@ class Suggestion:
     stat: float  # centroid (or image-to-centroid) cosine, centred
     own: float = float("nan")  # misfiled/stranger: the image against the rest of its folder
     images: int = 0  # images involved (both folders)
-    expected: float = 0.0  # different-people cases expected this strong
-    evidence: str = ""
-    pairs: list[tuple[int, int, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -321,10 +321,13 @@ def pick_face(settings: DashboardSettings, image: review.ImageInfo, face: int) -
     folder: it survives rescans); the daemon compares the image again with that face."""
     if image.hash is None:
         raise FileActionRefused("this image has no content hash yet: rescan first")
-    with db.writing(settings) as con:
-        embeddings.record_face_pick(
-            con, image.hash, image.klass, face, settings.user, review.utcnow()
-        )
+    try:
+        with db.writing(settings) as con:
+            embeddings.record_face_pick(
+                con, image.hash, image.klass, face, settings.user, review.utcnow()
+            )
+    except ValueError as exc:  # no model in the store yet: said, not raised
+        raise FileActionRefused(str(exc)) from exc
     return Done(
         f"{image.name}: face {face + 1} stands for it in {image.klass} from the daemon's "
         "next run"

@@ -306,7 +306,3 @@ def record_face_pick(
     )
     set_dirty(con, True, hashes=[hash_], klass=klass)
     bump_counter(con, "generation", 1)
-
-
-def models_encoded(con: duckdb.DuckDBPyConnection) -> list[str]:
-    return [r[0] for r in con.execute("SELECT DISTINCT model FROM embeddings").fetchall()]

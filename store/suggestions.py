@@ -20,7 +20,6 @@ import pyarrow as pa
 
 from store.sql import first_row
 
-STATES = ("open", "accepted", "rejected", "skipped")
 DECISIONS = ("accepted", "rejected", "skipped")
 
 
@@ -189,18 +188,6 @@ def _filter(state: str, kinds: Sequence[str]) -> tuple[str, list[Any]]:
 def get(con: duckdb.DuckDBPyConnection, sid: str) -> Suggestion | None:
     row = first_row(con, f"SELECT {_VIEW_COLUMNS} FROM suggestions WHERE id = ?", [sid])
     return None if row is None else Suggestion(*row)
-
-
-def evidence_pairs(con: duckdb.DuckDBPyConnection, sid: str) -> list[tuple[str, str, float]]:
-    """(path_a, path_b, score) of the image pairs behind a suggestion, best first."""
-    return [
-        (r[0], r[1], float(r[2]))
-        for r in con.execute(
-            """SELECT path_a, path_b, score FROM suggestion_evidence WHERE id = ?
-               ORDER BY score DESC""",
-            [sid],
-        ).fetchall()
-    ]
 
 
 def folder_paths(con: duckdb.DuckDBPyConnection, klass: str, limit: int = 12) -> list[str]:
