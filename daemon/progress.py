@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from daemon.pipeline import ProgressEvent
+from daemon.runstats import ProgressEvent
 
 log = logging.getLogger("facelint.progress")
 

@@ -1,9 +1,12 @@
 """`facelint daemon`: the pipeline driven by file events, under systemd.
 
-One thread does all the work (reconciles and event batches), so the store has a single
-writer here. Watchdog's observer thread only fills the queue; APScheduler only raises a
-flag for the periodic reconcile; a heartbeat thread publishes the status file and pings
-systemd's watchdog while the worker keeps making progress.
+The daemon is made of steps a test can call: `Service.step()` does one unit of work (a
+lost store, a reconcile, encodes a hot CPU interrupted, one batch of events) and says
+whether it did any; the loop is `while not stopping: step() or wait()`. One thread runs
+the steps, so the store has a single writer here. Watchdog's observer thread only fills
+the queue. APScheduler runs the periodic jobs — the heartbeat (status file, systemd's
+watchdog, the store's identity), the thermal check, and the hourly reconcile, which is
+queued for the worker rather than run by the scheduler because only the worker writes.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from typing import Any
 from daemon.config import Settings
 from daemon.inventory import EmptyRoot, printable
 from daemon.notify import SystemdNotifier
-from daemon.pipeline import Pipeline, ProgressEvent, RunStats
+from daemon.pipeline import Pipeline
 from daemon.progress import TerminalProgress
+from daemon.runstats import ProgressEvent, RunStats
 from daemon.status import write_status
 from daemon.thermal import TemperatureSource, ThermalGovernor, make_temperature_source
 from daemon.watcher import Batch, EventQueue, start_observer
@@ -94,11 +98,15 @@ class Service:
             temperature or make_temperature_source(settings.temp_sensor),
             settings.temp_limit,
             settings.temp_resume,
+            clock=clock,
             check_seconds=settings.temp_check_seconds,
         )
-        self.queue = EventQueue(settings.root, settings.quiet_seconds)
+        self.queue = EventQueue(settings.root, settings.quiet_seconds, clock=clock)
         self.stop_event = threading.Event()
         self.reconcile_due = threading.Event()
+        # The first reconcile is the start: the daemon is ready once it succeeded.
+        self.reconcile_due.set()
+        self.ready = False
         self.terminal = TerminalProgress()
         self.progress: dict[str, Any] | None = None
         self._stage_started = clock()
@@ -121,8 +129,14 @@ class Service:
         self.totals: dict[str, Any] = {}
         self.last_reconcile: str | None = None
         self.encoded_recent: list[tuple[float, int]] = []
+        # Encodes a hot CPU stopped: run once it has cooled.
+        self.encodes_interrupted = False
+        # After a failed step, nothing is retried before this (clock) time.
+        self.retry_at = 0.0
         self._alive = clock()
         self._status_lock = threading.Lock()
+        self._observer: Any = None
+        self._scheduler: Any = None
 
     # -- status --------------------------------------------------------------------------
 
@@ -204,30 +218,24 @@ class Service:
             text += f"; {snap['message']}"
         self.notifier.status(text)
 
-    def _heartbeat(self) -> None:
-        interval = self.notifier.watchdog_interval()
-        period = min(HEARTBEAT_SECONDS, interval) if interval else HEARTBEAT_SECONDS
-        while not self.stop_event.wait(period):
-            # Between writes too: a deleted store is said within seconds, not at the next
-            # change (the writes themselves check before each open).
-            pinned = self.guard.identity
-            if pinned is not None and file_identity(self.s.db) != pinned:
-                self.store_lost.set()
-                self.queue.changed.set()
-            self.publish()
-            if interval and self.clock() - self._alive < STALL_SECONDS:
-                self.notifier.watchdog()
+    # -- the periodic jobs (APScheduler runs them; tests call them) ----------------------
 
-    # -- work ----------------------------------------------------------------------------
+    def heartbeat(self) -> None:
+        """Publish the status, feed systemd's watchdog while the worker makes progress,
+        and notice a deleted store within seconds, not at the next change."""
+        pinned = self.guard.identity
+        if pinned is not None and file_identity(self.s.db) != pinned:
+            self.store_lost.set()
+            self.queue.changed.set()
+        self.publish()
+        if self.notifier.watchdog_interval() and self.clock() - self._alive < STALL_SECONDS:
+            self.notifier.watchdog()
 
-    def _before_encode(self) -> bool:
-        """Between encodes: stop when asked, and wait while the CPU is too hot."""
-        self._mark_alive()
-        if self.stop_event.is_set():
-            return False
-        if self.governor.check():
-            previous = self.state
-            self._set_state("throttled")
+    def check_temperature(self) -> bool:
+        """Read the sensor; say when work pauses and when it may go on. Returns throttled."""
+        was = self.governor.throttled
+        hot = self.governor.check()
+        if hot and not was:
             reading = self.governor.last_reading
             at = "?" if reading is None else f"{reading:.0f}"
             self.message = (
@@ -235,12 +243,27 @@ class Service:
                 f"paused until below {self.s.temp_resume:.0f} °C"
             )
             self.publish()
-            cooled = self.governor.wait_until_cool(
-                self.stop_event.is_set, lambda _t: (self._mark_alive(), self.publish())
-            )
+        elif was and not hot:
             self.message = ""
-            self._set_state(previous)
-            return cooled and not self.stop_event.is_set()
+            self.queue.changed.set()  # wake the worker: work waits
+            self.publish()
+        return hot
+
+    def request_reconcile(self) -> None:
+        self.reconcile_due.set()
+        self.queue.changed.set()
+
+    # -- the steps -------------------------------------------------------------------------
+
+    def _before_encode(self) -> bool:
+        """Between encodes: stop when asked, or when the CPU got too hot (the rest is
+        encoded by a later step, once it has cooled)."""
+        self._mark_alive()
+        if self.stop_event.is_set():
+            return False
+        if self.governor.throttled:
+            self.encodes_interrupted = True
+            return False
         return True
 
     def _record(self, stats: RunStats) -> None:
@@ -289,6 +312,9 @@ class Service:
     def process(self, batch: Batch) -> RunStats:
         stats = self.pipeline.run(batch.paths, batch.folders, kind="events")
         self._record(stats)
+        if not stats.wrote:
+            log.info("batch of %d: nothing changed (%.2f s)", len(batch), stats.seconds)
+            return stats
         log.info(
             "batch of %d: %d encoded, %d reused, %d moved, %d removed, %d pairs (%.2f s; "
             "encode %.2f s, pairs queryable at %.2f s, queue %.2f s)",
@@ -306,7 +332,8 @@ class Service:
         return stats
 
     def _guarded(self, work: Callable[[], object], on_fail: Callable[[bool], None]) -> bool:
-        """Run one unit of work; a failure is logged and shown, never fatal.
+        """Run one unit of work; a failure is logged and shown, never fatal, and nothing
+        is retried for RETRY_SECONDS.
 
         on_fail(counted): counted is False when the work was not at fault (a busy or
         lost store), so a batch is put back without counting towards giving up.
@@ -331,7 +358,7 @@ class Service:
             self._set_state("error")
             on_fail(True)
         self.publish()
-        self.stop_event.wait(RETRY_SECONDS)
+        self.retry_at = self.clock() + RETRY_SECONDS
         return False
 
     def _lost(self, why: str) -> None:
@@ -351,82 +378,136 @@ class Service:
         self._set_state("store lost")
         self.publish()
 
-    def run(self) -> int:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.governor.check()  # says once at start when there is no sensor
-        heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
-        heartbeat.start()
-        self.publish()
-        # Watch first, then reconcile: whatever changes during the reconcile is queued.
-        observer = start_observer(self.root, self.queue, self.s.poll, {self.s.quarantine})
-        scheduler = self._start_scheduler()
+    def _reconciled(self) -> None:
         try:
-            while not self.stop_event.is_set():
-                if self._guarded(self.reconcile, lambda _counted: None):
-                    break
-            if self.stop_event.is_set():
-                return 0
-            self._set_state("idle")
+            self.reconcile()
+        except EmptyRoot:
+            self._become_ready()  # refused to empty the store, and watching
+            raise
+        self._become_ready()
+
+    def _become_ready(self) -> None:
+        if not self.ready:
+            self.ready = True
             self.notifier.ready(f"watching {self.root}")
-            log.info("watching %s (%s)", self.root, type(observer).__name__)
-            self._loop()
-        finally:
-            self.stop_event.set()
-            self.notifier.stopping("stopping")
-            self.state = "stopped"
-            observer.stop()
-            scheduler.shutdown(wait=False)
-            self.pipeline.close()
-            observer.join(timeout=10)
-            heartbeat.join(timeout=5)
-            self.publish()
-        return 0
+            log.info("watching %s (%s)", self.root, type(self._observer).__name__)
 
-    def _loop(self) -> None:
-        while not self.stop_event.is_set():
-            self._mark_alive()
-            if self.store_lost.is_set():
-                gone = file_identity(self.s.db) is None
-                what = "deleted" if gone else "replaced by another file"
-                self._lost(f"store {self.s.db} was {what} while the daemon ran")
-            if self.reconcile_due.is_set():
-                self.reconcile_due.clear()
-                self._guarded(self.reconcile, lambda _counted: self.reconcile_due.set())
-                continue
-            due = self.queue.next_due()
-            if due is None or due > 0:
-                self.queue.changed.clear()
-                self.queue.changed.wait(min(due if due is not None else 1.0, 1.0))
-                continue
-            batch = self.queue.pop_ready(self.s.batch_max)
-            if not len(batch):
-                continue
+    def step(self) -> bool:
+        """One unit of work, if there is one now; True when it did some."""
+        self._mark_alive()
+        if self.stop_event.is_set():
+            return False
+        if self.store_lost.is_set():
+            gone = file_identity(self.s.db) is None
+            what = "deleted" if gone else "replaced by another file"
+            self._lost(f"store {self.s.db} was {what} while the daemon ran")
+            return True
+        if self.clock() < self.retry_at:
+            return False
+        if self.governor.throttled:
+            # Nothing new starts while the CPU is too hot.
+            self._set_state("throttled")
+            return False
+        if self.reconcile_due.is_set():
+            self.reconcile_due.clear()
+            self._guarded(self._reconciled, lambda _counted: self.reconcile_due.set())
+            self._idle()
+            return True
+        if not self.ready:
+            return False
+        if self.encodes_interrupted:
+            self.encodes_interrupted = False
+            self._guarded(
+                lambda: self.pipeline.run([], kind="events"),
+                lambda _counted: setattr(self, "encodes_interrupted", True),
+            )
+            self._idle()
+            return True
+        due = self.queue.next_due()
+        if due is None or due > 0:
+            self._idle()
+            return False
+        batch = self.queue.pop_ready(self.s.batch_max)
+        if not len(batch):
+            return False
 
-            def requeue(counted: bool, batch: Batch = batch) -> None:
-                for rel in self.queue.requeue(batch, counted=counted):
-                    log.error(
-                        "giving up on %s for now; the next reconcile retries it", printable(rel)
-                    )
+        def requeue(counted: bool) -> None:
+            for rel in self.queue.requeue(batch, counted=counted):
+                log.error("giving up on %s for now; the next reconcile retries it", printable(rel))
 
-            if self._guarded(lambda batch=batch: self.process(batch), requeue):
-                self.queue.done(batch)
-            if not self.stop_event.is_set():
-                self._set_state("idle")
+        if self._guarded(lambda: self.process(batch), requeue):
+            self.queue.done(batch)
+        self._idle()
+        return True
 
-    def _start_scheduler(self) -> Any:
+    def _idle(self) -> None:
+        if not self.stop_event.is_set() and self.state not in (
+            "error",
+            "waiting for store",
+            "store lost",
+        ):
+            self._set_state("throttled" if self.governor.throttled else "idle")
+
+    def wait(self, limit: float = 1.0) -> None:
+        """Sleep until there may be work: an event, a batch coming due, a retry, a stop."""
+        now = self.clock()
+        due = self.queue.next_due()
+        timeout = limit if due is None else min(max(due, 0.01), limit)
+        if self.retry_at > now:
+            timeout = min(timeout, self.retry_at - now)
+        self.queue.changed.clear()
+        self.queue.changed.wait(max(timeout, 0.01))
+
+    # -- running -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Start watching (first, so that whatever changes during the first reconcile is
+        queued) and publish the first status."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.check_temperature()  # says once at start when there is no sensor
+        self.publish()
+        self._observer = start_observer(self.root, self.queue, self.s.poll, {self.s.quarantine})
+
+    def schedule(self) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
 
+        interval = self.notifier.watchdog_interval()
+        beat = min(HEARTBEAT_SECONDS, interval) if interval else HEARTBEAT_SECONDS
         scheduler = BackgroundScheduler(timezone="UTC")
-        scheduler.add_job(
-            self.reconcile_due.set,
-            "interval",
-            minutes=self.s.reconcile_minutes,
-            id="reconcile",
-            coalesce=True,
-            max_instances=1,
-        )
+        for job, seconds, name in (
+            (self.heartbeat, beat, "heartbeat"),
+            (self.check_temperature, self.s.temp_check_seconds, "thermal"),
+            (self.request_reconcile, self.s.reconcile_minutes * 60.0, "reconcile"),
+        ):
+            scheduler.add_job(
+                job, "interval", seconds=seconds, id=name, coalesce=True, max_instances=1
+            )
         scheduler.start()
-        return scheduler
+        self._scheduler = scheduler
+
+    def close(self) -> None:
+        self.stop_event.set()
+        self.notifier.stopping("stopping")
+        self.state = "stopped"
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        if self._observer is not None:
+            self._observer.stop()
+        self.pipeline.close()
+        if self._observer is not None:
+            self._observer.join(timeout=10)
+        self.publish()
+
+    def run(self) -> int:
+        self.open()
+        self.schedule()
+        try:
+            while not self.stop_event.is_set():
+                if not self.step():
+                    self.wait()
+        finally:
+            self.close()
+        return 0
 
     def request_stop(self, *_: object) -> None:
         if not self.stop_event.is_set():

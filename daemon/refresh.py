@@ -1,0 +1,288 @@
+"""The refresh step: `Snapshot → compute(snapshot, settings) → Plan → write`.
+
+A snapshot is read in one short read-only connection; `compute` is a pure function of it
+(faces chosen, the calibration, match lists), holding no connection; `write_plan` writes
+the plan in one transaction, only if the store's `generation` counter still says what the
+snapshot saw (otherwise the caller computes again). Pairs commit first (queryable); the
+review queue is computed from the same snapshot (`suggest`, also pure) and follows in its
+own short write, so a new face never waits for the suggestions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from daemon import calibration as calib
+from daemon import compare
+from daemon.config import Settings
+from daemon.encoders import registry
+from daemon.faces import choose_faces
+from daemon.mistakes import Mistakes, find_mistakes
+from daemon.snapshot import Snapshot, assign_folders, positions
+from store import catalog, folders, matches, suggestions
+from store.clock import utcnow
+from store.scores import ANCHOR_SCORE, Calibration
+
+log = logging.getLogger("facelint.refresh")
+
+# Rescore every pair when the calibration moved any score by more than this.
+RESCORE_TOLERANCE = 0.01
+# Re-estimate the calibration when the number of faces changed by this fraction.
+RECALIBRATE_GROWTH = 0.01
+
+
+@dataclass
+class SuggestInputs:
+    unit: np.ndarray  # the standing face of each file, unit length
+    rows: np.ndarray  # which face row stands for each file
+    calibration: Calibration
+    folder_of_class: dict[str, int]
+
+
+@dataclass
+class Plan:
+    """What one refresh writes, computed with no connection open."""
+
+    unusable: list[int]
+    calibration: Calibration | None  # to save (None: unchanged)
+    compare_params: str | None  # to save (None: unchanged)
+    lists: compare.Lists | None  # in row indices of snapshot.faces
+    cleared: np.ndarray  # file ids whose dirty flag goes
+    chosen_ids: np.ndarray  # files whose standing face changed
+    chosen_faces: np.ndarray
+    folder_names: dict[int, str]
+    folder_file_ids: np.ndarray
+    folder_file_folders: np.ndarray
+    suggest: SuggestInputs | None  # None: the review queue needs no update
+    suggestions_key: str
+    # Figures for the run's stats.
+    full_compare: bool = False
+    compared: int = 0
+    calibration_summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def compute(snap: Snapshot, settings: Settings, xp: Any) -> Plan | None:
+    """Everything the snapshot's store needs written, or None when it is up to date.
+    Pure: no connection, no clock, no callbacks (`xp` is the array module: NumPy or CuPy)."""
+    k = settings.max_pairs_per_image
+    faces = snap.faces
+    n = len(faces)
+    names, folder_file_ids, folder_file_folders, folder_of_class = assign_folders(snap)
+    params = f"threshold={settings.threshold};k={k};model={snap.serving}"
+    unit_faces = compare.normalise(faces.vectors) if n else np.empty((0, 0), np.float32)
+    codes = (
+        np.unique(np.asarray(faces.classes), return_inverse=True)[1] if n else np.empty(0, np.int64)
+    )
+    old = snap.calibration
+    cal, rescore = calibrate(snap.serving, old, unit_faces, faces, codes)
+    rows = _standing_faces(snap, unit_faces, codes, cal)
+    unit = unit_faces[rows] if n else unit_faces
+    changed_face = (faces.face_index[rows] != faces.chosen) if n else np.zeros(0, bool)
+    dirty = faces.dirty | changed_face
+    if snap.compare_params != params:
+        rescore = True
+    summary = _calibration_summary(cal, settings.threshold) if cal is not None else {}
+    lists = None
+    cleared = np.empty(0, np.int64)
+    full = False
+    compared = 0
+    if n and (rescore or dirty.any()):
+        raw_threshold = cal.cosine_for(settings.threshold)
+        if rescore or dirty.sum() >= n // 2:
+            full = True
+            lists = compare.full_lists(xp, unit, codes, raw_threshold, k)
+            cleared = faces.ids
+            compared = n
+        else:
+            lists, recomputed = compare.incremental_lists(
+                xp,
+                unit,
+                codes,
+                raw_threshold,
+                k,
+                np.flatnonzero(dirty),
+                faces.candidates,
+                snap.stored_lists_in(faces.ids),
+            )
+            cleared = faces.ids[recomputed]
+            compared = len(recomputed)
+    something_changed = (
+        lists is not None
+        or bool(snap.unusable)
+        or len(folder_file_ids) > 0
+        or snap.suggested_at != snap.generation_key()
+    )
+    if not something_changed and cal == old and not changed_face.any():
+        return None
+    return Plan(
+        unusable=snap.unusable,
+        calibration=cal if cal != old else None,
+        compare_params=params if snap.compare_params != params else None,
+        lists=lists,
+        cleared=cleared,
+        chosen_ids=faces.ids[changed_face] if n else np.empty(0, np.int64),
+        chosen_faces=faces.face_index[rows][changed_face] if n else np.empty(0, np.int16),
+        folder_names=names,
+        folder_file_ids=folder_file_ids,
+        folder_file_folders=folder_file_folders,
+        suggest=SuggestInputs(unit, rows, cal, folder_of_class)
+        if something_changed and cal is not None
+        else None,
+        suggestions_key=snap.generation_key(),
+        full_compare=full,
+        compared=compared,
+        calibration_summary=summary,
+    )
+
+
+def calibrate(
+    model: str,
+    old: Calibration | None,
+    unit_faces: np.ndarray,
+    faces: Any,
+    codes: np.ndarray,
+) -> tuple[Calibration | None, bool]:
+    """The calibration to score with, and whether every pair must be rescored."""
+    n = len(faces)
+    if n == 0:
+        return old, False
+    if old is not None and abs(n - old.images) <= max(1, RECALIBRATE_GROWTH * old.images):
+        return old, False
+    # Calibrate on each image's first face: the standing face is chosen with the
+    # calibration, and the first face is the standing one for nearly every image.
+    first = unit_faces[faces.face_start]
+    new = calib.estimate(first, codes, raw_is_score=registry.model_is_calibrated(model))
+    if old is not None and new.max_shift(old) <= RESCORE_TOLERANCE:
+        # Within tolerance: keep the scores stable, remember the size it was checked at.
+        return dataclasses.replace(old, images=n), False
+    if old is not None:
+        log.info("calibration moved by up to %.3f: rescoring every pair", new.max_shift(old))
+    return new, True
+
+
+def suggest(snap: Snapshot, plan: Plan, threshold: float, models: Any = None) -> Mistakes:
+    """The review queue from the snapshot and the lists just computed (pure)."""
+    assert plan.suggest is not None
+    inputs = plan.suggest
+    src, dst = _list_rows(snap, snap.faces.ids, plan.lists)
+    return find_mistakes(
+        snap,
+        inputs.unit,
+        inputs.rows,
+        src,
+        dst,
+        inputs.calibration,
+        threshold,
+        inputs.folder_of_class,
+        snap.serving,
+        models,
+    )
+
+
+def write_plan(con: Any, snap: Snapshot, plan: Plan, k: int) -> int | None:
+    """Write the plan inside the caller's transaction; returns the pairs it removed, or
+    None (nothing written) when the store changed since the snapshot."""
+    if catalog.get_counter(con, "generation") != snap.generation:
+        return None
+    now = utcnow()
+    ids = snap.faces.ids
+    removed = matches.forget_matches(con, plan.unusable, k, delete_files=False)
+    cal = plan.calibration or snap.calibration
+    if plan.calibration is not None:
+        matches.save_calibration(con, snap.serving, plan.calibration, now)
+    if plan.compare_params is not None:
+        catalog.set_meta(con, compare_params=plan.compare_params, max_pairs_per_image=k)
+    if snap.serving != snap.stored_model:
+        # A switch is complete: the new model's pairs and suggestions replace the old
+        # ones in this same transaction.
+        catalog.set_meta(con, model=snap.serving)
+        log.info("now serving %s (was %s)", snap.serving, snap.stored_model)
+    if plan.lists is not None and cal is not None:
+        lists = plan.lists
+        matches.write_lists(
+            con,
+            ids[lists.sources],
+            ids[lists.src],
+            ids[lists.dst],
+            lists.cos,
+            lists.candidates,
+            plan.cleared,
+            cal,
+            now,
+        )
+    if len(plan.chosen_ids):
+        catalog.set_standing_faces(con, plan.chosen_ids, plan.chosen_faces)
+    folders.write_folders(con, plan.folder_names, plan.folder_file_ids, plan.folder_file_folders)
+    return removed
+
+
+def write_suggestions(con: Any, snap: Snapshot, plan: Plan, found: Mistakes) -> bool:
+    """The queue, inside the caller's transaction, unless the store changed meanwhile."""
+    if catalog.get_counter(con, "generation") != snap.generation:
+        return False
+    suggestions.write_suggestions(con, found.rows, found.pairs, found.reopen, utcnow())
+    catalog.set_meta(con, suggested_at=plan.suggestions_key)
+    return True
+
+
+def _standing_faces(
+    snap: Snapshot, unit_faces: np.ndarray, codes: np.ndarray, cal: Calibration | None
+) -> np.ndarray:
+    faces = snap.faces
+    if len(faces) == 0:
+        return np.empty(0, np.int64)
+    picks = {}
+    # Reviewers pick few faces: look only when there are picks at all.
+    for i, (h, c) in enumerate(zip(faces.hashes, faces.classes, strict=True) if snap.picks else ()):
+        face = snap.picks.get((h, c))
+        if face is not None:
+            hit = np.flatnonzero(
+                faces.face_index[faces.face_start[i] : faces.face_start[i] + faces.face_count[i]]
+                == face
+            )
+            if len(hit):
+                picks[i] = int(faces.face_start[i] + hit[0])
+    same_cos = cal.cosine_for(ANCHOR_SCORE) if cal is not None else 1.0
+    return choose_faces(
+        codes,
+        faces.hashes,
+        faces.face_start,
+        faces.face_count,
+        faces.boxes,
+        unit_faces,
+        faces.width,
+        faces.height,
+        same_cos,
+        picks,
+    )
+
+
+def _list_rows(
+    snap: Snapshot, ids: np.ndarray, lists: compare.Lists | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every image's current list, as row indices (stored lists, replaced where new)."""
+    s_src, s_dst, _ = snap.lists
+    pos_s, ok_s = positions(ids, s_src)
+    pos_d, ok_d = positions(ids, s_dst)
+    ok = ok_s & ok_d
+    src, dst = pos_s[ok], pos_d[ok]
+    if lists is None:
+        return src, dst
+    keep = ~np.isin(src, lists.sources)
+    return np.concatenate([src[keep], lists.src]), np.concatenate([dst[keep], lists.dst])
+
+
+def _calibration_summary(cal: Calibration, threshold: float) -> dict[str, Any]:
+    return {
+        "kind": cal.kind,
+        "zero_cos": round(cal.zero_cos, 4),
+        "anchor_cos": round(cal.anchor_cos, 4),
+        "images": cal.images,
+        "false_per_image": cal.false_per_image(threshold),
+        "recall": cal.recall,
+    }
