@@ -5,6 +5,7 @@ tests/test_daemon.py."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -210,3 +211,221 @@ def test_a_failed_step_is_shown_and_retried_only_after_a_pause(daemon):
     clock.advance(6)
     assert service.step() is True
     assert service.ready and service.state == "idle" and service.message == ""
+
+
+def make_service(tmp_path: Path, root: Path, **settings: object) -> tuple[Service, FakeClock]:
+    clock = FakeClock()
+    s = Settings(root=root, db=tmp_path / "facelint.duckdb", workers=1, **settings)  # type: ignore[arg-type]
+    service = Service(s, temperature=lambda: None, notifier=SystemdNotifier({}), clock=clock)
+    service.open()
+    return service, clock
+
+
+def drain(service: Service, clock: FakeClock, until, what: str, rounds: int = 40) -> None:
+    """Step (advancing the clock past each quiet time) until `until()` holds."""
+    for _ in range(rounds):
+        if until():
+            return
+        if not service.step():
+            time.sleep(0.1)  # the observer may still be reporting
+            clock.advance(10)
+    raise AssertionError(f"never reached: {what}")
+
+
+def real_files(root: Path) -> set[str]:
+    """Regular files reached without following any link: what must be stored."""
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            full = Path(dirpath) / name
+            if not full.is_symlink():
+                out.add(full.relative_to(root).as_posix())
+    return out
+
+
+def test_a_burst_of_200_files_is_stored_once_each(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    service, clock = make_service(tmp_path, root)
+    try:
+        assert service.step()
+        sources = sorted(p for p in DEV_FACES.rglob("*") if p.suffix in (".png", ".jpg"))
+        for made in range(200):
+            src = sources[made % len(sources)]
+            folder = root / f"burst_{made % 7}"
+            folder.mkdir(exist_ok=True)
+            shutil.copyfile(src, folder / f"{made:03d}_{src.name}")
+        db = service.s.db
+        drain(service, clock, lambda: len(store_paths(db)) == 200, "200 files in the store")
+        drain(service, clock, lambda: not len(service.queue), "an empty queue")
+        assert rows(db, "SELECT count(*), count(DISTINCT path) FROM files") == [(200, 200)]
+        distinct = rows(db, "SELECT count(DISTINCT hash) FROM files")[0][0]
+        assert rows(db, "SELECT count(*) FROM embeddings")[0][0] == distinct  # once each
+        assert rows(db, "SELECT count(*) - count(DISTINCT (lo, hi)) FROM pair_rows") == [(0,)]
+        assert rows(db, "SELECT count(*) FROM pairs WHERE class_a = class_b") == [(0,)]
+    finally:
+        service.close()
+
+
+def test_the_periodic_reconcile_repairs_what_the_watcher_never_saw(tmp_path):
+    root = copy_dev_faces(tmp_path / "data", ["Amy", "Penny", "Raj"])
+    service, _clock = make_service(tmp_path, root)
+    db = service.s.db
+    try:
+        assert service.step()
+        # As after an inotify queue overflow: the store loses a row it never heard of.
+        gone = "Penny/penny2.png"
+        con = duckdb.connect(str(db))
+        try:
+            con.execute("DELETE FROM files WHERE path = ?", [gone])
+        finally:
+            con.close()
+        assert service.step() is False
+        service.request_reconcile()  # what the scheduler's job does every hour
+        assert service.step() is True
+        assert gone in store_paths(db)
+        assert rows(db, "SELECT count(*) FROM runs WHERE kind = 'reconcile'") == [(2,)]
+    finally:
+        service.close()
+
+
+def test_renaming_a_folder_relabels_and_deleting_it_removes_its_pairs(tmp_path):
+    root = copy_dev_faces(tmp_path / "data", ["Amy", "Penny", "Raj", "Joseph_Biden"])
+    service, clock = make_service(tmp_path, root)
+    db = service.s.db
+    try:
+        assert service.step()
+        encoded = rows(db, "SELECT count(*) FROM embeddings")[0][0]
+        ids = dict(rows(db, "SELECT path, id FROM files WHERE class = 'Raj'"))
+        (root / "Raj").rename(root / "Raj Koothrappali")
+        drain(
+            service,
+            clock,
+            lambda: not any(p.startswith("Raj/") for p in store_paths(db)),
+            "the folder rename",
+        )
+        after = dict(rows(db, "SELECT path, id FROM files WHERE class = 'Raj Koothrappali'"))
+        assert sorted(after.values()) == sorted(ids.values())  # same identities
+        assert rows(db, "SELECT count(*) FROM embeddings")[0][0] == encoded  # none re-encoded
+        assert store_paths(db) == real_files(root)
+        shutil.rmtree(root / "Raj Koothrappali")
+        drain(
+            service,
+            clock,
+            lambda: not any(p.startswith("Raj ") for p in store_paths(db)),
+            "the folder delete",
+        )
+        assert rows(
+            db, "SELECT count(*) FROM pairs WHERE class_a LIKE 'Raj%' OR class_b LIKE 'Raj%'"
+        ) == [(0,)]
+    finally:
+        service.close()
+
+
+def test_the_polling_observer_for_network_mounts(tmp_path):
+    root = copy_dev_faces(tmp_path / "data", ["Amy", "Penny", "Joseph_Biden"])
+    service, clock = make_service(tmp_path, root, poll=True)
+    db = service.s.db
+    try:
+        assert "Polling" in type(service._observer).__name__
+        assert service.step()
+        shutil.copy2(DEV_FACES / "Joe_Biden" / "biden2.jpg", root / "Amy" / "biden2.jpg")
+        drain(
+            service,
+            clock,
+            lambda: (
+                rows(
+                    db,
+                    "SELECT count(*) FROM pairs WHERE path_a = 'Amy/biden2.jpg' "
+                    "OR path_b = 'Amy/biden2.jpg'",
+                )[0][0]
+                > 0
+            ),
+            "pairs via the polling observer",
+        )
+    finally:
+        service.close()
+
+
+def test_a_name_that_is_not_utf8_is_skipped_and_never_blocks_others(tmp_path, caplog):
+    root = copy_dev_faces(tmp_path / "data", ["Amy", "Penny", "Raj"])
+    service, clock = make_service(tmp_path, root)
+    db = service.s.db
+    try:
+        assert service.step()
+        bad = os.fsencode(root / "Penny") + b"/bad\xffname.jpg"
+        with open(bad, "wb") as fh:
+            fh.write((DEV_FACES / "Penny" / "penny1.png").read_bytes())
+        shutil.copy2(DEV_FACES / "Leonard" / "leonard1.png", root / "Amy" / "leonard1.png")
+        with caplog.at_level("WARNING", logger="facelint"):
+            drain(service, clock, lambda: "Amy/leonard1.png" in store_paths(db), "the valid file")
+            drain(service, clock, lambda: not len(service.queue), "an empty queue")
+        assert service.state == "idle"
+        assert store_paths(db) == real_files(root) - {os.fsdecode(bad)[len(str(root)) + 1 :]}
+        assert "skipped Penny/bad\\xffname.jpg: file name is not valid UTF-8" in caplog.text
+    finally:
+        service.close()
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["inotify", "polling"])
+def test_symbolic_links_are_never_followed(tmp_path, caplog, poll):
+    root = copy_dev_faces(tmp_path / "data", ["Amy", "Penny", "Raj"])
+    elsewhere = copy_dev_faces(tmp_path / "elsewhere", ["Howard"])
+    service, clock = make_service(tmp_path, root, poll=poll)
+    db = service.s.db
+    try:
+        assert service.step()
+        # The attack: move a class folder away and put a link to outside in its place at
+        # once, so the folder's batch finds the link; a link to a folder inside the root
+        # would pair every image with itself (1.0).
+        (root / "Raj").rename(root / "Raj_moved")
+        os.symlink(elsewhere / "Howard", root / "Raj")
+        os.symlink(elsewhere / "Howard" / "howard1.png", root / "Amy" / "howard1.png")
+        os.symlink(root / "Penny", root / "Penny2")
+        with caplog.at_level("WARNING", logger="facelint"):
+            drain(
+                service,
+                clock,
+                lambda: any(p.startswith("Raj_moved/") for p in store_paths(db)),
+                "the move",
+            )
+            drain(service, clock, lambda: not len(service.queue), "an empty queue")
+        assert store_paths(db) == real_files(root)
+        assert rows(db, "SELECT count(*) FROM pairs WHERE score > 0.99") == [(0,)]
+        if not poll:
+            assert "skipped Raj: folder is a symbolic link: not followed" in caplog.text
+            assert "skipped Amy/howard1.png: symbolic link: not followed" in caplog.text
+    finally:
+        service.close()
+
+
+def test_an_empty_root_at_start_removes_nothing_but_ordinary_deletes_stay(tmp_path, run_scan):
+    root = copy_dev_faces(tmp_path / "data", ["Amy", "Penny", "Raj"])
+    db = tmp_path / "facelint.duckdb"
+    run_scan(root, db)
+    before = store_paths(db)
+    root.rename(tmp_path / "away")
+    root.mkdir()  # an unmounted disk, or the wrong folder: empty
+    service, clock = make_service(tmp_path, root)
+    try:
+        assert service.step()
+        assert service.ready and "holds no image" in service.message
+        assert store_paths(db) == before
+        # Files that appear are stored, and deleting one is an ordinary delete.
+        (root / "Amy").mkdir()
+        shutil.copy2(DEV_FACES / "Amy" / "amy1.png", root / "Amy" / "new.png")
+        drain(service, clock, lambda: "Amy/new.png" in store_paths(db), "a new file stored")
+        (root / "Amy" / "new.png").unlink()
+        drain(service, clock, lambda: "Amy/new.png" not in store_paths(db), "the delete")
+        assert store_paths(db) == before
+    finally:
+        service.close()
+    # Said on purpose, an empty root empties the store.
+    shutil.rmtree(root / "Amy")
+    service, clock = make_service(tmp_path, root, allow_empty=True)
+    try:
+        assert service.step()
+        assert store_paths(db) == set()
+    finally:
+        service.close()
