@@ -233,7 +233,7 @@ class Settings(BaseSettings):
         "the store is busy",
     )
 
-    def __init__(self, _origins: Mapping[str, str] | None = None, **values: Any) -> None:
+    def __init__(self, *, _origins: Mapping[str, str] | None = None, **values: Any) -> None:
         """The model for `values`; a value it cannot use is a ConfigError naming the setting
         (and, from `_origins`, where the value came from)."""
         try:
