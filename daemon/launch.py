@@ -1,7 +1,8 @@
 """Starting the review dashboard: `facelint dashboard` runs Streamlit on dashboard/app.py.
 
-The dashboard takes its settings as arguments after `--` and never imports the daemon,
-so this is the one place where facelint's settings become dashboard arguments.
+The dashboard takes its settings as arguments after `--` and imports no daemon module but
+daemon/config.py; this is the one place where the settings facelint resolved become
+those arguments (config.settings_argv, read back by config.settings_from_argv).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
-from daemon.config import Settings
+from daemon.config import Settings, settings_argv
 
 
 def _app_path() -> Path:
@@ -30,7 +31,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def dashboard_command(settings: Settings) -> list[str]:
     """The command line that serves the dashboard for these settings."""
-    cmd = [
+    return [
         sys.executable,
         "-m",
         "streamlit",
@@ -50,18 +51,16 @@ def dashboard_command(settings: Settings) -> list[str]:
         "--logger.messageFormat",
         LOG_FORMAT,
         "--",
-        "--db",
-        str(Path(settings.db).absolute()),
-        "--root",
-        str(Path(settings.root).absolute()),
-        "--status-file",
-        str(Path(settings.status_path()).absolute()),
-        "--quarantine",
-        settings.quarantine,
+        # Every setting that differs from its default, so the dashboard sees exactly these
+        # settings; the paths absolute, whatever the working directory Streamlit keeps.
+        *settings_argv(
+            settings.with_overrides(
+                db=settings.db.absolute(),
+                root=settings.root.absolute(),
+                status_file=settings.status_path().absolute(),
+            )
+        ),
     ]
-    if settings.allow_file_actions:
-        cmd.append("--allow-file-actions")
-    return cmd
 
 
 def stop_process(proc: subprocess.Popen, timeout: float) -> None:

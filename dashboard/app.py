@@ -1,6 +1,7 @@
 """facelint's review dashboard: `streamlit run dashboard/app.py -- --db X --root Y ...`.
 
-Settings come only from the arguments after `--` (dashboard/settings.py). Each page opens
+Settings come only from the arguments after `--`: facelint's one settings model
+(dashboard/settings.py, daemon/config.py). Each page opens
 the store for one query and closes it again (dashboard/db.py). Pages are `st.navigation`
 pages with their own URLs (/ the review queue, /pairs, /person?name=..., /problems,
 /search, /status, /actions), so a reviewer can bookmark one.
@@ -8,12 +9,10 @@ pages with their own URLs (/ the review queue, /pairs, /person?name=..., /proble
 
 from __future__ import annotations
 
-import sys
-
 import streamlit as st
 
 from dashboard import actions, ui
-from dashboard.settings import DashboardSettings, SettingsError, parse_args
+from dashboard.settings import DashboardSettings, SettingsError, current
 
 PAGES = [
     st.Page("views/mistakes.py", title="Review", icon=":material/checklist:", default=True),
@@ -33,7 +32,7 @@ _KEPT = ("f_score", "f_search", "f_state", "f_size", "person_search", "m_state",
 
 def _settings() -> DashboardSettings | None:
     try:
-        return parse_args(sys.argv[1:])
+        return current()
     except (SettingsError, SystemExit) as exc:
         st.error(f"dashboard arguments: {exc}")
         return None

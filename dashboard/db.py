@@ -39,7 +39,7 @@ def _turn(timeout: float) -> Iterator[float]:
 def read(settings: DashboardSettings, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
     """fn(connection) on a read-only connection opened for this call only."""
     with (
-        _turn(settings.lock_timeout) as left,
+        _turn(settings.page_lock_timeout) as left,
         open_store(settings.db, read_only=True, timeout=left) as con,
     ):
         return fn(con)
@@ -49,5 +49,5 @@ def read(settings: DashboardSettings, fn: Callable[[duckdb.DuckDBPyConnection], 
 def writing(settings: DashboardSettings) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection for one short unit of work: commits when the block exits
     cleanly, rolls back when it raises."""
-    with _turn(settings.lock_timeout) as left, open_store(settings.db, timeout=left) as con:
+    with _turn(settings.page_lock_timeout) as left, open_store(settings.db, timeout=left) as con:
         yield con

@@ -26,7 +26,7 @@ def start(
 ) -> AppTest:
     """The app as `streamlit run dashboard/app.py -- ...` would run it, after one run,
     on `page` (None: the landing page, the review queue)."""
-    fixed = ["--lock-timeout", "1", "--user", "tester"]
+    fixed = ["--page-lock-timeout", "1", "--user", "tester"]
     if page_size is not None:
         fixed += ["--page-size", str(page_size)]
     monkeypatch.setattr(

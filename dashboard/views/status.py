@@ -23,11 +23,11 @@ def _when(value: object) -> str:
 
 def _daemon(settings: DashboardSettings) -> None:
     st.subheader("Daemon")
-    status = read_status(settings.status_file)
+    status = read_status(settings.status_path())
     (st.success if status.running else st.error)(status.summary)
     f = status.fields
     if not f:
-        st.caption(f"status file: {settings.status_file}")
+        st.caption(f"status file: {settings.status_path()}")
         return
     cols = st.columns(4)
     cols[0].metric("state", str(f.get("state", "—")))
@@ -50,7 +50,7 @@ def _daemon(settings: DashboardSettings) -> None:
             "message": [str(f.get("message") or "")],
         }
     )
-    st.caption(f"status file: {settings.status_file}")
+    st.caption(f"status file: {settings.status_path()}")
 
 
 def _store(settings: DashboardSettings) -> None:
@@ -115,7 +115,7 @@ def live_line(settings: DashboardSettings) -> str:
     """ "encoding 1,234 of 5,000, about 2 min left" from the status file's `progress`
     ({stage, done, total, rate, eta_s}), when the daemon is running and writes one; the
     daemon's state otherwise; "" when it is not running."""
-    status = read_status(settings.status_file)
+    status = read_status(settings.status_path())
     if not status.running:
         return ""
     progress = status.fields.get("progress")
