@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from daemon.faces import choose_faces
 from daemon.mistakes import Mistakes, find_mistakes
 from daemon.snapshot import Snapshot, assign_folders, positions
 from store import catalog, embeddings, folders, matches, suggestions
+from store.clock import utcnow
 from store.connection import StoreGuard, open_store
 from store.scores import ANCHOR_SCORE, Calibration
 
@@ -51,10 +52,6 @@ ENCODE_CHUNK = 64
 ENCODE_CHUNK_SECONDS = 20.0
 # A refresh whose snapshot went stale (another writer) is computed again, this often.
 REFRESH_ATTEMPTS = 3
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
