@@ -41,9 +41,7 @@ def decode(source: Path | bytes, max_pixels: int) -> Image.Image:
             # caller must not record it against the file's hash.
             raise ImageReadError("missing", "file disappeared before it was read") from None
         except OSError as exc:
-            raise ImageReadError(
-                "unreadable", f"cannot read file: {exc.strerror or exc}"
-            ) from exc
+            raise ImageReadError("unreadable", f"cannot read file: {exc.strerror or exc}") from exc
         opened = source
     if size == 0:
         raise ImageReadError("unreadable", "empty file (0 bytes)")
