@@ -321,3 +321,46 @@ def test_facelint_status_says_when_the_last_reconcile_was():
     assert rows["last reconcile"] == "10 min ago"
     assert "progress" not in rows  # malformed: left out, as the dashboard does
     assert rows["throughput"] == "—" and rows["images"] == "—"
+
+
+def test_the_service_publishes_rate_and_time_left(tmp_path):
+    from daemon.pipeline import ProgressEvent
+    from daemon.service import Service
+
+    now = [100.0]
+    (tmp_path / "data").mkdir()
+    settings = Settings(root=tmp_path / "data", db=tmp_path / "facelint.duckdb")
+    service = Service(settings, clock=lambda: now[0])
+    try:
+        service._progress(ProgressEvent("encoding", 0, 90))
+        assert service.progress is not None and service.progress["eta_s"] is None
+        now[0] += 10.0
+        service._progress(ProgressEvent("encoding", 30, 90))
+        assert service.progress == {
+            "stage": "encoding",
+            "done": 30,
+            "total": 90,
+            "rate": 3.0,
+            "eta_s": 20.0,
+        }
+        service.publish()
+        status = read_status_file(settings.status_path())
+        assert status.running and status.progress() == parse_progress(service.progress)
+    finally:
+        service.pipeline.close()
+
+
+def test_the_progress_log_line_says_rate_and_time_left(caplog, monkeypatch):
+    from daemon import progress as terminal
+    from daemon.pipeline import ProgressEvent
+
+    ticks = [50.0, 50.0, 60.0]  # stage start, first event, second event
+    monkeypatch.setattr(terminal.time, "monotonic", lambda: ticks.pop(0) if ticks[1:] else ticks[0])
+    out = terminal.TerminalProgress(stream=io.StringIO(), every=5.0)
+    with caplog.at_level("INFO", logger="facelint.progress"):
+        out(ProgressEvent("encoding", 0, 900))
+        out(ProgressEvent("encoding", 300, 900))
+    assert [r.getMessage() for r in caplog.records] == [
+        "encoding 0/900 (0.0/s, time left unknown)",
+        "encoding 300/900 (30.0/s, about 20 s left)",
+    ]
