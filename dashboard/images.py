@@ -13,9 +13,7 @@ BOX_COLOUR = (0, 220, 90)
 BOX_WIDTH = 3
 
 
-def render(
-    data: bytes, box: tuple[int, int, int, int] | None, side: int, max_pixels: int
-) -> bytes:
+def render(data: bytes, box: tuple[int, int, int, int] | None, side: int, max_pixels: int) -> bytes:
     """JPEG bytes of the image scaled (up or down) to fit a side×side square.
 
     Both images of a pair come out the same size whatever their originals, so faces can be
