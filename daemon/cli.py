@@ -360,73 +360,46 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s ago"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min ago"
-    if seconds < 36 * 3600:
-        return f"{seconds / 3600:.1f} h ago"
-    return f"{seconds / 86400:.1f} days ago"
-
-
-def _count(value: Any) -> str:
-    return f"{value:,}" if isinstance(value, int) else ("—" if value is None else str(value))
-
-
 def human_status(status: dict[str, Any], now: float) -> list[tuple[str, str]]:
     """`facelint status` as a table a person reads: ages, °C, thousands separators."""
-
-    def when(value: Any) -> str:
-        return _age(now - value) if isinstance(value, int | float) else "never"
+    from daemon.common import humanize
+    from daemon.common.humanize import age, count, rate
+    from daemon.common.statusfile import parse_progress
 
     temp = status.get("temperature")
     rows = [
         ("state", str(status.get("state", "—"))),
-        ("heartbeat", when(status.get("heartbeat"))),
-        ("pid", _count(status.get("pid"))),
-        ("queue", _count(status.get("queue"))),
-        (
-            "throughput",
-            "—"
-            if status.get("throughput") is None
-            else f"{float(status['throughput']):.1f} images/s",
-        ),
+        ("heartbeat", age(status.get("heartbeat"), now)),
+        ("pid", count(status.get("pid"))),
+        ("queue", count(status.get("queue"))),
+        ("throughput", rate(status.get("throughput"))),
         ("temperature", "no sensor" if temp is None else f"{float(temp):.0f} °C"),
         ("throttled", "yes" if status.get("throttled") else "no"),
-        ("last reconcile", when(status.get("last_reconcile"))),
-        ("images", _count(status.get("images"))),
-        ("classes", _count(status.get("classes"))),
-        ("pairs", _count(status.get("pairs"))),
-        ("unreviewed", _count(status.get("unreviewed_pairs"))),
-        ("encoded in all", _count(status.get("encoded_total"))),
+        # The daemon writes this one as ISO-8601 text, the heartbeat as a number.
+        ("last reconcile", age(status.get("last_reconcile"), now)),
+        ("images", count(status.get("images"))),
+        ("classes", count(status.get("classes"))),
+        ("pairs", count(status.get("pairs"))),
+        ("unreviewed", count(status.get("unreviewed_pairs"))),
+        ("encoded in all", count(status.get("encoded_total"))),
         ("store", str(status.get("store", "—"))),
     ]
     statuses = status.get("statuses")
     if isinstance(statuses, dict) and statuses:
         rows.append(
-            ("images by status", ", ".join(f"{k} {_count(v)}" for k, v in sorted(statuses.items())))
+            ("images by status", ", ".join(f"{k} {count(v)}" for k, v in sorted(statuses.items())))
         )
-    progress = status.get("progress")
-    if isinstance(progress, dict) and progress.get("total"):
-        eta = progress.get("eta_s")
-        left = f", about {_age(float(eta)).removesuffix(' ago')} left" if eta else ""
-        rows.insert(
-            4,
-            (
-                "progress",
-                f"{progress.get('stage')} {_count(progress.get('done'))} of "
-                f"{_count(progress.get('total'))}{left}",
-            ),
-        )
+    progress = parse_progress(status.get("progress"))
+    if progress is not None:
+        line = humanize.progress(progress.stage, progress.done, progress.total, progress.eta_s)
+        rows.insert(4, ("progress", line))
     if "open_suggestions" in status:
         kinds = status.get("open_suggestions_by_kind") or {}
-        detail = ", ".join(f"{k} {_count(v)}" for k, v in sorted(kinds.items()))
+        detail = ", ".join(f"{k} {count(v)}" for k, v in sorted(kinds.items()))
         rows.append(
             (
                 "open suggestions",
-                _count(status["open_suggestions"]) + (f" ({detail})" if detail else ""),
+                count(status["open_suggestions"]) + (f" ({detail})" if detail else ""),
             )
         )
     cal = status.get("calibration")
@@ -446,7 +419,7 @@ def human_status(status: dict[str, Any], now: float) -> list[tuple[str, str]]:
             (
                 "model switch",
                 f"{switch['serving']} serves while {switch['to']} encodes: "
-                f"{_count(switch['encoded'])} of {_count(switch['total'])}",
+                f"{count(switch['encoded'])} of {count(switch['total'])}",
             )
         )
     if status.get("store_readable") is False:

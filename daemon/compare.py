@@ -15,15 +15,9 @@ from types import ModuleType
 import numpy as np
 
 from daemon.backend import to_host
+from store.vectors import normalise as normalise  # the unit rows A (in store/: see there)
 
 Triples = tuple[np.ndarray, np.ndarray, np.ndarray]  # src index, dst index, cosine
-
-
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    v = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return v / norms
 
 
 def _empty() -> Triples:

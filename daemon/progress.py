@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from daemon.common.humanize import rate_and_eta, time_left
 from daemon.runstats import ProgressEvent
 
 log = logging.getLogger("facelint.progress")
@@ -41,15 +42,14 @@ class TerminalProgress:
             now = time.monotonic()
             if now - self._last >= self.every or event.done == event.total:
                 self._last = now
-                rate = event.done / max(now - self._started, 1e-9)
-                left = (event.total - event.done) / rate if rate > 0 else 0.0
+                rate, left = rate_and_eta(event.done, event.total, now - self._started)
                 log.info(
-                    "%s %d/%d (%.1f/s, about %.0f s left)",
+                    "%s %d/%d (%.1f/s, %s)",
                     event.stage,
                     event.done,
                     event.total,
                     rate,
-                    left,
+                    "time left unknown" if left is None else time_left(left),
                 )
         if event.done >= event.total:
             self.close()

@@ -20,6 +20,7 @@ from daemon.encoders.base import encode_file
 from store import catalog
 from store.connection import open_store
 from store.search import StoredFaces, face_info, stored_faces
+from store.vectors import normalise
 
 
 class SearchError(RuntimeError):
@@ -73,8 +74,7 @@ def rank(
     (file id, score, cosine, face)."""
     if len(faces.ids) == 0 or n <= 0:
         return []
-    q = np.asarray(query, dtype=np.float32).ravel()
-    q = q / (np.linalg.norm(q) or 1.0)
+    q = normalise(np.asarray(query, dtype=np.float32).reshape(1, -1))[0]
     if faces.unit.shape[1] != q.shape[0]:
         raise SearchError(
             f"the photo's embedding has {q.shape[0]} numbers, the store's {faces.unit.shape[1]}"

@@ -23,13 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from daemon.common.humanize import rate_and_eta
+from daemon.common.statusfile import write_status
 from daemon.config import Settings
 from daemon.inventory import EmptyRoot, printable
 from daemon.notify import SystemdNotifier
 from daemon.pipeline import Pipeline
 from daemon.progress import TerminalProgress
 from daemon.runstats import ProgressEvent, RunStats
-from daemon.status import write_status
 from daemon.thermal import TemperatureSource, ThermalGovernor, make_temperature_source
 from daemon.watcher import Batch, EventQueue, start_observer
 from store.connection import StoreBusy, StoreGuard, StoreLost, file_identity
@@ -158,8 +159,7 @@ class Service:
         if self.progress is None or self.progress["stage"] != event.stage or event.done == 0:
             self._stage_started = now
         elapsed = now - self._stage_started
-        rate = event.done / elapsed if elapsed > 0 else 0.0
-        left = (event.total - event.done) / rate if rate > 0 else None
+        rate, left = rate_and_eta(event.done, event.total, elapsed)
         self.progress = {
             "stage": event.stage,
             "done": event.done,

@@ -1,47 +1,17 @@
-"""The daemon's status, published where readers get it without the store's lock.
+"""What `facelint status` reports: the daemon's status file merged with the store's totals.
 
-A JSON file beside the store, replaced atomically (write a temp file, rename), holds the
-live figures: state, heartbeat, queue, throughput, temperature. Totals that must survive
-restarts (images, pairs, encoded_total) live in the store; `read_status` merges both and
+The file (daemon/common/statusfile.py) holds the live figures; totals that must survive
+restarts (images, pairs, encoded_total) live in the store. `read_status` merges both and
 falls back to the file's last copy of them while another process holds the store.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
+from daemon.common.statusfile import read_status_file
 from daemon.config import Settings
-
-STALE_SECONDS = 60.0
-
-
-def write_status(path: Path, status: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(status, fh, ensure_ascii=False, default=str)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def read_status_file(path: Path) -> dict[str, Any] | None:
-    try:
-        with path.open(encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
@@ -50,13 +20,12 @@ def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
     from store.reports import summary
 
     now = time.time() if now is None else now
-    live = read_status_file(settings.status_path()) or {}
-    heartbeat = live.get("heartbeat")
-    running = isinstance(heartbeat, int | float) and now - heartbeat < STALE_SECONDS
+    status = read_status_file(settings.status_path(), now)
+    live, running = status.fields, status.running
     out: dict[str, Any] = {
         "state": live.get("state", "stopped") if running else "daemon not running",
-        "heartbeat": heartbeat,
-        "heartbeat_age": None if heartbeat is None else round(now - heartbeat, 1),
+        "heartbeat": live.get("heartbeat"),
+        "heartbeat_age": None if status.age is None else round(status.age, 1),
         "running": running,
         "queue": live.get("queue", 0) if running else 0,
         "throughput": live.get("throughput"),

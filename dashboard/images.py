@@ -1,4 +1,5 @@
-"""Images as the dashboard shows them: upright, fitted to a square, face box drawn."""
+"""Images as the dashboard shows them: decoded as the encoder saw them (upright, 16-bit
+scaled), fitted to a square, face box drawn."""
 
 from __future__ import annotations
 
@@ -6,19 +7,20 @@ import io
 
 from PIL import Image, ImageDraw, ImageOps
 
+from daemon.common.imaging import decode
+
 BOX_COLOUR = (0, 220, 90)
 BOX_WIDTH = 3
 
 
-def render(data: bytes, box: tuple[int, int, int, int] | None, side: int) -> bytes:
+def render(data: bytes, box: tuple[int, int, int, int] | None, side: int, max_pixels: int) -> bytes:
     """JPEG bytes of the image scaled (up or down) to fit a side×side square.
 
     Both images of a pair come out the same size whatever their originals, so faces can be
-    compared. The encoder found its box on the EXIF-upright image: same transpose here.
+    compared. The encoder found its box on the image it decoded: decoded the same way here
+    (ImageReadError when the encoder would refuse it too).
     """
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        rgb = ImageOps.exif_transpose(im).convert("RGB")
+    rgb = decode(data, max_pixels)
     w, h = rgb.size
     shown = ImageOps.contain(rgb, (side, side), Image.Resampling.LANCZOS)
     if box is not None and w > 0 and h > 0:
@@ -55,13 +57,13 @@ def crop_box(
     )
 
 
-def face_crop(data: bytes, box: tuple[int, int, int, int] | None, side: int) -> bytes:
+def face_crop(
+    data: bytes, box: tuple[int, int, int, int] | None, side: int, max_pixels: int
+) -> bytes:
     """JPEG bytes of the face (the stored box with margin) scaled to fit side×side, so a
     face from a full-body shot or a group photo is as large as one from a tight crop.
     Without a box (no face found, whole image used) the whole image is returned."""
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        rgb = ImageOps.exif_transpose(im).convert("RGB")
+    rgb = decode(data, max_pixels)
     if box is not None:
         region = crop_box(box, rgb.width, rgb.height)
         if region[2] > region[0] and region[3] > region[1]:

@@ -12,8 +12,8 @@ from urllib.parse import quote_plus
 
 import duckdb
 import streamlit as st
-from PIL import UnidentifiedImageError
 
+from daemon.common.imaging import ImageReadError
 from dashboard import db, files, images
 from dashboard.files import FileActionRefused, UnsafePath
 from dashboard.settings import DashboardSettings
@@ -144,11 +144,14 @@ def _rendered(
     box: tuple[int, int, int, int] | None,
     side: int,
     face: bool,
+    max_pixels: int,
 ) -> bytes:
     """An image as shown, cached by its file's (mtime, size): a decision reruns the queue,
     and re-decoding a dozen photos each time would cost most of the 300 ms a card has."""
     data = files.read_image_bytes(Path(root), path)
-    return images.face_crop(data, box, side) if face else images.render(data, box, side)
+    if face:
+        return images.face_crop(data, box, side, max_pixels)
+    return images.render(data, box, side, max_pixels)
 
 
 def _stamp(settings: DashboardSettings, path: str) -> tuple[int, int]:
@@ -178,6 +181,7 @@ def show_image(
             box or image.box,
             max_side,
             face,
+            settings.max_pixels,  # what the encoder refused is refused here too
         )
     except UnsafePath as exc:
         st.error(str(exc))
@@ -185,7 +189,9 @@ def show_image(
     except FileNotFoundError as exc:
         st.warning(str(exc))
         return False
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (ImageReadError, OSError, ValueError) as exc:
+        # Refused as the encoder refuses it (unreadable, over the pixel limit, a
+        # decompression bomb), or the file could not be read: words, never a traceback.
         st.warning(f"{image.path}: cannot show this image ({exc})")
         return False
     st.image(shown, caption=caption)

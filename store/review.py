@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import duckdb
 
+from store.clock import utcnow
 from store.reports import summary
 
 # A decision on a pair. "skip" means "not now": it leaves the unreviewed list and waits
@@ -41,10 +42,6 @@ PROBLEM_STATUSES = (*ENCODER_STATUSES, WHOLE_IMAGE)
 
 # Actions that moved a file and can be undone; "undo" rows record the undoing itself.
 FILE_ACTIONS = ("move", "quarantine")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from store.embeddings import USABLE
 from store.matches import load_calibration
 from store.scores import Calibration
 from store.sql import first_row
+from store.vectors import normalise
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,7 @@ def stored_faces(con: duckdb.DuckDBPyConnection) -> StoredFaces:
     flat = table.column("vector").combine_chunks()
     vectors = np.asarray(flat.values.to_numpy(zero_copy_only=False), dtype=np.float32)
     vectors = vectors.reshape(n, -1)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit = vectors / np.where(norms > 0, norms, 1.0)
+    unit = normalise(vectors)
     return StoredFaces(
         model,
         table.column("id").to_numpy().astype(np.int64),

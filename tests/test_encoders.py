@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from daemon.common.imaging import load_rgb
 from daemon.config import ConfigError, Settings
 from daemon.encoders import registry
 from daemon.encoders.align import ARCFACE_TEMPLATE, arcface_crop, similarity_transform
 from daemon.encoders.base import Encoding, Face, encode_file
 from daemon.encoders.detect import nms
-from daemon.encoders.images import load_rgb
 from tests.conftest import DEV_FACES, REPO
 
 MAX_PIXELS = 60_000_000

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from daemon.encoders.images import ImageReadError, load_rgb
+from daemon.common.imaging import ImageReadError, load_rgb
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom, original pixels
 

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import streamlit as st
 
+from daemon.common import humanize
+from daemon.common.statusfile import read_status_file
 from dashboard import ui
-from dashboard.daemon_status import read_status
 from dashboard.settings import DashboardSettings, current
 from store import review
 
 REFRESH_SECONDS = 5
 
 
-def _when(value: object) -> str:
-    try:
-        return datetime.fromtimestamp(float(value), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError, OSError):
-        return "—" if value in (None, "") else str(value)
-
-
 def _daemon(settings: DashboardSettings) -> None:
     st.subheader("Daemon")
-    status = read_status(settings.status_path())
+    status = read_status_file(settings.status_path())
     (st.success if status.running else st.error)(status.summary)
     f = status.fields
     if not f:
@@ -41,9 +33,9 @@ def _daemon(settings: DashboardSettings) -> None:
     )
     st.table(
         {
-            "heartbeat": [_when(f.get("heartbeat"))],
+            "heartbeat": [humanize.moment(f.get("heartbeat"))],
             "pid": [str(f.get("pid", "—"))],
-            "last reconcile": [_when(f.get("last_reconcile"))],
+            "last reconcile": [humanize.moment(f.get("last_reconcile"))],
             "encoded in all": [str(f.get("encoded_total", "—"))],
             "images": [str(f.get("images", "—"))],
             "pairs": [str(f.get("pairs", "—"))],
@@ -103,38 +95,16 @@ def _store(settings: DashboardSettings) -> None:
         st.caption(f"last run: {last['kind']}, finished {last['finished_at']}")
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    if seconds < 90 * 60:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def live_line(settings: DashboardSettings) -> str:
     """ "encoding 1,234 of 5,000, about 2 min left" from the status file's `progress`
     ({stage, done, total, rate, eta_s}), when the daemon is running and writes one; the
     daemon's state otherwise; "" when it is not running."""
-    status = read_status(settings.status_path())
+    status = read_status_file(settings.status_path())
     if not status.running:
         return ""
-    progress = status.fields.get("progress")
-    if isinstance(progress, dict):
-        try:
-            stage = str(progress.get("stage") or "working")
-            done, total = int(progress.get("done") or 0), int(progress.get("total") or 0)
-        except (TypeError, ValueError):
-            done = total = 0
-            stage = "working"
-        if total > 0:
-            line = f"{stage} {done:,} of {total:,}"
-            try:
-                eta = float(progress.get("eta_s"))
-            except (TypeError, ValueError):
-                eta = -1
-            if eta >= 0:
-                line += f", about {_duration(eta)} left"
-            return line
+    progress = status.progress()
+    if progress is not None:
+        return humanize.progress(progress.stage, progress.done, progress.total, progress.eta_s)
     state = str(status.fields.get("state") or "running")
     message = str(status.fields.get("message") or "")
     return f"daemon {state}" + (f": {message}" if message else "")

@@ -1,7 +1,13 @@
-"""Reading image files into RGB arrays, with the failures a scraped data set has."""
+"""Image files decoded the way the encoder sees them, for the encoder and the dashboard.
+
+One decoder for both, so the dashboard shows what was encoded: upright per EXIF, any
+mode as 8-bit RGB (16-bit pixels scaled, not clipped), a pixel limit against
+decompression bombs, and every failure a scraped data set has as one ImageReadError.
+"""
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -20,21 +26,30 @@ class ImageReadError(Exception):
 
 def load_rgb(path: Path, max_pixels: int) -> np.ndarray:
     """The image as an H×W×3 uint8 array, upright per its EXIF orientation."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        # Gone between listing and encoding: not a property of the content, so the
-        # caller must not record it against the file's hash.
-        raise ImageReadError("missing", "file disappeared before it was read") from None
-    except OSError as exc:
-        raise ImageReadError("unreadable", f"cannot read file: {exc.strerror or exc}") from exc
+    return np.ascontiguousarray(np.asarray(decode(path, max_pixels), dtype=np.uint8))
+
+
+def decode(source: Path | bytes, max_pixels: int) -> Image.Image:
+    """A file (or its bytes, as the dashboard reads them) as an upright RGB image."""
+    if isinstance(source, bytes):
+        size, opened = len(source), io.BytesIO(source)
+    else:
+        try:
+            size = source.stat().st_size
+        except FileNotFoundError:
+            # Gone between listing and encoding: not a property of the content, so the
+            # caller must not record it against the file's hash.
+            raise ImageReadError("missing", "file disappeared before it was read") from None
+        except OSError as exc:
+            raise ImageReadError("unreadable", f"cannot read file: {exc.strerror or exc}") from exc
+        opened = source
     if size == 0:
         raise ImageReadError("unreadable", "empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             # Pillow warns before it refuses; we want one clear refusal, not a warning.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(opened) as im:
                 w, h = im.size
                 if w * h > max_pixels:
                     raise ImageReadError(
@@ -43,7 +58,7 @@ def load_rgb(path: Path, max_pixels: int) -> np.ndarray:
                     )
                 im.load()
                 im = ImageOps.exif_transpose(im)
-                rgb = to_rgb(im)
+                return to_rgb(im)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -57,7 +72,6 @@ def load_rgb(path: Path, max_pixels: int) -> np.ndarray:
         raise ImageReadError("unreadable", f"cannot decode image: {exc}") from None
     except (ValueError, SyntaxError) as exc:
         raise ImageReadError("unreadable", f"cannot decode image: {exc}") from None
-    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
