@@ -79,6 +79,7 @@ class Pipeline:
         # The generation the store was last brought fully up to date at, by this pipeline:
         # an event batch that finds it unchanged, and nothing new, writes nothing.
         self._current_at: int | None = None
+        self._prepared = False
 
     def close(self) -> None:
         if self._own_pool:
@@ -121,6 +122,8 @@ class Pipeline:
         started_at = utcnow()
         stats = RunStats(kind=kind)
         self._set_state("scanning")
+        if not self._prepared or (self.store.guard and self.store.guard.identity is None):
+            self._prepare()
         detected = scan.detect(
             self.s,
             self.store,
@@ -129,8 +132,6 @@ class Pipeline:
             None if paths is None else list(paths),
             list(folders),
         )
-        if detected.todo is None:
-            self._create_store()
         todo = scan.apply(self.s, self.store, self.model, detected, stats)
         if (
             paths is not None
@@ -164,11 +165,13 @@ class Pipeline:
         self._finish(stats, started_at)
         return stats
 
-    def _create_store(self) -> None:
-        """A store that does not exist yet is created (schema, the guard's pin) before the
-        first read of the run's later steps."""
+    def _prepare(self) -> None:
+        """Once per pipeline (and again after the daemon's guard let go of a lost store):
+        one write open creates the store or brings its schema up to date, and pins the
+        guard to the file, so that every later read can open read-only."""
         with self.store.writing():
             pass
+        self._prepared = True
 
     # -- refresh: read → compute → write ---------------------------------------------------
 

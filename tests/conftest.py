@@ -4,6 +4,7 @@ SOURCES.md), real DuckDB files in temp dirs."""
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,16 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 # In the repository, so that a fresh clone tests itself; never written to.
 DEV_FACES = REPO / "tests" / "faces"
+
+
+@pytest.fixture(autouse=True)
+def _main_module_kept():
+    """Streamlit's AppTest installs its script as `__main__` for good; a process pool
+    spawned afterwards would make every worker re-run that script. Put ours back."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
 
 
 def copy_dev_faces(dest: Path, classes: list[str] | None = None) -> Path:
