@@ -45,12 +45,6 @@ def is_image_name(name: str, extensions: Iterable[str]) -> bool:
     return os.path.splitext(name)[1].lower() in tuple(extensions)
 
 
-def class_of(relpath: str) -> str | None:
-    """The class is the first folder level; files directly in the root have none."""
-    parts = relpath.split("/")
-    return parts[0] if len(parts) >= 2 else None
-
-
 NOT_UTF8 = "file name is not valid UTF-8"
 SYMLINK = "symbolic link: not followed"
 IN_ROOT = "image directly in the root: not in a class folder"

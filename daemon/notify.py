@@ -116,13 +116,6 @@ class SystemdNotifier:
             return False
         return self.notify(WATCHDOG=1)
 
-    def extend_timeout(self, seconds: float) -> bool:
-        """Ask for more time in the current start or stop phase (EXTEND_TIMEOUT_USEC).
-
-        Useful while start-up waits out another process's lock on the store.
-        """
-        return self.notify(EXTEND_TIMEOUT_USEC=max(1, round(seconds * 1_000_000)))
-
     def watchdog_interval(self) -> float | None:
         """Seconds between keep-alives (half of WATCHDOG_USEC), or None when not wanted.
 

@@ -100,7 +100,6 @@ class Service:
             settings.temp_limit,
             settings.temp_resume,
             clock=clock,
-            check_seconds=settings.temp_check_seconds,
         )
         self.queue = EventQueue(settings.root, settings.quiet_seconds, clock=clock)
         self.stop_event = threading.Event()

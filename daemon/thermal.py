@@ -164,22 +164,16 @@ class ThermalGovernor:
         limit: float = 72.0,
         resume: float = 65.0,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        check_seconds: float = 5.0,
     ) -> None:
         if not resume < limit:
             raise ValueError(
                 f"thermal resume temperature ({resume} °C) must be below the limit "
                 f"({limit} °C), or the daemon would resume while still too hot"
             )
-        if not check_seconds > 0:
-            raise ValueError(f"check_seconds must be positive, not {check_seconds}")
         self.source = source
         self.limit = float(limit)
         self.resume = float(resume)
-        self.check_seconds = float(check_seconds)
         self._clock = clock
-        self._sleep = sleep
         self._throttled = False
         self._throttled_since: float | None = None
         self._last_reading: float | None = None
@@ -251,40 +245,6 @@ class ThermalGovernor:
             )
             self._leave()
         return self._throttled
-
-    def wait_until_cool(
-        self,
-        should_stop: Callable[[], bool],
-        on_throttle: Callable[[float], None] | None = None,
-    ) -> bool:
-        """Block while throttled, re-reading every ``check_seconds``.
-
-        Returns True once cool (at once if not throttled, without reading), False when
-        ``should_stop()`` turned true first. ``on_throttle`` gets the latest known
-        temperature before each wait: the place to update STATUS= and ping the systemd
-        watchdog, which would otherwise kill a daemon paused for longer than WatchdogSec.
-        """
-        while self._throttled:
-            if should_stop():
-                return False
-            if on_throttle is not None and self._last_reading is not None:
-                on_throttle(self._last_reading)
-            if not self._pause(should_stop):
-                return False
-            self.check()
-        return True
-
-    def _pause(self, should_stop: Callable[[], bool]) -> bool:
-        # Sleep in short slices so a SIGTERM during a long pause is honoured well within
-        # systemd's TimeoutStopSec rather than after a whole check interval.
-        deadline = self._clock() + self.check_seconds
-        while True:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                return True
-            self._sleep(min(remaining, 0.5))
-            if should_stop():
-                return False
 
     def _leave(self) -> None:
         self._throttled = False

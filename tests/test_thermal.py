@@ -18,18 +18,13 @@ shwtemp = namedtuple("shwtemp", ["label", "current", "high", "critical"])
 
 
 class FakeTime:
-    """A clock that only moves when the code under test sleeps."""
+    """A clock that only moves when a test moves it."""
 
     def __init__(self) -> None:
         self.now = 1000.0
-        self.sleeps: list[float] = []
 
     def clock(self) -> float:
         return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class Readings:
@@ -50,7 +45,7 @@ def governor(
 ) -> tuple[ThermalGovernor, Readings, FakeTime]:
     source = Readings(values)
     fake = FakeTime()
-    gov = ThermalGovernor(source, clock=fake.clock, sleep=fake.sleep, **kwargs)
+    gov = ThermalGovernor(source, clock=fake.clock, **kwargs)
     return gov, source, fake
 
 
@@ -113,11 +108,6 @@ def test_resume_must_be_below_limit(limit, resume):
         ThermalGovernor(Readings([50.0]), limit=limit, resume=resume)
 
 
-def test_check_seconds_must_be_positive():
-    with pytest.raises(ValueError, match="check_seconds"):
-        ThermalGovernor(Readings([50.0]), check_seconds=0)
-
-
 # --- no sensor --------------------------------------------------------------------------
 
 
@@ -158,50 +148,6 @@ def test_missed_readings_while_throttled_release_after_a_few(caplog):
     with caplog.at_level(logging.WARNING, logger="facelint.thermal"):
         assert gov.check() is False  # a sensor that went away must not pause for ever
     assert "stopped answering" in caplog.text
-
-
-# --- waiting ----------------------------------------------------------------------------
-
-
-def test_wait_until_cool_rereads_every_check_seconds():
-    gov, source, fake = governor([75.0, 74.0, 70.0, 64.0], check_seconds=5.0)
-    start = fake.now
-    seen: list[float] = []
-    assert gov.check() is True
-    assert gov.wait_until_cool(lambda: False, seen.append) is True
-    assert not gov.throttled
-    assert source.calls == 4
-    assert fake.now - start == pytest.approx(15.0)  # three waits of 5 s
-    assert seen == [75.0, 74.0, 70.0]  # the latest temperature before each wait
-
-
-def test_wait_until_cool_returns_at_once_when_not_throttled():
-    gov, source, fake = governor([50.0])
-    assert gov.wait_until_cool(lambda: False) is True
-    assert source.calls == 0
-    assert fake.sleeps == []
-
-
-def test_wait_until_cool_stops_early_when_asked():
-    gov, _, fake = governor([90.0], check_seconds=60.0)
-    gov.check()
-    asked = {"n": 0}
-
-    def should_stop() -> bool:
-        asked["n"] += 1
-        return asked["n"] > 3
-
-    assert gov.wait_until_cool(should_stop) is False
-    assert gov.throttled
-    # Stopping does not wait out the 60 s interval: the pause is sliced.
-    assert fake.now - 1000.0 < 60.0
-
-
-def test_wait_until_cool_stop_already_requested():
-    gov, _, fake = governor([90.0])
-    gov.check()
-    assert gov.wait_until_cool(lambda: True) is False
-    assert fake.sleeps == []
 
 
 # --- sources ----------------------------------------------------------------------------

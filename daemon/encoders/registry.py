@@ -16,7 +16,6 @@ from daemon.encoders.spec import SpecOverrides
 
 DLIB = "dlib"
 ARCFACE = "arcface"
-ENCODERS = (DLIB, ARCFACE)
 
 
 def kind(settings: Settings) -> str:
@@ -50,14 +49,10 @@ def model_id(settings: Settings) -> str:
     return arcface_model_id(weights, "dlib" if det in ("auto", "hog", "cnn") else det)
 
 
-def raw_cosine_is_calibrated(settings: Settings) -> bool:
-    """ArcFace's raw cosine already means "same person" near 0.4 (centred on 0 for
-    different people); dlib's needs the data set's own calibration."""
-    return kind(settings) == ARCFACE
-
-
 def model_is_calibrated(model: str) -> bool:
-    """The same, for a model id found in a store (during a switch the store serves a
+    """ArcFace's raw cosine already means "same person" near 0.4 (centred on 0 for
+    different people); dlib's needs the data set's own calibration. By the model id found
+    in a store (during a switch the store serves a
     model the settings no longer name)."""
     return model.startswith(arcface_model_id("", "").split(":")[0] + ":")
 

@@ -17,8 +17,6 @@ NORMALISATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
     # The graph normalises its input itself: feed 0..255 pixels.
     "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
 }
-ALIGNMENTS = ("template", "chip")
-CHANNELS = ("rgb", "bgr")
 # Ops that, among a graph's first nodes, mean it normalises its own input (InsightFace's
 # model zoo uses the same test).
 _NORMALISING_OPS = {"Sub", "Mul", "Div"}
