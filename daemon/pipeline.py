@@ -29,12 +29,13 @@ import numpy as np
 from daemon import calibration as calib
 from daemon import compare, inventory
 from daemon.backend import get_backend
+from daemon.common.stats import changed_past
 from daemon.config import Settings
 from daemon.encoders import registry
 from daemon.encoders.base import Encoding
 from daemon.encoders.pool import EncoderPool
 from daemon.faces import choose_faces
-from daemon.mistakes import Mistakes, find_mistakes
+from daemon.kinds import Suggestions, find_suggestions
 from daemon.snapshot import Snapshot, assign_folders, positions
 from store import catalog, embeddings, folders, matches, suggestions
 from store.connection import StoreGuard, open_store
@@ -45,8 +46,6 @@ log = logging.getLogger("facelint.pipeline")
 FAILED = ("unreadable", "error")
 # Rescore every pair when the calibration moved any score by more than this.
 RESCORE_TOLERANCE = 0.01
-# Re-estimate the calibration when the number of faces changed by this fraction.
-RECALIBRATE_GROWTH = 0.01
 ENCODE_CHUNK = 64
 ENCODE_CHUNK_SECONDS = 20.0
 # A refresh whose snapshot went stale (another writer) is computed again, this often.
@@ -475,7 +474,7 @@ class Pipeline:
             suggestions_key=snap.generation_key(),
         )
 
-    def _suggest(self, snap: Snapshot, plan: Plan, stats: RunStats) -> Mistakes:
+    def _suggest(self, snap: Snapshot, plan: Plan, stats: RunStats) -> Suggestions:
         """The review queue from the faces and lists just written (no connection open)."""
         assert plan.suggest is not None
         inputs = plan.suggest
@@ -483,7 +482,7 @@ class Pipeline:
         self.on_progress(ProgressEvent("suggesting", 0, 1))
         started = time.monotonic()
         src, dst = _list_rows(snap, snap.faces.ids, plan.lists)
-        mistakes = find_mistakes(
+        mistakes = find_suggestions(
             snap,
             inputs.unit,
             inputs.rows,
@@ -514,7 +513,7 @@ class Pipeline:
         n = len(faces)
         if n == 0:
             return old, False
-        if old is not None and abs(n - old.images) <= max(1, RECALIBRATE_GROWTH * old.images):
+        if old is not None and not changed_past(n, old.images):
             return old, False
         # Calibrate on each image's first face: the standing face is chosen with the
         # calibration, and the first face is the standing one for nearly every image.
@@ -567,7 +566,7 @@ class Pipeline:
             )
         return True
 
-    def _write_suggestions(self, snap: Snapshot, plan: Plan, mistakes: Mistakes) -> bool:
+    def _write_suggestions(self, snap: Snapshot, plan: Plan, mistakes: Suggestions) -> bool:
         with self._write() as con:
             if catalog.get_counter(con, "generation") != snap.generation:
                 return False

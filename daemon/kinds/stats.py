@@ -1,4 +1,5 @@
-"""Mistakes, not pairs: which folders are one person, which images are filed wrongly.
+"""The statistics every suggestion kind reads: the data's own models of one person and of
+different people, and each run's centred faces, folder centroids and per-image matches.
 
 Everything here works on *centred* faces: the mean face of the data set (the data's own,
 docs/design.md) is subtracted from every unit vector, so what two faces share because
@@ -9,36 +10,35 @@ more sharply than any single photo.
 
 Each suggestion gets a confidence in [0, 1] on one scale for all kinds: the probability
 that it is a real mistake, as prior odds times a likelihood ratio, both read off the data.
+"Different people" is a normal fitted to the upper tail of a statistic over random
+folder pairs (or image-folder pairs) of the same sizes: nearly all of them are different
+people (daemon/common/stats.py). "One person" is the density of the statistic between
+two disjoint groups of those sizes drawn inside folders: folders are mostly right. Each
+kind's own test, prior and words are in its module (daemon/kinds/<kind>.py); what two
+kinds share is here:
 
-- same_person(A, B): x = cosine of the two centroids. "Different people": a normal fitted
-  to the upper tail of x over random folder pairs of the same sizes (nearly all of them
-  are different people). "One person": the density of x between two disjoint groups of
-  those sizes drawn inside folders (folders are mostly right). Prior: SPLIT_RATE of the
-  folders have a twin, one of F. A folder of one image needs no special rule: its
-  centroid is its face.
-- misfiled(i in A, B): the ratio of image i against B's centroid (same densities, for an
-  image and a folder), times the ratio "not A's person" from how well i matches the rest
-  of A (its leave-one-out centroid): the body of unrelated image-folder matches against
-  the density of every image's match to its own folder. Prior: MISFILED_RATE, one of F.
-- stranger(i in A): the "not A's person" ratio alone (prior STRANGER_RATE), for an image
-  no other folder claims well enough to call it misfiled.
-- duplicate: the same content in two folders: 1.0, no model needed (daemon/mistakes.py).
+- `Statistics.not_own`: the likelihood ratio that an image is not its folder's person,
+  from how well it matches the rest of its folder (its leave-one-out centroid): the body
+  of unrelated image-folder matches against the density of every image's match to its
+  own folder (misfiled and stranger read it).
+- `Statistics.claims`: for each image, the other folder most likely to be its own and how
+  likely (misfiled proposes it; stranger breaks a tie in a folder of two with it).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from statistics import NormalDist
+from functools import cached_property
 
 import numpy as np
 
-# Prior odds. Scraped sets are mostly right: about one image in a hundred carries the
-# wrong name (misfiled into one of F folders, or a stranger to all of them), and a few
-# folders in a hundred have a twin under another name (one of F).
+from daemon.common.stats import Tail, changed_past, folder_tail
+from store.vocab import Kind
+
+# Prior odds that an image was filed from another folder: scraped sets are mostly right,
+# about one image in a hundred carries another folder's name (one of F). The other
+# kinds' priors are in their modules.
 MISFILED_RATE = 0.01
-STRANGER_RATE = 0.01
-SPLIT_RATE = 0.05
 # Suggestions below this confidence are not kept: the queue would only grow.
 MIN_CONFIDENCE = 0.02
 # Folder-size classes (by images): the null tail is fitted per class where it has data.
@@ -48,8 +48,6 @@ NULL_SAMPLES = 8_000
 MIN_CLASS_SAMPLES = 2_000
 # Fewer folders than this and there is no model of different people to test against.
 MIN_FOLDERS = 5
-# The models are estimated again when the number of images changed by this fraction.
-REUSE_GROWTH = 0.01
 # Same-person groups needed for a size class's own density; with few folders each is
 # split at random again, at most MAX_REDRAWS times.
 MIN_SAME_SAMPLES = 30
@@ -64,12 +62,14 @@ LOOSE_RATIO = 0.05
 # Image pairs shown with a suggestion.
 EVIDENCE_PAIRS = 12
 
-_NORMAL = NormalDist()
 
 
 @dataclass
-class Suggestion:
-    kind: str  # same_person | misfiled | stranger
+class Found:
+    """A suggestion as the statistics find it, in folder codes and file indices; its
+    kind's module says it in the store's keys and in words (daemon/kinds/base.py)."""
+
+    kind: Kind
     confidence: float
     folder_a: int  # folder code: same_person either folder; misfiled/stranger the image's
     folder_b: int  # same_person the other; misfiled the proposed destination; else -1
@@ -77,34 +77,6 @@ class Suggestion:
     stat: float  # centroid (or image-to-centroid) cosine, centred
     own: float = float("nan")  # misfiled/stranger: the image against the rest of its folder
     images: int = 0  # images involved (both folders)
-
-
-@dataclass(frozen=True)
-class Tail:
-    """A normal fitted to the upper tail of a statistic among unrelated folders."""
-
-    loc: float
-    scale: float
-
-    def pdf(self, x: np.ndarray) -> np.ndarray:
-        z = (np.asarray(x, np.float64) - self.loc) / self.scale
-        return np.exp(-0.5 * z * z) / (self.scale * math.sqrt(2 * math.pi))
-
-
-def fit_tail(sample: np.ndarray, distinct: float) -> Tail:
-    """Fit loc + scale * z to the sample's upper quantiles (the tail is what we need).
-
-    `distinct`: how many different pairs the draws come from. The fit stops where ~20 of
-    them remain above: past it, real mistakes among the draws (a split's folder pair is
-    one of only 153 pairs of 18 folders) would pass for the tail of different people.
-    With few pairs it starts at the median, for a stable line."""
-    hi = min(3.0, math.log10(max(distinct, 1.0) / 20))
-    lo = 1.0 if hi >= 2.0 else 0.3
-    ps = 1 - 10 ** -np.linspace(lo, max(hi, lo + 0.5), 10)
-    qs = np.quantile(sample, ps)
-    zs = np.array([_NORMAL.inv_cdf(float(p)) for p in ps])
-    scale, loc = np.polyfit(zs, qs, 1)
-    return Tail(float(loc), float(max(scale, 1e-3)))
 
 
 class Density:
@@ -159,7 +131,7 @@ class Nulls:
         a = rng.integers(0, n_f, NULL_SAMPLES * 4)
         b = rng.integers(0, n_f, NULL_SAMPLES * 4)
         keep = a != b
-        self.pooled_folder = fit_tail(
+        self.pooled_folder = folder_tail(
             np.einsum("ij,ij->i", cn[a[keep]], cn[b[keep]]), n_f * (n_f - 1) / 2
         )
         self.folder: dict[tuple[int, int], Tail] = {}
@@ -170,14 +142,14 @@ class Nulls:
                     continue
                 x, y = rng.choice(fa, NULL_SAMPLES), rng.choice(fb, NULL_SAMPLES)
                 ok = x != y
-                self.folder[(ca, cb)] = fit_tail(
+                self.folder[(ca, cb)] = folder_tail(
                     np.einsum("ij,ij->i", cn[x[ok]], cn[y[ok]]), len(fa) * len(fb)
                 )
         i = rng.integers(0, n, NULL_SAMPLES * 4)
         f = rng.integers(0, n_f, NULL_SAMPLES * 4)
         ok = codes[i] != f
         x = np.einsum("ij,ij->i", w[i[ok]], cn[f[ok]])
-        self.pooled_image = fit_tail(x, n * (n_f - 1))
+        self.pooled_image = folder_tail(x, n * (n_f - 1))
         # The body (not the tail) of an image against an unrelated folder: how a
         # stranger matches the folder it sits in.
         self.image_body = Tail(float(np.median(x)), _robust_sd(x))
@@ -185,7 +157,7 @@ class Nulls:
         x_cls = cls[f[ok]]
         for c in range(n_cls):
             if (x_cls == c).sum() >= MIN_CLASS_SAMPLES:
-                self.image[c] = fit_tail(x[x_cls == c], n * len(by_class[c]))
+                self.image[c] = folder_tail(x[x_cls == c], n * len(by_class[c]))
 
     def folder_tail(self, ca: int, cb: int) -> Tail:
         return self.folder.get((min(ca, cb), max(ca, cb)), self.pooled_folder)
@@ -194,7 +166,7 @@ class Nulls:
         return self.image.get(c, self.pooled_image)
 
 
-def _odds_to_probability(odds: np.ndarray) -> np.ndarray:
+def odds_to_probability(odds: np.ndarray) -> np.ndarray:
     odds = np.asarray(odds, np.float64)
     return odds / (1.0 + odds)
 
@@ -294,140 +266,108 @@ class Models:
     images: int
 
     def fits(self, n: int) -> bool:
-        return abs(n - self.images) <= max(1, REUSE_GROWTH * self.images)
+        return not changed_past(n, self.images)
 
 
-def suggest(
-    unit: np.ndarray,
-    codes: np.ndarray,
-    src: np.ndarray,
-    dst: np.ndarray,
-    seed: int = 0,
-    models: Models | None = None,
-) -> tuple[list[Suggestion], Models | None]:
-    """Suggestions, and the models behind them (pass them back next time: they are reused
-    while the data set changes by little), from unit vectors, folder codes (0..F-1, every
-    code used) and the stored match lists (src, dst: file indices of each image's best
-    matches elsewhere). The lists, and the folders each folder's (or loosely filed
-    image's) centroid comes close to, name the candidates."""
-    n = len(unit)
-    if n < 3:
-        return [], models
-    rng = np.random.default_rng(seed)
-    n_f = int(codes.max()) + 1
-    if n_f < MIN_FOLDERS:
-        # Too few folders to say how different people look: with two folders, every
-        # "random" folder pair is the one pair in question.
-        return [], models
-    w = centre(np.asarray(unit, np.float32))
-    sums = group_sums(w, codes, n_f)
-    sizes = np.bincount(codes, minlength=n_f)
-    cn = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-    cls = size_class(sizes)
-    if models is None or not models.fits(n):
-        models = Models(Nulls(cn, w, codes, sizes, rng), SameDensities(w, codes, sizes, rng), n)
-    nulls = models.nulls
-    # How an image matches the rest of its own folder: mostly right, so this is the
-    # same-person density of an image against a folder.
-    own_n = sizes[codes]
-    multi = np.flatnonzero(own_n >= 2)
-    own = np.full(n, np.nan)
-    loo = sums[codes[multi]] - w[multi]
-    own[multi] = np.einsum("ij,ij->i", w[multi], loo) / np.maximum(
-        np.linalg.norm(loo, axis=1), 1e-12
-    )
-    same = models.same
-    out: list[Suggestion] = []
+@dataclass(frozen=True)
+class Claims:
+    """Each image's most likely other folder: the probability that the image was filed
+    from it (0 where no folder claims it), that folder's code (-1: none) and the image's
+    cosine to its centroid."""
 
-    # -- same person ---------------------------------------------------------------------
-    multi_f = np.flatnonzero(sizes >= 2)
-    bar = nulls.pooled_folder.loc + CANDIDATE_Z * nulls.pooled_folder.scale
-    near_r, near_c = above(cn[multi_f], cn, bar, exclude=multi_f)
-    fa = np.concatenate([codes[src], multi_f[near_r]])
-    fb = np.concatenate([codes[dst], near_c])
-    if len(fa):
-        key = np.unique(np.minimum(fa, fb).astype(np.int64) * n_f + np.maximum(fa, fb))
-        a, b = key // n_f, key % n_f
-        key = key[a != b]
-        a, b = key // n_f, key % n_f
-        x = np.einsum("ij,ij->i", cn[a], cn[b])
-        null = np.empty(len(a))
-        genuine = np.empty(len(a))
-        n_cls = len(SIZE_EDGES)
-        pair_cls = np.minimum(cls[a], cls[b]) * n_cls + np.maximum(cls[a], cls[b])
-        for pc in np.unique(pair_cls).tolist():
-            ca, cb = divmod(pc, n_cls)
-            sel = pair_cls == pc
-            null[sel] = nulls.folder_tail(ca, cb).pdf(x[sel])
-            genuine[sel] = same(ca, cb)(x[sel])
-        ratio = genuine / np.maximum(null, 1e-300)
-        conf = _odds_to_probability(ratio * SPLIT_RATE / n_f)
-        for j in np.flatnonzero(conf >= MIN_CONFIDENCE):
-            out.append(
-                Suggestion(
-                    "same_person", float(conf[j]), int(a[j]), int(b[j]), -1, float(x[j]),
-                    images=int(sizes[a[j]] + sizes[b[j]]),
-                )
+    confidence: np.ndarray
+    folder: np.ndarray
+    x: np.ndarray
+
+
+class Statistics:
+    """One run's view of the data, for the kinds' tests: centred faces, folder centroids
+    and sizes, the models (made here when none fit), and what several kinds read.
+
+    The models' one-person densities are drawn on first use (SameDensities), so the order
+    in which kinds ask for them fixes the draws: the registry runs the kinds in `Kind`'s
+    order, every run, and `not_own` and `claims` are computed when first asked for."""
+
+    def __init__(
+        self,
+        unit: np.ndarray,
+        codes: np.ndarray,
+        src: np.ndarray,
+        dst: np.ndarray,
+        models: Models | None,
+        rng: np.random.Generator,
+    ):
+        n = len(unit)
+        self.n = n
+        self.codes, self.src, self.dst = codes, src, dst
+        self.n_f = n_f = int(codes.max()) + 1
+        self.w = w = centre(np.asarray(unit, np.float32))
+        self.sums = sums = group_sums(w, codes, n_f)
+        self.sizes = sizes = np.bincount(codes, minlength=n_f)
+        self.cn = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+        self.cls = size_class(sizes)
+        if models is None or not models.fits(n):
+            models = Models(
+                Nulls(self.cn, w, codes, sizes, rng), SameDensities(w, codes, sizes, rng), n
             )
+        self.models = models
+        self.nulls = models.nulls
+        self.same = models.same
+        # How an image matches the rest of its own folder: mostly right, so this is the
+        # same-person density of an image against a folder.
+        self.own_n = own_n = sizes[codes]
+        self.multi = multi = np.flatnonzero(own_n >= 2)
+        own = np.full(n, np.nan)
+        loo = sums[codes[multi]] - w[multi]
+        own[multi] = np.einsum("ij,ij->i", w[multi], loo) / np.maximum(
+            np.linalg.norm(loo, axis=1), 1e-12
+        )
+        self.own = own
 
-    # -- misfiled and stranger -----------------------------------------------------------
-    # Likelihood ratio of "not this folder's person" from the image's own match.
-    not_own = np.zeros(n)
-    own_cls = size_class(np.maximum(own_n - 1, 1))
-    for c in np.unique(own_cls[multi]).tolist():
-        sel = multi[own_cls[multi] == c]
-        not_own[sel] = nulls.image_body.pdf(own[sel]) / same(0, c)(own[sel])
-    best = np.zeros(n)
-    best_dest = np.full(n, -1)
-    best_x = np.zeros(n)
-    is_multi = own_n >= 2
-    m = is_multi[src]
-    # Only an image that fits its own folder poorly can be misfiled: only those look
-    # beyond their stored matches (most images fit their folder).
-    loose = multi[not_own[multi] >= LOOSE_RATIO]
-    bar = nulls.pooled_image.loc + CANDIDATE_Z * nulls.pooled_image.scale
-    im_r, im_c = above(w[loose], cn, bar, exclude=codes[loose])
-    s = np.concatenate([src[m], loose[im_r]])
-    dest = np.concatenate([codes[dst[m]], im_c])
-    if len(s):
-        key = np.unique(s.astype(np.int64) * n_f + dest)
-        s_u, d_u = key // n_f, key % n_f
-        x = np.einsum("ij,ij->i", w[s_u], cn[d_u])
-        null = np.empty(len(s_u))
-        genuine = np.empty(len(s_u))
-        for c in np.unique(cls[d_u]).tolist():
-            sel = cls[d_u] == c
-            null[sel] = nulls.image_tail(c).pdf(x[sel])
-            genuine[sel] = same(0, c)(x[sel])
-        ratio = not_own[s_u] * genuine / np.maximum(null, 1e-300)
-        conf = _odds_to_probability(ratio * MISFILED_RATE / n_f)
-        order = np.argsort(conf)  # each image's best destination is written last
-        best[s_u[order]] = conf[order]
-        best_dest[s_u[order]] = d_u[order]
-        best_x[s_u[order]] = x[order]
-    p_stranger = _odds_to_probability(not_own * STRANGER_RATE)
-    # In a folder of two that do not match, the evidence is the same for both: each is
-    # the stranger with half the probability, and one suggestion says it (the image that
-    # comes closer to some other folder: more likely filed from elsewhere).
-    pairs2 = multi[own_n[multi] == 2]
-    if len(pairs2):
-        p_stranger[pairs2] *= 0.5
-        order = pairs2[np.lexsort((-best_x[pairs2], codes[pairs2]))]
-        second = np.r_[False, codes[order][1:] == codes[order][:-1]]
-        p_stranger[order[second]] = 0.0
-    for i in multi[(best[multi] >= MIN_CONFIDENCE) | (p_stranger[multi] >= MIN_CONFIDENCE)]:
-        if best[i] >= MIN_CONFIDENCE and best[i] >= p_stranger[i]:
-            out.append(
-                Suggestion(
-                    "misfiled", float(best[i]), int(codes[i]), int(best_dest[i]), int(i),
-                    float(best_x[i]), float(own[i]), int(own_n[i] + sizes[best_dest[i]]),
-                )
-            )
-        elif p_stranger[i] >= MIN_CONFIDENCE:
-            out.append(
-                Suggestion(
-                    "stranger", float(p_stranger[i]), int(codes[i]), -1, int(i),
-                    float(own[i]), float(own[i]), int(own_n[i]),
-                )
-            )
-    return out, models
+    @cached_property
+    def not_own(self) -> np.ndarray:
+        """Likelihood ratio of "not this folder's person" from the image's own match."""
+        multi, own = self.multi, self.own
+        not_own = np.zeros(self.n)
+        own_cls = size_class(np.maximum(self.own_n - 1, 1))
+        for c in np.unique(own_cls[multi]).tolist():
+            sel = multi[own_cls[multi] == c]
+            not_own[sel] = self.nulls.image_body.pdf(own[sel]) / self.same(0, c)(own[sel])
+        return not_own
+
+    @cached_property
+    def claims(self) -> Claims:
+        """Against the folders its stored matches name, and (for an image that fits its
+        own folder poorly) every folder different people rarely reach."""
+        n, n_f, w, cn, codes = self.n, self.n_f, self.w, self.cn, self.codes
+        src, dst, multi, nulls = self.src, self.dst, self.multi, self.nulls
+        not_own = self.not_own
+        best = np.zeros(n)
+        best_dest = np.full(n, -1)
+        best_x = np.zeros(n)
+        is_multi = self.own_n >= 2
+        m = is_multi[src]
+        # Only an image that fits its own folder poorly can be misfiled: only those look
+        # beyond their stored matches (most images fit their folder).
+        loose = multi[not_own[multi] >= LOOSE_RATIO]
+        bar = nulls.pooled_image.loc + CANDIDATE_Z * nulls.pooled_image.scale
+        im_r, im_c = above(w[loose], cn, bar, exclude=codes[loose])
+        s = np.concatenate([src[m], loose[im_r]])
+        dest = np.concatenate([codes[dst[m]], im_c])
+        if len(s):
+            key = np.unique(s.astype(np.int64) * n_f + dest)
+            s_u, d_u = key // n_f, key % n_f
+            x = np.einsum("ij,ij->i", w[s_u], cn[d_u])
+            null = np.empty(len(s_u))
+            genuine = np.empty(len(s_u))
+            for c in np.unique(self.cls[d_u]).tolist():
+                sel = self.cls[d_u] == c
+                null[sel] = nulls.image_tail(c).pdf(x[sel])
+                genuine[sel] = self.same(0, c)(x[sel])
+            ratio = not_own[s_u] * genuine / np.maximum(null, 1e-300)
+            conf = odds_to_probability(ratio * MISFILED_RATE / n_f)
+            order = np.argsort(conf)  # each image's best destination is written last
+            best[s_u[order]] = conf[order]
+            best_dest[s_u[order]] = d_u[order]
+            best_x[s_u[order]] = x[order]
+        return Claims(best, best_dest, best_x)
