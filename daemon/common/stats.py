@@ -46,9 +46,7 @@ class Tail:
         return np.exp(-0.5 * z * z) / (self.scale * math.sqrt(2 * math.pi))
 
 
-def fit_tail(
-    sample: np.ndarray, lo: float, hi: float, points: int, min_scale: float
-) -> Tail:
+def fit_tail(sample: np.ndarray, lo: float, hi: float, points: int, min_scale: float) -> Tail:
     """loc + scale * z fitted by least squares to the sample's quantiles at
     p = 1 - 10^-e, for `points` exponents e evenly from `lo` to `hi` (1: the 90th
     percentile, 2: 1 in 100, ...); the scale never below `min_scale`."""

@@ -74,7 +74,7 @@ class Scene:
         return file_path(self.snap, int(self.ids[face]))
 
     def block(self, left: list[int], right: list[int]) -> tuple[str, list[tuple[int, int, float]]]:
-        """"17 of 20 image pairs ≥ 0.4, median 0.63" and the best pairs, for two groups."""
+        """ "17 of 20 image pairs ≥ 0.4, median 0.63" and the best pairs, for two groups."""
         if not left or not right:
             return "no other image to compare with", []
         scores = self.cal.score(self.unit[left] @ self.unit[right].T)

@@ -38,8 +38,19 @@ class Duplicate(FromSnapshot):
                     f"in {first_class}"
                 )
                 row = SuggestionRow(
-                    sid, self.kind, None, fid, folder_of_class[first_class], h,
-                    int(snap.file_ids[p]), 1.0, 1.0, 2, text, klass, first_class,
+                    sid,
+                    self.kind,
+                    None,
+                    fid,
+                    folder_of_class[first_class],
+                    h,
+                    int(snap.file_ids[p]),
+                    1.0,
+                    1.0,
+                    2,
+                    text,
+                    klass,
+                    first_class,
                     snap.file_paths[p],
                 )
                 pair = (sid, int(snap.file_ids[p]), int(snap.file_ids[first]), 1.0)

@@ -25,8 +25,13 @@ class Misfiled(FromStatistics):
         best, dest = claims.confidence, claims.folder
         return [
             Found(
-                self.kind, float(best[i]), int(stats.codes[i]), int(dest[i]), int(i),
-                float(claims.x[i]), float(stats.own[i]),
+                self.kind,
+                float(best[i]),
+                int(stats.codes[i]),
+                int(dest[i]),
+                int(i),
+                float(claims.x[i]),
+                float(stats.own[i]),
                 int(stats.own_n[i] + stats.sizes[dest[i]]),
             )
             for i in multi[best[multi] >= MIN_CONFIDENCE]
@@ -47,8 +52,20 @@ class Misfiled(FromStatistics):
             f"(confidence {found.confidence:.2f})"
         )
         row = SuggestionRow(
-            sid, self.kind, scene.model, fa, fb, h, int(scene.ids[i]), found.confidence,
-            found.stat, found.images, text, a_name, b_name, scene.path(i),
+            sid,
+            self.kind,
+            scene.model,
+            fa,
+            fb,
+            h,
+            int(scene.ids[i]),
+            found.confidence,
+            found.stat,
+            found.images,
+            text,
+            a_name,
+            b_name,
+            scene.path(i),
         )
         return Described(row, scene.evidence(sid, pairs))
 

@@ -149,8 +149,16 @@ def find_suggestions(
         for j, c in enumerate(codes):
             members[int(c)].append(j)
         scene = Scene(
-            snap, unit[kept], faces.ids[kept], [faces.hashes[i] for i in kept], names,
-            members, folder_of_class, cal, threshold, model,
+            snap,
+            unit[kept],
+            faces.ids[kept],
+            [faces.hashes[i] for i in kept],
+            names,
+            members,
+            folder_of_class,
+            cal,
+            threshold,
+            model,
         )
         for f in found:
             kind = kind_of(f.kind)

@@ -67,7 +67,12 @@ class SamePerson(FromStatistics):
         conf = odds_to_probability(ratio * SPLIT_RATE / n_f)
         return [
             Found(
-                self.kind, float(conf[j]), int(a[j]), int(b[j]), -1, float(x[j]),
+                self.kind,
+                float(conf[j]),
+                int(a[j]),
+                int(b[j]),
+                -1,
+                float(x[j]),
                 images=int(sizes[a[j]] + sizes[b[j]]),
             )
             for j in np.flatnonzero(conf >= MIN_CONFIDENCE)
@@ -85,8 +90,20 @@ class SamePerson(FromStatistics):
             f"faces agree at {found.stat:.2f} (confidence {found.confidence:.2f})"
         )
         row = SuggestionRow(
-            sid, self.kind, scene.model, fa, fb, None, None, found.confidence, found.stat,
-            found.images, text, a_name, b_name, None,
+            sid,
+            self.kind,
+            scene.model,
+            fa,
+            fb,
+            None,
+            None,
+            found.confidence,
+            found.stat,
+            found.images,
+            text,
+            a_name,
+            b_name,
+            None,
         )
         return Described(row, scene.evidence(sid, pairs))
 

@@ -63,7 +63,6 @@ LOOSE_RATIO = 0.05
 EVIDENCE_PAIRS = 12
 
 
-
 @dataclass
 class Found:
     """A suggestion as the statistics find it, in folder codes and file indices; its
@@ -122,8 +121,14 @@ class Nulls:
     """The statistics among unrelated folders (random draws: nearly all are different
     people), by size class where a class has enough data, pooled otherwise."""
 
-    def __init__(self, cn: np.ndarray, w: np.ndarray, codes: np.ndarray, sizes: np.ndarray,
-                 rng: np.random.Generator):
+    def __init__(
+        self,
+        cn: np.ndarray,
+        w: np.ndarray,
+        codes: np.ndarray,
+        sizes: np.ndarray,
+        rng: np.random.Generator,
+    ):
         n_f, n = len(cn), len(w)
         cls = size_class(sizes)
         n_cls = len(SIZE_EDGES)
@@ -171,8 +176,15 @@ def odds_to_probability(odds: np.ndarray) -> np.ndarray:
     return odds / (1.0 + odds)
 
 
-def _split_samples(w: np.ndarray, codes: np.ndarray, sizes: np.ndarray, sa: int, sb: int,
-                   rng: np.random.Generator, want: int = 0) -> np.ndarray:
+def _split_samples(
+    w: np.ndarray,
+    codes: np.ndarray,
+    sizes: np.ndarray,
+    sa: int,
+    sb: int,
+    rng: np.random.Generator,
+    want: int = 0,
+) -> np.ndarray:
     """Centroid cosines of two disjoint random groups of `sa` and `sb` images of one
     folder, for every folder large enough (drawn again, up to `want` values, when there
     are few such folders): what the statistic of a folder pair (or of an image and a
@@ -202,8 +214,9 @@ class SameDensities:
     off disjoint groups inside folders (folders are mostly right), pooled over larger
     classes where a class has too few folders to say."""
 
-    def __init__(self, w: np.ndarray, codes: np.ndarray, sizes: np.ndarray,
-                 rng: np.random.Generator):
+    def __init__(
+        self, w: np.ndarray, codes: np.ndarray, sizes: np.ndarray, rng: np.random.Generator
+    ):
         self._w, self._codes, self._sizes, self._rng = w, codes, sizes, rng
         self._cache: dict[tuple[int, int], Density] = {}
 
@@ -219,15 +232,16 @@ class SameDensities:
                 sb = max(1, sb // 2)
                 if sa > sb:
                     sa = sb
-                sample = _split_samples(
-                    self._w, self._codes, self._sizes, sa, sb, self._rng, want
-                )
+                sample = _split_samples(self._w, self._codes, self._sizes, sa, sb, self._rng, want)
             self._cache[key] = Density(sample)
         return self._cache[key]
 
 
 def above(
-    q: np.ndarray, a: np.ndarray, bar: float, exclude: np.ndarray | None = None,
+    q: np.ndarray,
+    a: np.ndarray,
+    bar: float,
+    exclude: np.ndarray | None = None,
     chunk: int = 2048,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(row of q, row of a) where their dot product reaches `bar`, skipping column

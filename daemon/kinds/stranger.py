@@ -38,8 +38,14 @@ class Stranger(FromStatistics):
             p[order[second]] = 0.0
         return [
             Found(
-                self.kind, float(p[i]), int(codes[i]), -1, int(i),
-                float(stats.own[i]), float(stats.own[i]), int(own_n[i]),
+                self.kind,
+                float(p[i]),
+                int(codes[i]),
+                -1,
+                int(i),
+                float(stats.own[i]),
+                float(stats.own[i]),
+                int(own_n[i]),
             )
             for i in multi[p[multi] >= MIN_CONFIDENCE]
         ]
@@ -58,8 +64,20 @@ class Stranger(FromStatistics):
             f"well (confidence {found.confidence:.2f})"
         )
         row = SuggestionRow(
-            sid, self.kind, scene.model, fa, None, h, int(scene.ids[i]), found.confidence,
-            found.stat, found.images, text, a_name, None, scene.path(i),
+            sid,
+            self.kind,
+            scene.model,
+            fa,
+            None,
+            h,
+            int(scene.ids[i]),
+            found.confidence,
+            found.stat,
+            found.images,
+            text,
+            a_name,
+            None,
+            scene.path(i),
         )
         return Described(row, scene.evidence(sid, pairs))
 

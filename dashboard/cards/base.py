@@ -141,9 +141,7 @@ def the_image(settings: DashboardSettings, image: ImageInfo | None, path: str | 
             ui.show_image(settings, image, PHOTO, caption="photo")
 
 
-def image_and_folders(
-    settings: DashboardSettings, card: Card, proposed: str | None = None
-) -> None:
+def image_and_folders(settings: DashboardSettings, card: Card, proposed: str | None = None) -> None:
     """An image suggestion: the image beside its folder's strip (and the folder proposed
     for it)."""
     s = card.s
