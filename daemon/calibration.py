@@ -9,13 +9,14 @@ false matches per image at any N (docs/design.md, "Scores").
 
 That tail lies far beyond what any sample sees (≈2·10⁻⁶ at 57,637 images), so it is
 fitted: raw cosines of random cross-folder pairs (nearly all different people), a normal
-fitted to their upper quantiles by least squares on the normal scale, extrapolated. The
-fit stops short of the sample's very top, where real mistakes among the random draws
-sit (one person under two names makes its pairs cross-folder); measured on LFW with 100
-planted mistakes, the fitted tail errs on the safe side (fewer false matches than the
-target, not more). The map from raw cosine to score is piecewise linear and monotone,
-so the model's ranking is kept; the same-person rate at the threshold (recall) is read
-off pairs inside folders, which are mostly right.
+fitted to their upper quantiles by least squares on the normal scale, extrapolated
+(daemon/common/stats.py, shared with the suggestions' tails). The fit stops short of
+the sample's very top, where real mistakes among the random draws sit (one person under
+two names makes its pairs cross-folder); measured on LFW with 100 planted mistakes, the
+fitted tail errs on the safe side (fewer false matches than the target, not more). The
+map from raw cosine to score is piecewise linear and monotone, so the model's ranking is
+kept; the same-person rate at the threshold (recall) is read off pairs inside folders,
+which are mostly right.
 
 A model whose raw cosine is already a similarity in the everyday sense (ArcFace) keeps
 the identity map unless the tail says 0.4 admits too many: then the map only tightens,
@@ -24,11 +25,11 @@ never loosens.
 
 from __future__ import annotations
 
-import math
 from statistics import NormalDist
 
 import numpy as np
 
+from daemon.common.stats import calibration_tail
 from store.scores import ANCHOR_SCORE, Calibration
 
 # Expected false matches per image at the threshold score.
@@ -59,20 +60,6 @@ def prior(images: int = 0) -> Calibration:
     return Calibration("prior", PRIOR_ZERO_COS, PRIOR_ANCHOR_COS, images=images)
 
 
-def fit_tail(sample: np.ndarray) -> tuple[float, float]:
-    """(loc, scale) of a normal fitted to the sample's upper quantiles: P(x >= c) is
-    1 - Phi((c - loc) / scale) out in the tail."""
-    m = len(sample)
-    # From the 90th percentile up to where ~30 sampled pairs remain above, but no further
-    # than 1 in 300: beyond it real mistakes among the draws bend the curve upwards.
-    hi = min(2.5, math.log10(max(m, 100) / 30))
-    ps = 1 - 10 ** -np.linspace(1.0, max(1.3, hi), 12)
-    qs = np.quantile(sample, ps)
-    zs = np.array([_NORMAL.inv_cdf(float(p)) for p in ps])
-    scale, loc = np.polyfit(zs, qs, 1)
-    return float(loc), float(max(scale, 1e-4))
-
-
 def estimate(
     unit: np.ndarray,
     classes: np.ndarray,
@@ -87,7 +74,8 @@ def estimate(
     cos = cos[cos < IDENTICAL_COS]
     if len(cos) < MIN_SAMPLES:
         return identity(n) if raw_is_score else prior(n)
-    loc, scale = fit_tail(cos)
+    tail = calibration_tail(cos)
+    loc, scale = tail.loc, tail.scale
     sizes = np.bincount(classes)
     # Each image meets every image outside its own folder.
     cross = float(n - np.mean(sizes[classes]))

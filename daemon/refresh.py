@@ -19,10 +19,11 @@ import numpy as np
 
 from daemon import calibration as calib
 from daemon import compare
+from daemon.common.stats import changed_past
 from daemon.config import Settings
 from daemon.encoders import registry
 from daemon.faces import choose_faces
-from daemon.mistakes import Mistakes, find_mistakes
+from daemon.kinds import Suggestions, find_suggestions
 from daemon.snapshot import Snapshot, assign_folders, positions
 from store import catalog, folders, matches, suggestions
 from store.clock import utcnow
@@ -32,8 +33,6 @@ log = logging.getLogger("facelint.refresh")
 
 # Rescore every pair when the calibration moved any score by more than this.
 RESCORE_TOLERANCE = 0.01
-# Re-estimate the calibration when the number of faces changed by this fraction.
-RECALIBRATE_GROWTH = 0.01
 
 
 @dataclass
@@ -151,7 +150,7 @@ def calibrate(
     n = len(faces)
     if n == 0:
         return old, False
-    if old is not None and abs(n - old.images) <= max(1, RECALIBRATE_GROWTH * old.images):
+    if old is not None and not changed_past(n, old.images):
         return old, False
     # Calibrate on each image's first face: the standing face is chosen with the
     # calibration, and the first face is the standing one for nearly every image.
@@ -165,12 +164,12 @@ def calibrate(
     return new, True
 
 
-def suggest(snap: Snapshot, plan: Plan, threshold: float, models: Any = None) -> Mistakes:
+def suggest(snap: Snapshot, plan: Plan, threshold: float, models: Any = None) -> Suggestions:
     """The review queue from the snapshot and the lists just computed (pure)."""
     assert plan.suggest is not None
     inputs = plan.suggest
     src, dst = _list_rows(snap, snap.faces.ids, plan.lists)
-    return find_mistakes(
+    return find_suggestions(
         snap,
         inputs.unit,
         inputs.rows,
@@ -221,7 +220,7 @@ def write_plan(con: Any, snap: Snapshot, plan: Plan, k: int) -> int | None:
     return removed
 
 
-def write_suggestions(con: Any, snap: Snapshot, plan: Plan, found: Mistakes) -> bool:
+def write_suggestions(con: Any, snap: Snapshot, plan: Plan, found: Suggestions) -> bool:
     """The queue, inside the caller's transaction, unless the store changed meanwhile."""
     if catalog.get_counter(con, "generation") != snap.generation:
         return False

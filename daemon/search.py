@@ -21,6 +21,7 @@ from store import catalog
 from store.connection import open_store
 from store.search import StoredFaces, face_info, stored_faces
 from store.vectors import normalise
+from store.vocab import USABLE
 
 
 class SearchError(RuntimeError):
@@ -116,7 +117,7 @@ def search(settings: Settings, photo: Path, n: int = 10) -> SearchResult:
     started = time.perf_counter()
     enc = encode_file(encoder, Path(photo), settings.max_pixels)
     timings["encode"] = time.perf_counter() - started
-    if enc.vector is None or enc.status not in ("ok", "multi_face"):
+    if enc.vector is None or enc.status not in USABLE:
         raise SearchError(f"no usable face in {photo}: {enc.message or enc.status}")
     # The store side: one short read-only open for the vectors, the ranking, the names.
     started = time.perf_counter()

@@ -21,6 +21,7 @@ from dashboard.files import FileActionRefused
 from dashboard.settings import DashboardSettings
 from store import embeddings, review, suggestions
 from store.review import PairView
+from store.vocab import Decision, Kind
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def relabel(settings: DashboardSettings, pair: PairView, side: str) -> Done:
     _require_file_actions(settings)
     image, other = (pair.a, pair.b) if side == "a" else (pair.b, pair.a)
     move = files.plan_relabel(settings.root, image.path, other.path.split("/", 1)[0])
-    action_id = _act(settings, move, "move", "same", _hashes(pair))
+    action_id = _act(settings, move, "move", Decision.SAME, _hashes(pair))
     return Done(f"moved {move.src} → {move.dst}", action_id)
 
 
@@ -116,11 +117,12 @@ def quarantine(settings: DashboardSettings, pair: PairView, side: str) -> Done:
     _require_file_actions(settings)
     image = pair.a if side == "a" else pair.b
     move = files.plan_quarantine(settings.root, image.path, settings.quarantine)
-    action_id = _act(settings, move, "quarantine", "removed", _hashes(pair))
+    action_id = _act(settings, move, "quarantine", Decision.REMOVED, _hashes(pair))
     return Done(f"removed {move.src} from the data set → {move.dst}", action_id)
 
 
-_DECISION_OF = {"move": "same", "quarantine": "removed"}
+# A logged action -> the pair decision it made (what its undo clears).
+_DECISION_OF = {"move": Decision.SAME, "quarantine": Decision.REMOVED}
 
 
 def undo(settings: DashboardSettings, action_id: int) -> Done:
@@ -199,7 +201,7 @@ def _suggestion_moves(
                 raise FileActionRefused(f"{s.id}: no file to move")
             batch = review.new_batch(con) if len(ids) > 1 else None
             review.tag_actions(con, ids, batch, s.id)
-            suggestions.decide(con, s.id, "accepted", settings.user, review.utcnow(), target)
+            suggestions.decide(con, s.id, Decision.ACCEPTED, settings.user, review.utcnow(), target)
     except BaseException:
         _put_back(settings, done)
         raise
@@ -230,7 +232,7 @@ def folder_files(settings: DashboardSettings, klass: str) -> list[str]:
 def merge(settings: DashboardSettings, s: suggestions.Suggestion, keep: str) -> Done:
     """Same person under two names: every file of the other folder moves into `keep`,
     under a free name, as one undoable group; the emptied folder goes away."""
-    if s.kind != "same_person" or keep not in (s.class_a, s.class_b):
+    if s.kind != Kind.SAME_PERSON or keep not in (s.class_a, s.class_b):
         raise FileActionRefused(f"{s.id}: {keep!r} is not one of this suggestion's folders")
     gone = s.class_b if keep == s.class_a else s.class_a
     assert gone is not None
@@ -257,7 +259,7 @@ def _remove_if_empty(settings: DashboardSettings, klass: str) -> None:
 
 def move_image(settings: DashboardSettings, s: suggestions.Suggestion) -> Done:
     """A misfiled image goes to the proposed folder."""
-    if s.kind != "misfiled" or s.path is None or s.class_b is None:
+    if s.kind != Kind.MISFILED or s.path is None or s.class_b is None:
         raise FileActionRefused(f"{s.id}: only a misfiled image has a proposed folder")
     path, target = s.path, s.class_b
     first, done = _suggestion_moves(
@@ -269,7 +271,7 @@ def move_image(settings: DashboardSettings, s: suggestions.Suggestion) -> Done:
 def quarantine_image(settings: DashboardSettings, s: suggestions.Suggestion) -> Done:
     """A misfiled image, a stranger or a duplicate's copy leaves the data set (kept in the
     quarantine folder)."""
-    if s.kind == "same_person" or s.path is None:
+    if s.kind == Kind.SAME_PERSON or s.path is None:
         raise FileActionRefused("a same-person suggestion has no one image to quarantine")
     path = s.path
     first, done = _suggestion_moves(
@@ -311,9 +313,10 @@ def clear_suggestion(
 
 
 def suggestion_title(s: suggestions.Suggestion) -> str:
-    if s.kind == "same_person":
-        return f"{s.class_a} / {s.class_b}"
-    return f"{s.path}"
+    # Imported here: the cards carry out their decisions through this module.
+    from dashboard.cards.registry import card_for
+
+    return card_for(s.kind).title(s)
 
 
 def pick_face(settings: DashboardSettings, image: review.ImageInfo, face: int) -> Done:

@@ -16,10 +16,13 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from store import vocab
 from store.catalog import bump_counter, set_dirty
+from store.vocab import Status
 
-# Statuses whose faces take part in comparisons.
-USABLE = ("ok", "multi_face")
+# Statuses whose faces take part in comparisons, as plain strings: spliced into SQL as a
+# tuple literal.
+USABLE = tuple(s.value for s in vocab.USABLE)
 
 Box = tuple[int, int, int, int]
 
@@ -78,9 +81,9 @@ def hashes_to_encode(con: duckdb.DuckDBPyConnection, model: str) -> list[tuple[s
     return [
         (r[0], r[1])
         for r in con.execute(
-            """SELECT f.hash, min(f.path) FROM files f
+            f"""SELECT f.hash, min(f.path) FROM files f
                LEFT JOIN embeddings e ON e.hash = f.hash AND e.model = ?
-               WHERE f.hash IS NOT NULL AND (e.hash IS NULL OR e.status = 'error')
+               WHERE f.hash IS NOT NULL AND (e.hash IS NULL OR e.status = '{Status.ERROR}')
                GROUP BY f.hash ORDER BY min(f.path)""",
             [model],
         ).fetchall()
@@ -90,8 +93,9 @@ def hashes_to_encode(con: duckdb.DuckDBPyConnection, model: str) -> list[tuple[s
 def count_to_encode(con: duckdb.DuckDBPyConnection, model: str) -> tuple[int, int]:
     """(contents encoded by `model`, contents stored): the progress of a model switch."""
     row = con.execute(
-        """SELECT count(DISTINCT e.hash), count(DISTINCT f.hash) FROM files f
-           LEFT JOIN embeddings e ON e.hash = f.hash AND e.model = ? AND e.status <> 'error'
+        f"""SELECT count(DISTINCT e.hash), count(DISTINCT f.hash) FROM files f
+           LEFT JOIN embeddings e ON e.hash = f.hash AND e.model = ?
+                AND e.status <> '{Status.ERROR}'
            WHERE f.hash IS NOT NULL""",
         [model],
     ).fetchall()[0]

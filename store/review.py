@@ -23,16 +23,16 @@ from store.reports import summary
 
 # A decision on a pair. "skip" means "not now": it leaves the unreviewed list and waits
 # under the "skipped" filter until someone decides the pair or clears the skip.
-DECISIONS = ("different", "same", "removed", "skip")
+DECISIONS = ("different", "same", "removed", "skipped")
 
 # Review-state filters of the pairs page, and the SQL each one means.
 REVIEW_STATES: dict[str, str] = {
     "unreviewed": "d.decision IS NULL",
-    "skipped": "d.decision = 'skip'",
+    "skipped": "d.decision = 'skipped'",
     "different": "d.decision = 'different'",
     "same": "d.decision = 'same'",
     "removed": "d.decision = 'removed'",
-    "decided": "d.decision IS NOT NULL AND d.decision <> 'skip'",
+    "decided": "d.decision IS NOT NULL AND d.decision <> 'skipped'",
     "all": "true",
 }
 

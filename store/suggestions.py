@@ -19,8 +19,9 @@ import duckdb
 import pyarrow as pa
 
 from store.sql import first_row
+from store.vocab import SUGGESTION_DECISIONS, Decision, Kind, State, Status
 
-DECISIONS = ("accepted", "rejected", "skipped")
+DECISIONS = SUGGESTION_DECISIONS
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ _VIEW_COLUMNS = """id, kind, rank_score, class_a, class_b, path, evidence, state
 
 def queue(
     con: duckdb.DuckDBPyConnection,
-    state: str = "open",
+    state: str = State.OPEN,
     kinds: Sequence[str] = (),
     limit: int = 20,
     offset: int = 0,
@@ -168,7 +169,9 @@ def queue(
     return [Suggestion(*r) for r in rows]
 
 
-def count(con: duckdb.DuckDBPyConnection, state: str = "open", kinds: Sequence[str] = ()) -> int:
+def count(
+    con: duckdb.DuckDBPyConnection, state: str = State.OPEN, kinds: Sequence[str] = ()
+) -> int:
     where, params = _filter(state, kinds)
     row = first_row(con, f"SELECT count(*) FROM suggestions {where}", params)
     return int(row[0]) if row else 0
@@ -195,8 +198,8 @@ def folder_paths(con: duckdb.DuckDBPyConnection, klass: str, limit: int = 12) ->
     return [
         r[0]
         for r in con.execute(
-            """SELECT path FROM images WHERE class = ?
-               ORDER BY (status IN ('ok', 'multi_face')) DESC, path LIMIT ?""",
+            f"""SELECT path FROM images WHERE class = ?
+               ORDER BY (status IN ('{Status.OK}', '{Status.MULTI_FACE}')) DESC, path LIMIT ?""",
             [klass, limit],
         ).fetchall()
     ]
@@ -225,8 +228,10 @@ def decide(
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)""",
         [sid, decision, row[0], row[1], target, note, who, now],
     )
-    pair_decision = {"accepted": "same", "rejected": "different"}.get(decision)
-    if pair_decision is None or row[2] == "stranger":
+    pair_decision = {Decision.ACCEPTED: Decision.SAME, Decision.REJECTED: Decision.DIFFERENT}.get(
+        Decision(decision)
+    )
+    if pair_decision is None or row[2] == Kind.STRANGER:
         return
     from store import review  # the owner of the `decisions` table
 

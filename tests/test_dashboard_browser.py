@@ -233,14 +233,14 @@ def test_ten_pairs_cleared_by_keyboard_alone(dashboard_url, dev_copy_loose):
     decision is checked in the store."""
     _, db = dev_copy_loose
     keys = ["d", "s", "x", "d", "d", "s", "x", "d", "s", "d"]
-    stored = {"d": "different", "s": "same", "x": "skip"}
+    stored = {"d": "different", "s": "same", "x": "skipped"}
     decided: list[tuple[str, str]] = []
     with browser_page() as page:
         page.goto(dashboard_url + "pairs", wait_until="domcontentloaded")
         focus = wait_for_focus(page)
         # Undo last: decide, take it back, the same card has the focus again.
         press_and_wait(page, "x", focus)
-        assert _decision(db, focus) == "skip"
+        assert _decision(db, focus) == "skipped"
         page.keyboard.press("u")
         page.wait_for_function(
             "k => document.activeElement.closest('.st-key-qcard-pairs-' + k)", arg=focus

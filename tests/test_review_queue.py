@@ -40,7 +40,7 @@ def test_toolbar_decides_the_focused_card_then_undo_and_next(dev_copy_loose, mon
     first = at.session_state["q_pairs_focus"]
     lo, hi = (int(x) for x in first.split("-"))
     at.button(key="q-pairs-skip").click().run()
-    assert decision_of(db, lo, hi) == "skip"
+    assert decision_of(db, lo, hi) == "skipped"
     second = at.session_state["q_pairs_focus"]
     assert second != first and f"skip-{second}" in [b.key for b in at.button]
     at.button(key="q-pairs-undo").click().run()

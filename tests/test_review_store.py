@@ -15,11 +15,11 @@ from tests.conftest import LOOSE_THRESHOLD
 # What each review state means, said in terms of the `pairs` view.
 VIEW_WHERE = {
     "unreviewed": "decision IS NULL",
-    "skipped": "decision = 'skip'",
+    "skipped": "decision = 'skipped'",
     "different": "decision = 'different'",
     "same": "decision = 'same'",
     "removed": "decision = 'removed'",
-    "decided": "decision IS NOT NULL AND decision <> 'skip'",
+    "decided": "decision IS NOT NULL AND decision <> 'skipped'",
     "all": "true",
 }
 
@@ -93,7 +93,7 @@ def test_decisions_hide_pairs_and_agree_with_the_pairs_view(dev_copy_loose):
         first, second, third = review.pair_page(con, PairFilter(), 3)
     with open_store(db) as con:
         review.record_decision(con, first.b.hash, first.a.hash, "different", "tester")
-        review.record_decision(con, second.a.hash, second.b.hash, "skip", "tester")
+        review.record_decision(con, second.a.hash, second.b.hash, "skipped", "tester")
         review.record_decision(con, third.a.hash, third.b.hash, "same", "tester")
     with _ro(db) as con:
         unreviewed = review.pair_page(con, PairFilter(), 1000)
@@ -103,7 +103,7 @@ def test_decisions_hide_pairs_and_agree_with_the_pairs_view(dev_copy_loose):
         decided = review.pair_page(con, PairFilter(state="decided"), 9)
         assert {p.decision for p in decided} == {"different", "same"}
         assert review.decision_for(con, first.a.hash, first.b.hash) == "different"
-        assert review.totals(con)["decisions"] == {"different": 1, "skip": 1, "same": 1}
+        assert review.totals(con)["decisions"] == {"different": 1, "skipped": 1, "same": 1}
         for state, where in VIEW_WHERE.items():
             assert review.count_pairs(con, PairFilter(state=state)) == _view_count(db, where)
     # A later decision replaces an earlier one; clearing with only_if spares a newer one.

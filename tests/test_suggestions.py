@@ -11,8 +11,7 @@ from types import SimpleNamespace
 import duckdb
 import numpy as np
 
-from daemon.mistakes import Mistakes, _reopen
-from daemon.suggest import suggest
+from daemon.kinds.registry import Suggestions, _reopen, suggest
 from store import suggestions
 from store.connection import open_store
 from store.suggestions import PastDecision, SuggestionRow
@@ -96,7 +95,7 @@ def test_a_rejected_suggestion_comes_back_only_when_its_evidence_grew():
 
     snap = SimpleNamespace(decisions={"same:1:2": past})
     for score, images, back in [(0.9, 6, False), (0.35, 12, False), (0.8, 12, True)]:
-        out = Mistakes(rows=[row(score, images)])
+        out = Suggestions(rows=[row(score, images)])
         _reopen(snap, out)  # type: ignore[arg-type]
         assert ("same:1:2" in out.reopen) == back
         assert out.rows[0].evidence.startswith("back after a rejection") == back

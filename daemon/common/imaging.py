@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from store.vocab import Status
+
 
 class ImageReadError(Exception):
     """The file cannot be used as an image; `status` says how it failed."""
 
-    def __init__(self, status: str, message: str) -> None:
+    def __init__(self, status: Status, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -39,12 +41,14 @@ def decode(source: Path | bytes, max_pixels: int) -> Image.Image:
         except FileNotFoundError:
             # Gone between listing and encoding: not a property of the content, so the
             # caller must not record it against the file's hash.
-            raise ImageReadError("missing", "file disappeared before it was read") from None
+            raise ImageReadError(Status.MISSING, "file disappeared before it was read") from None
         except OSError as exc:
-            raise ImageReadError("unreadable", f"cannot read file: {exc.strerror or exc}") from exc
+            raise ImageReadError(
+                Status.UNREADABLE, f"cannot read file: {exc.strerror or exc}"
+            ) from exc
         opened = source
     if size == 0:
-        raise ImageReadError("unreadable", "empty file (0 bytes)")
+        raise ImageReadError(Status.UNREADABLE, "empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             # Pillow warns before it refuses; we want one clear refusal, not a warning.
@@ -53,7 +57,7 @@ def decode(source: Path | bytes, max_pixels: int) -> Image.Image:
                 w, h = im.size
                 if w * h > max_pixels:
                     raise ImageReadError(
-                        "unreadable",
+                        Status.UNREADABLE,
                         f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}",
                     )
                 im.load()
@@ -62,16 +66,16 @@ def decode(source: Path | bytes, max_pixels: int) -> Image.Image:
     except ImageReadError:
         raise
     except UnidentifiedImageError:
-        raise ImageReadError("unreadable", "not an image Pillow can identify") from None
+        raise ImageReadError(Status.UNREADABLE, "not an image Pillow can identify") from None
     except FileNotFoundError:
-        raise ImageReadError("missing", "file disappeared before it was read") from None
+        raise ImageReadError(Status.MISSING, "file disappeared before it was read") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise ImageReadError("unreadable", f"decompression bomb refused: {exc}") from None
+        raise ImageReadError(Status.UNREADABLE, f"decompression bomb refused: {exc}") from None
     except OSError as exc:
         # Truncated or corrupt data surfaces as OSError from im.load().
-        raise ImageReadError("unreadable", f"cannot decode image: {exc}") from None
+        raise ImageReadError(Status.UNREADABLE, f"cannot decode image: {exc}") from None
     except (ValueError, SyntaxError) as exc:
-        raise ImageReadError("unreadable", f"cannot decode image: {exc}") from None
+        raise ImageReadError(Status.UNREADABLE, f"cannot decode image: {exc}") from None
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

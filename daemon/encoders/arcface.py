@@ -23,6 +23,7 @@ from daemon.encoders.detect import (
     onnx_session,
 )
 from daemon.encoders.spec import ModelSpec, SpecOverrides, detect_spec, first_op_types
+from store.vocab import Status
 
 # A detected face this large in a near-square small image means the file already is an
 # aligned crop: the FACE01 model then takes the whole file, as the original tool did.
@@ -116,10 +117,10 @@ class ArcFaceEncoder:
         h, w = rgb.shape[:2]
         small = too_small(w, h, self.min_face_px)
         if small:
-            return Encoding("no_face", small, self.model_id, w, h)
+            return Encoding(Status.NO_FACE, small, self.model_id, w, h)
         found = largest_first(self._detect(rgb), self.min_face_px)
         if not found and not looks_like_aligned_crop(w, h):
-            return Encoding("no_face", "no face detected", self.model_id, w, h)
+            return Encoding(Status.NO_FACE, "no face detected", self.model_id, w, h)
         # No face found in an aligned crop: the crop is taken as already aligned, the
         # same fallback dlib's encoder makes.
         whole = not found

@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from daemon.common.imaging import ImageReadError, load_rgb
+from store.vocab import Status
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom, original pixels
 
@@ -29,7 +30,7 @@ class Face:
 
 @dataclass
 class Encoding:
-    status: str  # ok | no_face | multi_face | unreadable | error
+    status: Status
     message: str = ""
     model: str = ""
     width: int = 0
@@ -72,14 +73,14 @@ def too_small(width: int, height: int, min_face_px: int) -> str:
     return ""
 
 
-def outcome(detected: int, encoded: int, whole: bool) -> tuple[str, str]:
+def outcome(detected: int, encoded: int, whole: bool) -> tuple[Status, str]:
     """Status and message of an image with `detected` faces, `encoded` of them kept."""
     if whole:
-        return "ok", "no face detected in an aligned crop: whole image used as the face"
+        return Status.OK, "no face detected in an aligned crop: whole image used as the face"
     if detected > 1:
         kept = "the largest was" if encoded == 1 else f"the {encoded} largest were"
-        return "multi_face", f"{detected} faces found; {kept} encoded"
-    return "ok", ""
+        return Status.MULTI_FACE, f"{detected} faces found; {kept} encoded"
+    return Status.OK, ""
 
 
 def encode_file(encoder: Encoder, path: Path, max_pixels: int) -> Encoding:
@@ -92,7 +93,7 @@ def encode_file(encoder: Encoder, path: Path, max_pixels: int) -> Encoding:
         return encoder.encode_array(rgb)
     except Exception as exc:  # a model failure on one image must not stop the run
         return Encoding(
-            "error",
+            Status.ERROR,
             f"{type(exc).__name__}: {exc}",
             model=encoder.model_id,
             width=rgb.shape[1],

@@ -14,6 +14,7 @@ from daemon.encoders.base import (
     too_small,
 )
 from daemon.encoders.detect import DlibDetector, DlibLandmarks, largest_first
+from store.vocab import Status
 
 
 class DlibEncoder:
@@ -44,12 +45,12 @@ class DlibEncoder:
         h, w = rgb.shape[:2]
         small = too_small(w, h, self.min_face_px)
         if small:
-            return Encoding("no_face", small, self.model_id, w, h)
+            return Encoding(Status.NO_FACE, small, self.model_id, w, h)
         found = largest_first(self._detector.detect(rgb), self.min_face_px)
         whole = False
         if not found:
             if not looks_like_aligned_crop(w, h):
-                return Encoding("no_face", "no face detected", self.model_id, w, h)
+                return Encoding(Status.NO_FACE, "no face detected", self.model_id, w, h)
             whole = True
             boxes = [(0, 0, w, h)]
             scores = [0.0]

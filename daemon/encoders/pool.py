@@ -21,6 +21,7 @@ from pathlib import Path
 from daemon.config import Settings
 from daemon.encoders import registry
 from daemon.encoders.base import Encoder, Encoding, encode_file
+from store.vocab import Status
 
 _PR_SET_PDEATHSIG = 1
 # How often a worker checks that its parent is alive where the kernel cannot tell it.
@@ -136,7 +137,7 @@ class EncoderPool:
                     result = fut.result()
                 except Exception as exc:  # a crashed worker must not stop the run
                     result = Encoding(
-                        "error",
+                        Status.ERROR,
                         f"encoder process failed: {type(exc).__name__}: {exc}",
                         model=self.model_id,
                     )

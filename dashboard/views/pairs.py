@@ -13,13 +13,14 @@ from dashboard.settings import DashboardSettings, current
 from store import review
 from store.connection import StoreBusy, StoreMissing
 from store.review import ActionRow, PairFilter, PairView
+from store.vocab import Decision
 
 STATE_LABELS = {
     "unreviewed": "unreviewed",
-    "skipped": "skipped",
-    "different": "different people",
-    "same": "same person",
-    "removed": "image removed",
+    Decision.SKIPPED: "skipped",
+    Decision.DIFFERENT: "different people",
+    Decision.SAME: "same person",
+    Decision.REMOVED: "image removed",
     "decided": "any decision but skip",
     "all": "all",
 }
@@ -27,11 +28,19 @@ FACE_SIDE = 170
 WHOLE_SIDE = 100
 PERSON_PAGE = "views/person.py"
 
+# A choice's value is the decision it records, but skip's: its keys (q-pairs-skip,
+# skip-<pair>) stay short; DECISION_OF says what each one records.
+SKIP = "skip"
+DECISION_OF = {
+    Decision.DIFFERENT: Decision.DIFFERENT,
+    Decision.SAME: Decision.SAME,
+    SKIP: Decision.SKIPPED,
+}
 CHOICES = (
-    Choice("different", "different people", "D", primary=True),
-    Choice("same", "same person", "S", help="records the decision and moves no file"),
+    Choice(Decision.DIFFERENT, "different people", "D", primary=True),
+    Choice(Decision.SAME, "same person", "S", help="records the decision and moves no file"),
     Choice(
-        "skip",
+        SKIP,
         "skip",
         "X",
         help="leaves the unreviewed list; find it again under review state 'skipped'",
@@ -263,14 +272,14 @@ def render(settings: DashboardSettings) -> None:
             key=f"group-different-{side}-{pair_key(pair)}",
             help=f"{image.name} is not {other.klass}: records 'different' for all {n} pairs",
             on_click=_reloading,
-            args=(actions.decide_group, settings, image, other.klass, flt, "different"),
+            args=(actions.decide_group, settings, image, other.klass, flt, Decision.DIFFERENT),
         )
 
     def decide(pair: PairView, value: str) -> str:
-        return actions.decide(settings, pair, value).message
+        return actions.decide(settings, pair, DECISION_OF[value]).message
 
     def undo(pair: PairView, value: str) -> str:
-        return actions.clear(settings, pair, only_if=value).message
+        return actions.clear(settings, pair, only_if=DECISION_OF[value]).message
 
     def header(page: Sequence[PairView]) -> None:
         # File moves report here (with their undo button); decisions report by toast.

@@ -8,6 +8,7 @@ import streamlit as st
 from dashboard import ui
 from dashboard.settings import DashboardSettings, current
 from store import review
+from store.vocab import Status
 
 GRID_COLUMNS = 6
 GRID_PAGE = 48
@@ -106,7 +107,7 @@ def render(settings: DashboardSettings) -> None:
         row = (grid or [])[start : start + GRID_COLUMNS]
         for col, image in zip(st.columns(GRID_COLUMNS), row, strict=False):
             with col:
-                status = "" if image.status in (None, "ok") else f" · {image.status}"
+                status = "" if image.status in (None, Status.OK) else f" · {image.status}"
                 ui.show_image(
                     settings, image, THUMB_SIDE, caption=f"{image.name}{status}", face=True
                 )

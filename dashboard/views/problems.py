@@ -8,6 +8,7 @@ from dashboard import actions, ui
 from dashboard.settings import DashboardSettings, current
 from dashboard.views.person import pager
 from store import review
+from store.vocab import USABLE, Status
 
 COLUMNS = 4
 PAGE = 40
@@ -15,16 +16,16 @@ THUMB_SIDE = 240
 HUBS_PAGE = 40
 
 EXPLAIN = {
-    "no_face": "no face found: not usable for training as a face",
-    "multi_face": "several faces: the boxed one stands for the image",
-    "unreadable": "the file cannot be read or decoded",
-    "error": "the encoder failed on it (retried on the next scan)",
+    Status.NO_FACE: "no face found: not usable for training as a face",
+    Status.MULTI_FACE: "several faces: the boxed one stands for the image",
+    Status.UNREADABLE: "the file cannot be read or decoded",
+    Status.ERROR: "the encoder failed on it (retried on the next scan)",
     "whole_image": "no face box found: the whole picture was encoded as the face",
 }
 FIX = {
     "whole_image": "crop it to the face, or remove it from the data set",
-    "no_face": "remove it from the data set, or replace it with a photo showing the face",
-    "multi_face": "check the boxed face is this person; if not, crop the photo to them",
+    Status.NO_FACE: "remove it from the data set, or replace it with a photo showing the face",
+    Status.MULTI_FACE: "check the boxed face is this person; if not, crop the photo to them",
 }
 
 
@@ -64,12 +65,12 @@ def _grid(settings: DashboardSettings, items: list[review.ImageInfo], hubs: bool
                     st.caption(f"matches {image.candidates} images above the threshold")
                     continue
                 status = image.status or ""
-                if image.whole_image and status in ("ok", "multi_face"):
+                if image.whole_image and status in USABLE:
                     status = "whole_image"
                 st.caption(f"{status}: {image.message or EXPLAIN.get(status, '')}")
                 if status in FIX:
                     st.caption(f"fix: {FIX[status]}")
-                if status == "multi_face":
+                if status == Status.MULTI_FACE:
                     _faces(settings, image)
 
 

@@ -1,0 +1,193 @@
+"""From a snapshot and its faces to the rows of the review queue, over every kind of
+suggestion: suggestions with stable ids, their evidence in words and the image pairs
+behind them.
+
+A kind is one module, daemon/kinds/<kind>.py, named after its `Kind` member (store/vocab.py)
+and holding `KIND`, its `SuggestionKind` (daemon/kinds/base.py). The kinds run in `Kind`'s
+order. A kind the vocabulary does not know, or one without its module, raises
+`UnknownKind` naming it: nothing falls through to another kind's handling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+
+from daemon.kinds.base import (
+    EvidencePair,
+    FromSnapshot,
+    FromStatistics,
+    Scene,
+    SuggestionKind,
+    Survey,
+)
+from daemon.kinds.stats import MIN_FOLDERS, Found, Models, Statistics
+from daemon.snapshot import Snapshot
+from store.scores import Calibration
+from store.suggestions import SuggestionRow
+from store.vocab import Decision, Kind
+
+# A rejected suggestion comes back only when its folders hold more images than when it
+# was rejected and its confidence rose by at least this much.
+REOPEN_GAIN = 0.15
+
+
+class UnknownKind(LookupError):
+    """A suggestion kind with no module: not in store/vocab.py's `Kind`, or no
+    daemon/kinds/<kind>.py."""
+
+
+@cache
+def kind_of(kind: str) -> SuggestionKind:
+    """The kind's module's `KIND`."""
+    try:
+        member = Kind(kind)
+    except ValueError:
+        known = ", ".join(Kind)
+        raise UnknownKind(f"unknown suggestion kind {kind!r}: one of {known}") from None
+    name = f"{__package__}.{member.value}"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        raise UnknownKind(
+            f"suggestion kind {kind!r} has no module daemon/kinds/{member.value}.py"
+        ) from None
+    found = getattr(module, "KIND", None)
+    if not isinstance(found, SuggestionKind) or found.kind != member:
+        raise UnknownKind(f"daemon/kinds/{member.value}.py holds no KIND for {kind!r}")
+    return found
+
+
+def kinds() -> list[SuggestionKind]:
+    return [kind_of(k) for k in Kind]
+
+
+@dataclass
+class Suggestions:
+    rows: list[SuggestionRow] = field(default_factory=list)
+    pairs: list[EvidencePair] = field(default_factory=list)
+    reopen: dict[str, str] = field(default_factory=dict)
+    models: Models | None = None
+
+
+def suggest(
+    unit: np.ndarray,
+    codes: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    seed: int = 0,
+    models: Models | None = None,
+) -> tuple[list[Found], Models | None]:
+    """The kinds' tests on the faces, and the models behind them (pass them back next
+    time: they are reused while the data set changes by little), from unit vectors,
+    folder codes (0..F-1, every code used) and the stored match lists (src, dst: file
+    indices of each image's best matches elsewhere)."""
+    n = len(unit)
+    if n < 3:
+        return [], models
+    rng = np.random.default_rng(seed)
+    n_f = int(codes.max()) + 1
+    if n_f < MIN_FOLDERS:
+        # Too few folders to say how different people look: with two folders, every
+        # "random" folder pair is the one pair in question.
+        return [], models
+    stats = Statistics(unit, codes, src, dst, models, rng)
+    found = [f for k in kinds() if isinstance(k, FromStatistics) for f in k.find(stats)]
+    return _one_per_image(found), stats.models
+
+
+def _one_per_image(found: list[Found]) -> list[Found]:
+    """An image gets one suggestion: the likeliest of those the kinds make of it (the
+    earlier kind on a tie). Folder suggestions first, then images by index."""
+    folders = [f for f in found if f.image < 0]
+    best: dict[int, Found] = {}
+    for f in found:
+        if f.image >= 0 and (f.image not in best or f.confidence > best[f.image].confidence):
+            best[f.image] = f
+    return folders + [best[i] for i in sorted(best)]
+
+
+def find_suggestions(
+    snap: Snapshot,
+    unit: np.ndarray,
+    rows: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    cal: Calibration,
+    threshold: float,
+    folder_of_class: dict[str, int],
+    model: str,
+    models: Models | None = None,
+) -> Suggestions:
+    """`unit`: the standing face of each file of snap.faces (unit length); src/dst: the
+    current match lists as row indices of snap.faces."""
+    out = Suggestions()
+    surveys: list[Survey] = [
+        k.survey(snap, folder_of_class) for k in kinds() if isinstance(k, FromSnapshot)
+    ]
+    left_out = set().union(*(s.left_out for s in surveys))
+    faces = snap.faces
+    keep = np.array([fid not in left_out for fid in faces.ids.tolist()], dtype=bool)
+    kept = np.flatnonzero(keep)
+    classes = [faces.classes[i] for i in kept]
+    if len(kept) >= 3:
+        names, codes = np.unique(np.asarray(classes), return_inverse=True)
+        remap = np.full(len(faces), -1)
+        remap[kept] = np.arange(len(kept))
+        ok = (remap[src] >= 0) & (remap[dst] >= 0)
+        found, out.models = suggest(
+            unit[kept], codes, remap[src[ok]], remap[dst[ok]], models=models
+        )
+        members: dict[int, list[int]] = defaultdict(list)
+        for j, c in enumerate(codes):
+            members[int(c)].append(j)
+        scene = Scene(
+            snap,
+            unit[kept],
+            faces.ids[kept],
+            [faces.hashes[i] for i in kept],
+            names,
+            members,
+            folder_of_class,
+            cal,
+            threshold,
+            model,
+        )
+        for f in found:
+            kind = kind_of(f.kind)
+            assert isinstance(kind, FromStatistics)
+            said = kind.describe(f, scene)
+            out.rows.append(said.row)
+            out.pairs.extend(said.pairs)
+    for survey in surveys:
+        for said in survey.found:
+            out.rows.append(said.row)
+            out.pairs.extend(said.pairs)
+    _reopen(snap, out)
+    return out
+
+
+def _reopen(snap: Snapshot, out: Suggestions) -> None:
+    """A rejected suggestion stays rejected unless its evidence grew clearly since."""
+    for i, row in enumerate(out.rows):
+        past = snap.decisions.get(row.id)
+        if past is None or past.decision != Decision.REJECTED:
+            continue
+        grew = row.images > (past.images or 0)
+        stronger = row.rank_score >= (past.rank_score or 0.0) + REOPEN_GAIN
+        if past.reopened or (grew and stronger):
+            why = (
+                f"back after a rejection on {past.decided_at:%Y-%m-%d}: {row.images} images "
+                f"now ({past.images} then), confidence {row.rank_score:.2f} "
+                f"({(past.rank_score or 0):.2f} then)"
+            )
+            if not past.reopened:
+                out.reopen[row.id] = why
+            out.rows[i] = dataclasses.replace(row, evidence=why + ". " + row.evidence)

@@ -1,0 +1,111 @@
+"""same_person(A, B): two folders hold one person.
+
+x = cosine of the two folders' centroids. "Different people": the fitted tail of x over
+random folder pairs of the same size classes. "One person": the density of x between two
+disjoint groups of those sizes drawn inside folders. Prior: SPLIT_RATE of the folders
+have a twin, one of F. A folder of one image needs no special rule: its centroid is its
+face. Candidates: the folder pairs the stored match lists name, and every folder pair
+whose centroids different people reach less than 1 time in 1,000.
+
+Id: `same:<folder id>:<folder id>`, the smaller first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from daemon.kinds.base import Described, FromStatistics, Scene
+from daemon.kinds.stats import (
+    CANDIDATE_Z,
+    MIN_CONFIDENCE,
+    SIZE_EDGES,
+    Found,
+    Statistics,
+    above,
+    odds_to_probability,
+)
+from store.suggestions import SuggestionRow
+from store.vocab import Kind
+
+# Prior odds: a few folders in a hundred have a twin under another name (one of F).
+SPLIT_RATE = 0.05
+
+
+def suggestion_id(folder_a: int, folder_b: int) -> str:
+    lo, hi = sorted((folder_a, folder_b))
+    return f"same:{lo}:{hi}"
+
+
+class SamePerson(FromStatistics):
+    kind = Kind.SAME_PERSON
+
+    def find(self, stats: Statistics) -> list[Found]:
+        cn, codes, sizes, cls, n_f = stats.cn, stats.codes, stats.sizes, stats.cls, stats.n_f
+        nulls, same = stats.nulls, stats.same
+        multi_f = np.flatnonzero(sizes >= 2)
+        bar = nulls.pooled_folder.loc + CANDIDATE_Z * nulls.pooled_folder.scale
+        near_r, near_c = above(cn[multi_f], cn, bar, exclude=multi_f)
+        fa = np.concatenate([codes[stats.src], multi_f[near_r]])
+        fb = np.concatenate([codes[stats.dst], near_c])
+        if not len(fa):
+            return []
+        key = np.unique(np.minimum(fa, fb).astype(np.int64) * n_f + np.maximum(fa, fb))
+        a, b = key // n_f, key % n_f
+        key = key[a != b]
+        a, b = key // n_f, key % n_f
+        x = np.einsum("ij,ij->i", cn[a], cn[b])
+        null = np.empty(len(a))
+        genuine = np.empty(len(a))
+        n_cls = len(SIZE_EDGES)
+        pair_cls = np.minimum(cls[a], cls[b]) * n_cls + np.maximum(cls[a], cls[b])
+        for pc in np.unique(pair_cls).tolist():
+            ca, cb = divmod(pc, n_cls)
+            sel = pair_cls == pc
+            null[sel] = nulls.folder_tail(ca, cb).pdf(x[sel])
+            genuine[sel] = same(ca, cb)(x[sel])
+        ratio = genuine / np.maximum(null, 1e-300)
+        conf = odds_to_probability(ratio * SPLIT_RATE / n_f)
+        return [
+            Found(
+                self.kind,
+                float(conf[j]),
+                int(a[j]),
+                int(b[j]),
+                -1,
+                float(x[j]),
+                images=int(sizes[a[j]] + sizes[b[j]]),
+            )
+            for j in np.flatnonzero(conf >= MIN_CONFIDENCE)
+        ]
+
+    def describe(self, found: Found, scene: Scene) -> Described:
+        a_name, b_name = scene.name(found.folder_a), scene.name(found.folder_b)
+        fa, fb = scene.folder(found.folder_a), scene.folder(found.folder_b)
+        assert fa is not None and fb is not None
+        sid = suggestion_id(fa, fb)
+        left, right = scene.members[found.folder_a], scene.members[found.folder_b]
+        text, pairs = scene.block(left, right)
+        text = (
+            f"{a_name} ({len(left)}) and {b_name} ({len(right)}): {text}; folder "
+            f"faces agree at {found.stat:.2f} (confidence {found.confidence:.2f})"
+        )
+        row = SuggestionRow(
+            sid,
+            self.kind,
+            scene.model,
+            fa,
+            fb,
+            None,
+            None,
+            found.confidence,
+            found.stat,
+            found.images,
+            text,
+            a_name,
+            b_name,
+            None,
+        )
+        return Described(row, scene.evidence(sid, pairs))
+
+
+KIND = SamePerson()

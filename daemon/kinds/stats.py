@@ -1,0 +1,387 @@
+"""The statistics every suggestion kind reads: the data's own models of one person and of
+different people, and each run's centred faces, folder centroids and per-image matches.
+
+Everything here works on *centred* faces: the mean face of the data set (the data's own,
+docs/design.md) is subtracted from every unit vector, so what two faces share because
+they are faces cancels and what they share because they are one person remains. A
+folder is its centroid (the normalised mean of its centred faces): averaging cancels
+each photo's pose and light, so a folder of eight photos of one man points at him far
+more sharply than any single photo.
+
+Each suggestion gets a confidence in [0, 1] on one scale for all kinds: the probability
+that it is a real mistake, as prior odds times a likelihood ratio, both read off the data.
+"Different people" is a normal fitted to the upper tail of a statistic over random
+folder pairs (or image-folder pairs) of the same sizes: nearly all of them are different
+people (daemon/common/stats.py). "One person" is the density of the statistic between
+two disjoint groups of those sizes drawn inside folders: folders are mostly right. Each
+kind's own test, prior and words are in its module (daemon/kinds/<kind>.py); what two
+kinds share is here:
+
+- `Statistics.not_own`: the likelihood ratio that an image is not its folder's person,
+  from how well it matches the rest of its folder (its leave-one-out centroid): the body
+  of unrelated image-folder matches against the density of every image's match to its
+  own folder (misfiled and stranger read it).
+- `Statistics.claims`: for each image, the other folder most likely to be its own and how
+  likely (misfiled proposes it; stranger breaks a tie in a folder of two with it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from daemon.common.stats import Tail, changed_past, folder_tail
+from store.vocab import Kind
+
+# Prior odds that an image was filed from another folder: scraped sets are mostly right,
+# about one image in a hundred carries another folder's name (one of F). The other
+# kinds' priors are in their modules.
+MISFILED_RATE = 0.01
+# Suggestions below this confidence are not kept: the queue would only grow.
+MIN_CONFIDENCE = 0.02
+# Folder-size classes (by images): the null tail is fitted per class where it has data.
+SIZE_EDGES = np.array([1, 2, 3, 5, 9, 17])
+# Random draws per size class for the null tail, and the fewest for a class of its own.
+NULL_SAMPLES = 8_000
+MIN_CLASS_SAMPLES = 2_000
+# Fewer folders than this and there is no model of different people to test against.
+MIN_FOLDERS = 5
+# Same-person groups needed for a size class's own density; with few folders each is
+# split at random again, at most MAX_REDRAWS times.
+MIN_SAME_SAMPLES = 30
+MAX_REDRAWS = 50
+# Beside the folders its stored matches name, a folder of several images (and an image
+# that fits its own folder poorly) is examined against every folder that different
+# people reach less than 1 time in 1,000 (z = 3.09 on the fitted tail)...
+CANDIDATE_Z = 3.09
+# ...where "poorly" means its match to its folder is at least this likely for a stranger
+# as for one of the folder's own.
+LOOSE_RATIO = 0.05
+# Image pairs shown with a suggestion.
+EVIDENCE_PAIRS = 12
+
+
+@dataclass
+class Found:
+    """A suggestion as the statistics find it, in folder codes and file indices; its
+    kind's module says it in the store's keys and in words (daemon/kinds/base.py)."""
+
+    kind: Kind
+    confidence: float
+    folder_a: int  # folder code: same_person either folder; misfiled/stranger the image's
+    folder_b: int  # same_person the other; misfiled the proposed destination; else -1
+    image: int  # file index for misfiled/stranger, -1 for same_person
+    stat: float  # centroid (or image-to-centroid) cosine, centred
+    own: float = float("nan")  # misfiled/stranger: the image against the rest of its folder
+    images: int = 0  # images involved (both folders)
+
+
+class Density:
+    """A kernel density estimate of a statistic on [-1, 1], read by interpolation."""
+
+    GRID = np.linspace(-1.0, 1.0, 401)
+
+    def __init__(self, sample: np.ndarray, floor: float = 1e-2):
+        self.floor = floor
+        sample = np.asarray(sample, np.float64)
+        if len(sample) < 20:
+            self.values = None
+            return
+        bw = max(1.06 * _robust_sd(sample) * len(sample) ** -0.2, 0.01)
+        hist, edges = np.histogram(sample, bins=800, range=(-1.0, 1.0))
+        centres = ((edges[:-1] + edges[1:]) / 2)[hist > 0]
+        weights = hist[hist > 0]
+        dens = (weights[:, None] * np.exp(-0.5 * ((self.GRID - centres[:, None]) / bw) ** 2)).sum(0)
+        self.values = dens / (dens.sum() * (self.GRID[1] - self.GRID[0]))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.values is None:
+            return np.full(np.shape(x), 1.0)
+        # Never below a floor: an estimate is zero past its data, which is not "impossible".
+        return np.maximum(np.interp(x, self.GRID, self.values), self.floor)
+
+
+def centre(unit: np.ndarray) -> np.ndarray:
+    w = unit - unit.mean(axis=0, keepdims=True)
+    return w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
+
+
+def size_class(sizes: np.ndarray) -> np.ndarray:
+    return np.searchsorted(SIZE_EDGES, sizes, side="right") - 1
+
+
+def _robust_sd(x: np.ndarray) -> float:
+    q25, q75 = np.quantile(x, [0.25, 0.75])
+    return max(float(q75 - q25) / 1.349, 1e-3)
+
+
+class Nulls:
+    """The statistics among unrelated folders (random draws: nearly all are different
+    people), by size class where a class has enough data, pooled otherwise."""
+
+    def __init__(
+        self,
+        cn: np.ndarray,
+        w: np.ndarray,
+        codes: np.ndarray,
+        sizes: np.ndarray,
+        rng: np.random.Generator,
+    ):
+        n_f, n = len(cn), len(w)
+        cls = size_class(sizes)
+        n_cls = len(SIZE_EDGES)
+        by_class = [np.flatnonzero(cls == c) for c in range(n_cls)]
+        a = rng.integers(0, n_f, NULL_SAMPLES * 4)
+        b = rng.integers(0, n_f, NULL_SAMPLES * 4)
+        keep = a != b
+        self.pooled_folder = folder_tail(
+            np.einsum("ij,ij->i", cn[a[keep]], cn[b[keep]]), n_f * (n_f - 1) / 2
+        )
+        self.folder: dict[tuple[int, int], Tail] = {}
+        for ca in range(n_cls):
+            for cb in range(ca, n_cls):
+                fa, fb = by_class[ca], by_class[cb]
+                if len(fa) * len(fb) < MIN_CLASS_SAMPLES * 2:
+                    continue
+                x, y = rng.choice(fa, NULL_SAMPLES), rng.choice(fb, NULL_SAMPLES)
+                ok = x != y
+                self.folder[(ca, cb)] = folder_tail(
+                    np.einsum("ij,ij->i", cn[x[ok]], cn[y[ok]]), len(fa) * len(fb)
+                )
+        i = rng.integers(0, n, NULL_SAMPLES * 4)
+        f = rng.integers(0, n_f, NULL_SAMPLES * 4)
+        ok = codes[i] != f
+        x = np.einsum("ij,ij->i", w[i[ok]], cn[f[ok]])
+        self.pooled_image = folder_tail(x, n * (n_f - 1))
+        # The body (not the tail) of an image against an unrelated folder: how a
+        # stranger matches the folder it sits in.
+        self.image_body = Tail(float(np.median(x)), _robust_sd(x))
+        self.image: dict[int, Tail] = {}
+        x_cls = cls[f[ok]]
+        for c in range(n_cls):
+            if (x_cls == c).sum() >= MIN_CLASS_SAMPLES:
+                self.image[c] = folder_tail(x[x_cls == c], n * len(by_class[c]))
+
+    def folder_tail(self, ca: int, cb: int) -> Tail:
+        return self.folder.get((min(ca, cb), max(ca, cb)), self.pooled_folder)
+
+    def image_tail(self, c: int) -> Tail:
+        return self.image.get(c, self.pooled_image)
+
+
+def odds_to_probability(odds: np.ndarray) -> np.ndarray:
+    odds = np.asarray(odds, np.float64)
+    return odds / (1.0 + odds)
+
+
+def _split_samples(
+    w: np.ndarray,
+    codes: np.ndarray,
+    sizes: np.ndarray,
+    sa: int,
+    sb: int,
+    rng: np.random.Generator,
+    want: int = 0,
+) -> np.ndarray:
+    """Centroid cosines of two disjoint random groups of `sa` and `sb` images of one
+    folder, for every folder large enough (drawn again, up to `want` values, when there
+    are few such folders): what the statistic of a folder pair (or of an image and a
+    folder, sa = 1) of those sizes looks like when both are one person."""
+    members = np.flatnonzero(sizes[codes] >= sa + sb)
+    if len(members) == 0:
+        return np.empty(0)
+    n_f = len(sizes)
+    folders = len(np.unique(codes[members]))
+    out = []
+    for _ in range(max(1, min(MAX_REDRAWS, -(-want // folders)))):
+        order = members[np.lexsort((rng.random(len(members)), codes[members]))]
+        c = codes[order]
+        starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        used = np.unique(c)
+        in_a, in_b = rank < sa, (rank >= sa) & (rank < sa + sb)
+        a = group_sums(w[order[in_a]], c[in_a], n_f)[used]
+        b = group_sums(w[order[in_b]], c[in_b], n_f)[used]
+        na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+        out.append(np.einsum("ij,ij->i", a, b) / np.maximum(na * nb, 1e-12))
+    return np.concatenate(out)
+
+
+class SameDensities:
+    """Densities of the statistics when both sides are one person, by size class: read
+    off disjoint groups inside folders (folders are mostly right), pooled over larger
+    classes where a class has too few folders to say."""
+
+    def __init__(
+        self, w: np.ndarray, codes: np.ndarray, sizes: np.ndarray, rng: np.random.Generator
+    ):
+        self._w, self._codes, self._sizes, self._rng = w, codes, sizes, rng
+        self._cache: dict[tuple[int, int], Density] = {}
+
+    def __call__(self, ca: int, cb: int) -> Density:
+        key = (min(ca, cb), max(ca, cb))
+        if key not in self._cache:
+            sa, sb = int(SIZE_EDGES[key[0]]), int(SIZE_EDGES[key[1]])
+            want = MIN_SAME_SAMPLES * 4
+            sample = _split_samples(self._w, self._codes, self._sizes, sa, sb, self._rng, want)
+            # Too few folders hold sa + sb images: smaller groups stand in (their
+            # statistic is noisier, so this errs towards less confidence, not more).
+            while len(sample) < MIN_SAME_SAMPLES and sb > 1:
+                sb = max(1, sb // 2)
+                if sa > sb:
+                    sa = sb
+                sample = _split_samples(self._w, self._codes, self._sizes, sa, sb, self._rng, want)
+            self._cache[key] = Density(sample)
+        return self._cache[key]
+
+
+def above(
+    q: np.ndarray,
+    a: np.ndarray,
+    bar: float,
+    exclude: np.ndarray | None = None,
+    chunk: int = 2048,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row of q, row of a) where their dot product reaches `bar`, skipping column
+    exclude[row] (its own folder): a thresholded product, like the pair comparison."""
+    rows, cols = [], []
+    for s in range(0, len(q), chunk):
+        sims = q[s : s + chunk] @ a.T
+        if exclude is not None:
+            sims[np.arange(len(sims)), exclude[s : s + chunk]] = -np.inf
+        flat = np.flatnonzero(sims >= bar)
+        rows.append(flat // len(a) + s)
+        cols.append(flat % len(a))
+    if not rows:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+def group_sums(w: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per-group sums of rows (np.add.at is several times slower at this size)."""
+    order = np.argsort(codes, kind="stable")
+    c = codes[order]
+    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+    sums = np.zeros((n_groups, w.shape[1]), dtype=w.dtype)
+    if len(order):
+        sums[c[starts]] = np.add.reduceat(w[order], starts, axis=0)
+    return sums
+
+
+@dataclass
+class Models:
+    """What the data says of one person and of different people: costly to estimate,
+    stable while the data set grows by little, so a daemon keeps them between runs."""
+
+    nulls: Nulls
+    same: SameDensities
+    images: int
+
+    def fits(self, n: int) -> bool:
+        return not changed_past(n, self.images)
+
+
+@dataclass(frozen=True)
+class Claims:
+    """Each image's most likely other folder: the probability that the image was filed
+    from it (0 where no folder claims it), that folder's code (-1: none) and the image's
+    cosine to its centroid."""
+
+    confidence: np.ndarray
+    folder: np.ndarray
+    x: np.ndarray
+
+
+class Statistics:
+    """One run's view of the data, for the kinds' tests: centred faces, folder centroids
+    and sizes, the models (made here when none fit), and what several kinds read.
+
+    The models' one-person densities are drawn on first use (SameDensities), so the order
+    in which kinds ask for them fixes the draws: the registry runs the kinds in `Kind`'s
+    order, every run, and `not_own` and `claims` are computed when first asked for."""
+
+    def __init__(
+        self,
+        unit: np.ndarray,
+        codes: np.ndarray,
+        src: np.ndarray,
+        dst: np.ndarray,
+        models: Models | None,
+        rng: np.random.Generator,
+    ):
+        n = len(unit)
+        self.n = n
+        self.codes, self.src, self.dst = codes, src, dst
+        self.n_f = n_f = int(codes.max()) + 1
+        self.w = w = centre(np.asarray(unit, np.float32))
+        self.sums = sums = group_sums(w, codes, n_f)
+        self.sizes = sizes = np.bincount(codes, minlength=n_f)
+        self.cn = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+        self.cls = size_class(sizes)
+        if models is None or not models.fits(n):
+            models = Models(
+                Nulls(self.cn, w, codes, sizes, rng), SameDensities(w, codes, sizes, rng), n
+            )
+        self.models = models
+        self.nulls = models.nulls
+        self.same = models.same
+        # How an image matches the rest of its own folder: mostly right, so this is the
+        # same-person density of an image against a folder.
+        self.own_n = own_n = sizes[codes]
+        self.multi = multi = np.flatnonzero(own_n >= 2)
+        own = np.full(n, np.nan)
+        loo = sums[codes[multi]] - w[multi]
+        own[multi] = np.einsum("ij,ij->i", w[multi], loo) / np.maximum(
+            np.linalg.norm(loo, axis=1), 1e-12
+        )
+        self.own = own
+
+    @cached_property
+    def not_own(self) -> np.ndarray:
+        """Likelihood ratio of "not this folder's person" from the image's own match."""
+        multi, own = self.multi, self.own
+        not_own = np.zeros(self.n)
+        own_cls = size_class(np.maximum(self.own_n - 1, 1))
+        for c in np.unique(own_cls[multi]).tolist():
+            sel = multi[own_cls[multi] == c]
+            not_own[sel] = self.nulls.image_body.pdf(own[sel]) / self.same(0, c)(own[sel])
+        return not_own
+
+    @cached_property
+    def claims(self) -> Claims:
+        """Against the folders its stored matches name, and (for an image that fits its
+        own folder poorly) every folder different people rarely reach."""
+        n, n_f, w, cn, codes = self.n, self.n_f, self.w, self.cn, self.codes
+        src, dst, multi, nulls = self.src, self.dst, self.multi, self.nulls
+        not_own = self.not_own
+        best = np.zeros(n)
+        best_dest = np.full(n, -1)
+        best_x = np.zeros(n)
+        is_multi = self.own_n >= 2
+        m = is_multi[src]
+        # Only an image that fits its own folder poorly can be misfiled: only those look
+        # beyond their stored matches (most images fit their folder).
+        loose = multi[not_own[multi] >= LOOSE_RATIO]
+        bar = nulls.pooled_image.loc + CANDIDATE_Z * nulls.pooled_image.scale
+        im_r, im_c = above(w[loose], cn, bar, exclude=codes[loose])
+        s = np.concatenate([src[m], loose[im_r]])
+        dest = np.concatenate([codes[dst[m]], im_c])
+        if len(s):
+            key = np.unique(s.astype(np.int64) * n_f + dest)
+            s_u, d_u = key // n_f, key % n_f
+            x = np.einsum("ij,ij->i", w[s_u], cn[d_u])
+            null = np.empty(len(s_u))
+            genuine = np.empty(len(s_u))
+            for c in np.unique(self.cls[d_u]).tolist():
+                sel = self.cls[d_u] == c
+                null[sel] = nulls.image_tail(c).pdf(x[sel])
+                genuine[sel] = self.same(0, c)(x[sel])
+            ratio = not_own[s_u] * genuine / np.maximum(null, 1e-300)
+            conf = odds_to_probability(ratio * MISFILED_RATE / n_f)
+            order = np.argsort(conf)  # each image's best destination is written last
+            best[s_u[order]] = conf[order]
+            best_dest[s_u[order]] = d_u[order]
+            best_x[s_u[order]] = x[order]
+        return Claims(best, best_dest, best_x)

@@ -1,0 +1,60 @@
+"""A misfiled card: the image beside its folder and the proposed one. Accepting moves it
+into the proposed folder; quarantine takes it out of the data set; rejecting says it is
+filed right."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dashboard import actions
+from dashboard.actions import Done
+from dashboard.cards.base import (
+    ACCEPT,
+    QUARANTINE,
+    REJECT,
+    SKIP_CHOICE,
+    Card,
+    CardKind,
+    image_and_folders,
+    quarantine,
+    quarantine_choice,
+)
+from dashboard.queue import Choice
+from dashboard.settings import DashboardSettings
+from store.suggestions import Suggestion
+from store.vocab import Decision, Kind
+
+
+class MisfiledCard(CardKind):
+    kind = Kind.MISFILED
+    label = "misfiled image"
+
+    def title(self, s: Suggestion) -> str:
+        return f"{s.path}"
+
+    def choices(self, card: Card, files_on: bool) -> Sequence[Choice]:
+        s = card.s
+        move = Choice(
+            ACCEPT,
+            "move image",
+            "A",
+            help=f"moves {s.path} into {s.class_b}/"
+            if files_on
+            else f"records that it belongs in {s.class_b}",
+        )
+        keep = Choice(REJECT, "filed right", "D")
+        return (move, quarantine_choice(s, QUARANTINE, files_on), keep, SKIP_CHOICE)
+
+    def render(self, settings: DashboardSettings, card: Card) -> None:
+        image_and_folders(settings, card, proposed=card.s.class_b)
+
+    def accept(self, settings: DashboardSettings, card: Card, value: str) -> Done:
+        s = card.s
+        if value != ACCEPT:
+            return quarantine(settings, s)
+        if settings.allow_file_actions:
+            return actions.move_image(settings, s)
+        return actions.record_suggestion(settings, s, Decision.ACCEPTED, target=s.class_b)
+
+
+CARD = MisfiledCard()
