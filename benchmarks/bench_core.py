@@ -697,18 +697,37 @@ class CannedPool:
 
 
 def timed_phases(pipeline: Pipeline, phases: dict[str, float]) -> None:
-    """Accumulate the wall time of each step of Pipeline.run() into `phases`."""
-    for name in ("_detect", "_apply", "_encode", "refresh", "_finish"):
-        step = getattr(pipeline, name)
+    """Accumulate the wall time of each step of Pipeline.run() into `phases`: the scan
+    step's detect and apply, the encode step, the refresh and the run's record."""
+    import daemon.pipeline as pipeline_module
 
-        def wrapper(*args: Any, _step: Any = step, _name: str = name, **kwargs: Any) -> Any:
+    def timed(name: str, step: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
-                return _step(*args, **kwargs)
+                return step(*args, **kwargs)
             finally:
-                phases[_name] = phases.get(_name, 0.0) + time.perf_counter() - started
+                phases[name] = phases.get(name, 0.0) + time.perf_counter() - started
 
-        setattr(pipeline, name, wrapper)
+        return wrapper
+
+    # The steps are module functions the pipeline calls through its own names: wrap them
+    # there for this pipeline's run (restored when it ends), its methods on the instance.
+    scan = pipeline_module.scan
+    originals = (scan.detect, scan.apply, pipeline_module.encode)
+    run = pipeline.run
+
+    def run_timed(*args: Any, **kwargs: Any) -> Any:
+        scan.detect, scan.apply = timed("detect", originals[0]), timed("apply", originals[1])
+        pipeline_module.encode = timed("encode", originals[2])
+        try:
+            return run(*args, **kwargs)
+        finally:
+            scan.detect, scan.apply, pipeline_module.encode = originals
+
+    pipeline.run = run_timed  # type: ignore[method-assign]
+    for name in ("refresh", "_finish"):
+        setattr(pipeline, name, timed(name.strip("_"), getattr(pipeline, name)))
 
 
 def rescan_once(
