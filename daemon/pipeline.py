@@ -36,7 +36,7 @@ from daemon.encoders.pool import EncoderPool
 from daemon.faces import choose_faces
 from daemon.mistakes import Mistakes, find_mistakes
 from daemon.snapshot import Snapshot, assign_folders, positions
-from store import catalog, embeddings, folders, matches, suggestions
+from store import catalog, embeddings, folders, matches, meta, runs, suggestions
 from store.connection import StoreGuard, open_store
 from store.scores import ANCHOR_SCORE, Calibration
 
@@ -281,11 +281,11 @@ class Pipeline:
             return None
         now = utcnow()
         with self._write() as con:
-            if catalog.get_meta(con, "model") is None:
+            if meta.get_meta(con, "model") is None:
                 # A new store serves the configured model from the start; an existing one
                 # goes on serving its model until a switch is complete (refresh).
-                catalog.set_meta(con, model=self.model)
-            catalog.set_meta(con, max_pairs_per_image=self.s.max_pairs_per_image)
+                meta.set_meta(con, model=self.model)
+            meta.set_meta(con, max_pairs_per_image=self.s.max_pairs_per_image)
             stored_classes = catalog.classes_of(con, [i for i, _ in diff.moved])
             stats.pairs_removed += matches.forget_matches(
                 con, diff.removed, self.s.max_pairs_per_image, delete_files=True
@@ -304,7 +304,7 @@ class Pipeline:
             catalog.add_files(
                 con, [(f.path, f.klass, f.size, f.mtime_ns, h) for f, h in diff.new], now
             )
-            catalog.bump_counter(con, "generation", 1)
+            meta.bump_counter(con, "generation", 1)
             todo = embeddings.hashes_to_encode(con, self.model)
         missing = {h for h, _ in todo}
         # Content already encoded under this model is reused, never re-encoded.
@@ -352,7 +352,7 @@ class Pipeline:
             return 0
         with self._write() as con:
             embeddings.write_encodings(con, self.model, batch, utcnow())
-            catalog.bump_counter(con, "generation", 1)
+            meta.bump_counter(con, "generation", 1)
         n = len(batch)
         batch.clear()
         return n
@@ -533,7 +533,7 @@ class Pipeline:
         k = self.s.max_pairs_per_image
         ids = snap.faces.ids
         with self._write() as con:
-            if catalog.get_counter(con, "generation") != snap.generation:
+            if meta.get_counter(con, "generation") != snap.generation:
                 return False
             self._set_state("writing")
             stats.pairs_removed += matches.forget_matches(con, plan.unusable, k, delete_files=False)
@@ -541,11 +541,11 @@ class Pipeline:
             if plan.calibration is not None:
                 matches.save_calibration(con, snap.serving, plan.calibration, now)
             if plan.compare_params is not None:
-                catalog.set_meta(con, compare_params=plan.compare_params, max_pairs_per_image=k)
+                meta.set_meta(con, compare_params=plan.compare_params, max_pairs_per_image=k)
             if snap.serving != snap.stored_model:
                 # A switch is complete: the new model's pairs and suggestions replace the
                 # old ones in this same transaction.
-                catalog.set_meta(con, model=snap.serving)
+                meta.set_meta(con, model=snap.serving)
                 log.info("now serving %s (was %s)", snap.serving, snap.stored_model)
             if plan.lists is not None and cal is not None:
                 lists = plan.lists
@@ -569,19 +569,19 @@ class Pipeline:
 
     def _write_suggestions(self, snap: Snapshot, plan: Plan, mistakes: Mistakes) -> bool:
         with self._write() as con:
-            if catalog.get_counter(con, "generation") != snap.generation:
+            if meta.get_counter(con, "generation") != snap.generation:
                 return False
             suggestions.write_suggestions(
                 con, mistakes.rows, mistakes.pairs, mistakes.reopen, utcnow()
             )
-            catalog.set_meta(con, suggested_at=plan.suggestions_key)
+            meta.set_meta(con, suggested_at=plan.suggestions_key)
         return True
 
     def _finish(self, stats: RunStats, started_at: datetime) -> None:
         with self._write() as con:
             stats.pairs = matches.count_pairs(con)
             stats.images = catalog.count_files(con)
-            stats.encoded_total = catalog.get_counter(con, "encoded_total")
+            stats.encoded_total = meta.get_counter(con, "encoded_total")
             figures = {
                 k: getattr(stats, k)
                 for k in (
@@ -594,7 +594,7 @@ class Pipeline:
                     "full_compare",
                 )
             }
-            catalog.record_run(con, started_at, utcnow(), stats.kind, str(self.root), figures)
+            runs.record_run(con, started_at, utcnow(), stats.kind, str(self.root), figures)
         self._set_state("idle")
 
 

@@ -47,7 +47,7 @@ def read_status_file(path: Path) -> dict[str, Any] | None:
 def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
     """What `facelint status` prints: live state plus the store's totals."""
     from store.connection import StoreBusy, StoreMissing, open_store
-    from store.reports import summary
+    from store.queries.status import summary
 
     now = time.time() if now is None else now
     live = read_status_file(settings.status_path()) or {}

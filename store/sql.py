@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import duckdb
@@ -38,3 +39,8 @@ def rows_as(
     """Every row of a query built by keyword: `make(**row)`, the SELECT list naming (or
     aliasing) each column as the field it fills."""
     return [make(**row) for row in records(con, sql, params)]
+
+
+def utcnow() -> datetime:
+    """Now as the store keeps every timestamp: UTC, without a zone (DuckDB TIMESTAMP)."""
+    return datetime.now(UTC).replace(tzinfo=None)

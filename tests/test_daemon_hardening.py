@@ -117,7 +117,7 @@ def test_polling_observer_does_not_follow_a_linked_folder(tree, tmp_path):
 
 def _record_decision(db: Path) -> None:
     from store.connection import open_store
-    from store.review import record_decision
+    from store.decisions import record_decision
 
     with open_store(db, timeout=30) as con:
         a, b = con.execute("SELECT min(hash), max(hash) FROM files").fetchone()

@@ -10,7 +10,8 @@ from pathlib import Path
 import duckdb
 from streamlit.testing.v1 import AppTest
 
-from store import review, suggestions
+from store import actions as action_log
+from store import suggestions
 from store.connection import open_store
 from tests import app_harness as harness
 from tests.app_harness import captions as image_captions
@@ -251,6 +252,6 @@ def test_a_schema_2_store_gains_action_batches_on_open(dev_copy):
     with open_store(db) as con:
         version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         old = con.execute("SELECT who, batch, suggestion FROM actions").fetchall()
-        assert review.new_batch(con) >= 1
+        assert action_log.new_batch(con) >= 1
     assert version == ("3",)
     assert old == [("old", None, None)]  # an old action stands alone

@@ -16,8 +16,10 @@ from dashboard.actions import Done
 from dashboard.files import FileActionRefused
 from dashboard.queue import CardQueue, Choice, shortcuts_help
 from dashboard.settings import DashboardSettings, current
-from store import review, suggestions
-from store.review import ImageInfo
+from store import suggestions
+from store.queries import images as image_rows
+from store.queries import mistakes as mistake_cards
+from store.queries.images import ImageInfo
 from store.suggestions import Suggestion
 
 KIND_LABELS = {
@@ -212,18 +214,18 @@ def read_cards(
     rows = suggestions.queue(con, state, kinds, size, offset)
     total = suggestions.count(con, state, kinds)
     folders = sorted({n for s in rows for n in (s.class_a, s.class_b) if n})
-    sizes = suggestions.folder_sizes(con, folders)
+    sizes = mistake_cards.folder_sizes(con, folders)
     # One more than shown: the card's own image is left out of its folder's strip.
-    strip_paths = {k: suggestions.folder_paths(con, k, STRIP + 1) for k in folders}
+    strip_paths = {k: mistake_cards.folder_paths(con, k, STRIP + 1) for k in folders}
     # A duplicate's first copy: the first other path with the same content.
     firsts = {
-        s.id: next((p for p in suggestions.copies(con, s.hash) if p != s.path), None)
+        s.id: next((p for p in mistake_cards.copies(con, s.hash) if p != s.path), None)
         for s in rows
         if s.kind == "duplicate" and s.hash
     }
     wanted = [p for ps in strip_paths.values() for p in ps]
     wanted += [s.path for s in rows if s.path] + [p for p in firsts.values() if p]
-    info = review.images_by_path(con, wanted)
+    info = image_rows.images_by_path(con, wanted)
     cards = []
     for s in rows:
         strips = {
