@@ -188,9 +188,9 @@ def test_skip_leaves_the_queue_until_cleared(dev_copy_loose, monkeypatch):
     root, db = dev_copy_loose
     top = unreviewed(db)[0]
     at = start(monkeypatch, root, db)
-    at.button(key=f"skip-{top.lo}-{top.hi}").click().run()
+    at.button(key=f"skipped-{top.lo}-{top.hi}").click().run()
     assert decision(db, top) == "skipped"
-    assert f"skip-{top.lo}-{top.hi}" not in button_keys(at)
+    assert f"skipped-{top.lo}-{top.hi}" not in button_keys(at)
     at.selectbox(key="f_state").set_value("skipped").run()
     assert "1 skipped pairs match" in shown(at)
     at.button(key=f"clear-{top.lo}-{top.hi}").click().run()

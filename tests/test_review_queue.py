@@ -40,14 +40,14 @@ def test_toolbar_decides_the_focused_card_then_undo_and_next(dev_copy_loose, mon
     at = start(monkeypatch, root, db)
     first = at.session_state["q_pairs_focus"]
     lo, hi = (int(x) for x in first.split("-"))
-    at.button(key="q-pairs-skip").click().run()
+    at.button(key="q-pairs-skipped").click().run()
     assert decision_of(db, lo, hi) == "skipped"
     second = at.session_state["q_pairs_focus"]
-    assert second != first and f"skip-{second}" in [b.key for b in at.button]
+    assert second != first and f"skipped-{second}" in [b.key for b in at.button]
     at.button(key="q-pairs-undo").click().run()
     assert decision_of(db, lo, hi) is None
     assert at.session_state["q_pairs_focus"] == first
-    assert f"skip-{first}" in [b.key for b in at.button]
+    assert f"skipped-{first}" in [b.key for b in at.button]
     at.button(key="q-pairs-next").click().run()
     assert at.session_state["q_pairs_focus"] == second
     at.button(key="q-pairs-previous").click().run()

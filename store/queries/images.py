@@ -32,12 +32,12 @@ class ImageInfo:
         return self.path.rsplit("/", 1)[-1]
 
 
-# The `images` view's columns an ImageInfo is made of (image_from_row reads them by name).
-IMAGE_COLUMNS = """image_id, path, class, hash, status, message, faces,
+# The `images` view's columns an ImageInfo is made of (_image reads them by name).
+_IMAGE_COLUMNS = """image_id, path, class, hash, status, message, faces,
     box_left, box_top, box_right, box_bottom, whole_image, width, height, candidates"""
 
 
-def image_from_row(row: dict[str, Any]) -> ImageInfo:
+def _image(row: dict[str, Any]) -> ImageInfo:
     corners = (row["box_left"], row["box_top"], row["box_right"], row["box_bottom"])
     box = None if row["box_left"] is None or row["box_right"] is None else corners
     return ImageInfo(
@@ -61,8 +61,8 @@ def images_where(
 ) -> list[ImageInfo]:
     """Images of the `images` view matching a WHERE clause (and its ORDER BY, LIMIT)."""
     return [
-        image_from_row(r)
-        for r in records(con, f"SELECT {IMAGE_COLUMNS} FROM images WHERE {where}", params)
+        _image(r)
+        for r in records(con, f"SELECT {_IMAGE_COLUMNS} FROM images WHERE {where}", params)
     ]
 
 
