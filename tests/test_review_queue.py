@@ -68,7 +68,7 @@ def test_undo_refuses_when_the_decision_changed_since(dev_copy_loose, monkeypatc
     at = start(monkeypatch, root, db)
     first = at.session_state["q_pairs_focus"]
     lo, hi = (int(x) for x in first.split("-"))
-    at.button(key="q-pairs-skip").click().run()
+    at.button(key="q-pairs-skipped").click().run()
     pair = next(p for p in review_pairs(db) if (p.lo, p.hi) == (lo, hi))
     with open_store(db) as con:
         decisions.record_decision(con, pair.a.hash, pair.b.hash, "different", "someone else")
