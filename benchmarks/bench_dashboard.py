@@ -14,7 +14,7 @@ every tenth decision includes loading the next page.
 Builds a synthetic store (200,000 files in 2,000 classes, one embedding row each, the
 given number of cross-class pairs, and 20,000 "different" decisions on the best pairs so
 the unreviewed list must look past them), then times what a page run does: open the store
-read-only, query one page (store/review.py), count the matches, close. Figures go to
+read-only, query one page (store/queries/pairs_page.py), count the matches, close. Figures go to
 stdout and to benchmarks/results/dashboard.txt. The target is under 0.5 s.
 """
 
@@ -35,9 +35,10 @@ import duckdb
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from store import review  # noqa: E402
+from store import actions as action_log  # noqa: E402
 from store.connection import open_store  # noqa: E402
-from store.review import Cursor, PairFilter  # noqa: E402
+from store.queries import pairs_page  # noqa: E402
+from store.queries.pairs_page import Cursor, PairFilter  # noqa: E402
 
 TARGET_SECONDS = 0.5
 PER_CLASS = 100
@@ -116,12 +117,12 @@ def page_run(db: Path, flt: PairFilter, after: Cursor | None) -> Callable[[], ob
 
     def run() -> object:
         with open_store(db, read_only=True, timeout=5) as con:
-            page = review.pair_page(con, flt, PAGE + 1, after)
-            total = review.count_pairs(con, flt)
-            review.last_moves_from(con, [p.a.path for p in page] + [p.b.path for p in page])
+            page = pairs_page.pair_page(con, flt, PAGE + 1, after)
+            total = pairs_page.count_pairs(con, flt)
+            action_log.last_moves_from(con, [p.a.path for p in page] + [p.b.path for p in page])
             # "X.jpg matches N images of Y" for each side of each card.
             keys = [(p.a.id, p.b.klass) for p in page] + [(p.b.id, p.a.klass) for p in page]
-            review.image_class_counts(con, flt, keys)
+            pairs_page.image_class_counts(con, flt, keys)
         return len(page), total
 
     return run

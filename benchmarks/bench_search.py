@@ -33,7 +33,7 @@ from daemon.config import Settings  # noqa: E402
 from daemon.encoders import registry  # noqa: E402
 from daemon.search import rank  # noqa: E402
 from store.connection import open_store  # noqa: E402
-from store.search import face_info, stored_faces  # noqa: E402
+from store.queries.search import face_info, stored_faces  # noqa: E402
 
 STORE_TARGET = 1.0
 COMMAND_TARGET = 3.0

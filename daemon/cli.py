@@ -281,7 +281,7 @@ def _emit(columns: Sequence[str], rows: Sequence[Sequence[Any]] | Any, fmt: str)
             + "\n"
         )
     elif fmt == "csv":
-        from store.reports import csv_writer
+        from store.queries.reports import csv_writer
 
         w = csv_writer(out)
         w.writerow(columns)
@@ -312,7 +312,7 @@ def _pad(text: str, width: int) -> str:
 
 def cmd_top(s: Settings, args: argparse.Namespace) -> int:
     from store.connection import open_store
-    from store.reports import TOP_COLUMNS, top_pairs
+    from store.queries.reports import TOP_COLUMNS, top_pairs
 
     with open_store(s.db, read_only=True, timeout=s.lock_timeout) as con:
         pairs = top_pairs(con, args.n, include_reviewed=args.all)
@@ -322,7 +322,7 @@ def cmd_top(s: Settings, args: argparse.Namespace) -> int:
 
 def cmd_export(s: Settings, args: argparse.Namespace) -> int:
     from store.connection import open_store
-    from store.reports import export_csv, export_decisions, write_csv_file
+    from store.queries.reports import export_csv, export_decisions, write_csv_file
 
     export, dest, what = (
         (export_csv, args.csv, "pairs")
@@ -340,7 +340,7 @@ def cmd_export(s: Settings, args: argparse.Namespace) -> int:
 
 def cmd_sql(s: Settings, args: argparse.Namespace) -> int:
     from store.connection import open_store
-    from store.reports import run_sql
+    from store.queries.reports import run_sql
 
     with open_store(s.db, read_only=not args.write, timeout=s.lock_timeout) as con:
         columns, rows = run_sql(con, args.query)

@@ -32,6 +32,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from store.scores import DEFAULT_THRESHOLD
 from store.vocab import Model
 
 CONFIG_FILE = "facelint.toml"
@@ -88,7 +89,7 @@ class Settings(BaseSettings):
 
     # -- comparing ----------------------------------------------------------------------
     threshold: float = Field(
-        0.4,
+        DEFAULT_THRESHOLD,
         gt=0.0,
         le=1.0,
         description="calibrated score at or above which a cross-folder pair is stored",

@@ -11,7 +11,7 @@ from pathlib import Path
 from daemon.encoders.base import Encoding
 from daemon.encoders.pool import EncoderPool
 from daemon.runstats import ProgressEvent, RunStats
-from store import catalog, embeddings
+from store import embeddings, meta
 from store.clock import utcnow
 from store.db import Store
 from store.vocab import FAILED, Status
@@ -50,7 +50,7 @@ def encode(
         with store.writing() as con:
             t0 = time.monotonic()
             embeddings.write_encodings(con, pool.model_id, batch, utcnow())
-            catalog.bump_counter(con, "generation", 1)
+            meta.bump_counter(con, "generation", 1)
         if on_write is not None:
             on_write(time.monotonic() - t0)
         n = len(batch)

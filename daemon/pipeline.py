@@ -27,7 +27,7 @@ from daemon.encode import encode
 from daemon.encoders.pool import EncoderPool
 from daemon.runstats import ProgressEvent, RunStats
 from daemon.snapshot import Snapshot
-from store import catalog, matches
+from store import catalog, matches, meta, runs
 from store.clock import utcnow
 from store.connection import StoreGuard
 from store.db import Store
@@ -250,7 +250,7 @@ class Pipeline:
             w0 = time.monotonic()
             stats.pairs = matches.count_pairs(con)
             stats.images = catalog.count_files(con)
-            stats.encoded_total = catalog.get_counter(con, "encoded_total")
+            stats.encoded_total = meta.get_counter(con, "encoded_total")
             figures = {
                 k: getattr(stats, k)
                 for k in (
@@ -263,6 +263,6 @@ class Pipeline:
                     "full_compare",
                 )
             }
-            catalog.record_run(con, started_at, utcnow(), stats.kind, str(self.root), figures)
+            runs.record_run(con, started_at, utcnow(), stats.kind, str(self.root), figures)
         self._timed_write(time.monotonic() - w0)
         self._set_state("idle")

@@ -25,7 +25,7 @@ from daemon.encoders import registry
 from daemon.faces import choose_faces
 from daemon.kinds import Suggestions, find_suggestions
 from daemon.snapshot import Snapshot, assign_folders, positions
-from store import catalog, folders, matches, suggestions
+from store import catalog, folders, matches, meta, suggestions
 from store.clock import utcnow
 from store.scores import ANCHOR_SCORE, Calibration
 
@@ -186,7 +186,7 @@ def suggest(snap: Snapshot, plan: Plan, threshold: float, models: Any = None) ->
 def write_plan(con: Any, snap: Snapshot, plan: Plan, k: int) -> int | None:
     """Write the plan inside the caller's transaction; returns the pairs it removed, or
     None (nothing written) when the store changed since the snapshot."""
-    if catalog.get_counter(con, "generation") != snap.generation:
+    if meta.get_counter(con, "generation") != snap.generation:
         return None
     now = utcnow()
     ids = snap.faces.ids
@@ -195,11 +195,11 @@ def write_plan(con: Any, snap: Snapshot, plan: Plan, k: int) -> int | None:
     if plan.calibration is not None:
         matches.save_calibration(con, snap.serving, plan.calibration, now)
     if plan.compare_params is not None:
-        catalog.set_meta(con, compare_params=plan.compare_params, max_pairs_per_image=k)
+        meta.set_meta(con, compare_params=plan.compare_params, max_pairs_per_image=k)
     if snap.serving != snap.stored_model:
         # A switch is complete: the new model's pairs and suggestions replace the old
         # ones in this same transaction.
-        catalog.set_meta(con, model=snap.serving)
+        meta.set_meta(con, model=snap.serving)
         log.info("now serving %s (was %s)", snap.serving, snap.stored_model)
     if plan.lists is not None and cal is not None:
         lists = plan.lists
@@ -222,10 +222,10 @@ def write_plan(con: Any, snap: Snapshot, plan: Plan, k: int) -> int | None:
 
 def write_suggestions(con: Any, snap: Snapshot, plan: Plan, found: Suggestions) -> bool:
     """The queue, inside the caller's transaction, unless the store changed meanwhile."""
-    if catalog.get_counter(con, "generation") != snap.generation:
+    if meta.get_counter(con, "generation") != snap.generation:
         return False
     suggestions.write_suggestions(con, found.rows, found.pairs, found.reopen, utcnow())
-    catalog.set_meta(con, suggested_at=plan.suggestions_key)
+    meta.set_meta(con, suggested_at=plan.suggestions_key)
     return True
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from daemon import inventory
 from daemon.config import Settings
 from daemon.runstats import RunStats
-from store import catalog, embeddings, matches
+from store import catalog, embeddings, matches, meta
 from store.clock import utcnow
 from store.db import Store
 
@@ -42,11 +42,11 @@ def _read_pending(con, model: str) -> tuple[list[tuple[str, str]], int, Totals]:
     totals = Totals(
         images=catalog.count_files(con),
         pairs=matches.count_pairs(con),
-        encoded_total=catalog.get_counter(con, "encoded_total"),
+        encoded_total=meta.get_counter(con, "encoded_total"),
     )
     return (
         embeddings.hashes_to_encode(con, model),
-        catalog.get_counter(con, "generation"),
+        meta.get_counter(con, "generation"),
         totals,
     )
 
@@ -118,11 +118,11 @@ def apply(
     now = utcnow()
     k = settings.max_pairs_per_image
     with store.writing() as con:
-        if catalog.get_meta(con, "model") is None:
+        if meta.get_meta(con, "model") is None:
             # A new store serves the configured model from the start; an existing one
             # goes on serving its model until a switch is complete (refresh).
-            catalog.set_meta(con, model=model)
-        catalog.set_meta(con, max_pairs_per_image=k)
+            meta.set_meta(con, model=model)
+        meta.set_meta(con, max_pairs_per_image=k)
         stored_classes = catalog.classes_of(con, [i for i, _ in diff.moved])
         stats.pairs_removed += matches.forget_matches(con, diff.removed, k, delete_files=True)
         updates = [
@@ -133,7 +133,7 @@ def apply(
         updates += [(i, f.path, f.klass, f.size, f.mtime_ns, None, False) for i, f in diff.touched]
         catalog.update_files(con, updates, now)
         catalog.add_files(con, [(f.path, f.klass, f.size, f.mtime_ns, h) for f, h in diff.new], now)
-        catalog.bump_counter(con, "generation", 1)
+        meta.bump_counter(con, "generation", 1)
         todo = embeddings.hashes_to_encode(con, model)
     missing = {h for h, _ in todo}
     # Content already encoded under this model is reused, never re-encoded.

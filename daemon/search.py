@@ -17,9 +17,9 @@ import numpy as np
 from daemon.config import Settings
 from daemon.encoders import registry
 from daemon.encoders.base import encode_file
-from store import catalog
+from store import meta
 from store.connection import open_store
-from store.search import StoredFaces, face_info, stored_faces
+from store.queries.search import StoredFaces, face_info, stored_faces
 from store.vectors import normalise
 from store.vocab import USABLE
 
@@ -101,7 +101,7 @@ def search(settings: Settings, photo: Path, n: int = 10) -> SearchResult:
         raise SearchError(f"{photo} is not a file")
     started = time.perf_counter()
     with open_store(settings.db, read_only=True, timeout=settings.lock_timeout) as con:
-        model = catalog.get_meta(con, "model")
+        model = meta.get_meta(con, "model")
     timings["open"] = time.perf_counter() - started
     if model is None:
         raise SearchError(f"the store {settings.db} holds no encoded face yet: scan first")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 
-from store import catalog, embeddings, folders, matches, suggestions
+from store import catalog, embeddings, folders, matches, meta, suggestions
 from store.scores import Calibration
 
 
@@ -50,7 +50,7 @@ class Snapshot:
         configured one has encoded every content (a model switch re-encodes in the
         background); then this snapshot serves the new one."""
         files = catalog.all_files(con)
-        stored = catalog.get_meta(con, "model")
+        stored = meta.get_meta(con, "model")
         left = 0
         if stored not in (None, model):
             done, total = embeddings.count_to_encode(con, model)
@@ -70,12 +70,12 @@ class Snapshot:
             folders=folders.load_folders(con),
             lists=matches.load_lists(con),
             calibration=matches.load_calibration(con, serving),
-            compare_params=catalog.get_meta(con, "compare_params"),
+            compare_params=meta.get_meta(con, "compare_params"),
             unusable=embeddings.dirty_unusable(con, serving),
             decisions=suggestions.load_decisions(con),
             picks=embeddings.face_picks(con, serving),
-            generation=catalog.get_counter(con, "generation"),
-            suggested_at=catalog.get_meta(con, "suggested_at"),
+            generation=meta.get_counter(con, "generation"),
+            suggested_at=meta.get_meta(con, "suggested_at"),
         )
 
     def generation_key(self) -> str:

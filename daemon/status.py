@@ -17,7 +17,7 @@ from daemon.config import Settings
 def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
     """What `facelint status` prints: live state plus the store's totals."""
     from store.connection import StoreBusy, StoreMissing, open_store
-    from store.reports import summary
+    from store.queries.status import summary
 
     now = time.time() if now is None else now
     status = read_status_file(settings.status_path(), now)

@@ -19,8 +19,12 @@ import duckdb
 from dashboard import db, files
 from dashboard.files import FileActionRefused
 from dashboard.settings import DashboardSettings
-from store import embeddings, review, suggestions
-from store.review import PairView
+from store import actions as action_log
+from store import decisions, embeddings, suggestions
+from store.clock import utcnow
+from store.queries import images as image_rows
+from store.queries import pairs_page
+from store.queries.pairs_page import PairView
 from store.vocab import Decision, Kind
 
 
@@ -48,23 +52,23 @@ def decide(settings: DashboardSettings, pair: PairView, decision: str) -> Done:
     """A decision that touches no file: different people, same person (record only), skip."""
     h1, h2 = _hashes(pair)
     with db.writing(settings) as con:
-        review.record_decision(con, h1, h2, decision, settings.user)
+        decisions.record_decision(con, h1, h2, decision, settings.user)
     return Done(f"{pair.a.name} / {pair.b.name}: {decision}")
 
 
 def decide_group(
     settings: DashboardSettings,
-    image: review.ImageInfo,
+    image: image_rows.ImageInfo,
     other_class: str,
-    flt: review.PairFilter,
+    flt: pairs_page.PairFilter,
     decision: str,
 ) -> Done:
     """One decision on every pair (that the filter shows) joining one image to one other
     class: a group photo whose chosen face is a bystander, cleared in one go."""
     with db.writing(settings) as con:
-        pairs = review.image_class_hashes(con, flt, image.id, other_class)
+        pairs = pairs_page.image_class_hashes(con, flt, image.id, other_class)
         for h1, h2 in pairs:
-            review.record_decision(con, h1, h2, decision, settings.user)
+            decisions.record_decision(con, h1, h2, decision, settings.user)
     return Done(f"{image.name} / {len(pairs)} images of {other_class}: {decision}")
 
 
@@ -73,7 +77,7 @@ def clear(settings: DashboardSettings, pair: PairView, only_if: str | None = Non
     one, so an undo never erases a decision someone took since."""
     h1, h2 = _hashes(pair)
     with db.writing(settings) as con:
-        cleared = review.clear_decision(con, h1, h2, only_if=only_if)
+        cleared = decisions.clear_decision(con, h1, h2, only_if=only_if)
     if only_if is not None and not cleared:
         raise FileActionRefused(
             f"{pair.a.name} / {pair.b.name} is no longer '{only_if}': nothing undone"
@@ -91,8 +95,10 @@ def _act(
     moved = False
     try:
         with db.writing(settings) as con:
-            review.record_decision(con, *hashes, decision, settings.user)
-            action_id = review.log_action(con, action, move.src, move.dst, settings.user, hashes)
+            decisions.record_decision(con, *hashes, decision, settings.user)
+            action_id = action_log.log_action(
+                con, action, move.src, move.dst, settings.user, hashes
+            )
             files.execute(settings.root, move)
             moved = True
     except BaseException:
@@ -133,10 +139,10 @@ def undo(settings: DashboardSettings, action_id: int) -> Done:
     done: list[files.Move] = []
     try:
         with db.writing(settings) as con:
-            group = review.get_action(con, action_id)
+            group = action_log.get_action(con, action_id)
             if group is None:
                 raise FileActionRefused(f"there is no action #{action_id}")
-            acts = review.action_group(con, action_id)
+            acts = action_log.action_group(con, action_id)
             for act in acts:
                 if not act.undoable:
                     raise FileActionRefused(
@@ -146,13 +152,15 @@ def undo(settings: DashboardSettings, action_id: int) -> Done:
             sids = set()
             for act in acts:
                 back = files.plan_undo(settings.root, act.src, act.dst)
-                review.mark_undone(con, act.id)
-                review.log_action(con, "undo", back.src, back.dst, settings.user, undo_of=act.id)
+                action_log.mark_undone(con, act.id)
+                action_log.log_action(
+                    con, "undo", back.src, back.dst, settings.user, undo_of=act.id
+                )
                 if act.hash_a and act.hash_b:
-                    review.clear_decision(
+                    decisions.clear_decision(
                         con, act.hash_a, act.hash_b, only_if=_DECISION_OF[act.action]
                     )
-                sid = review.action_suggestion(con, act.id)
+                sid = action_log.action_suggestion(con, act.id)
                 if sid is not None:
                     sids.add(sid)
                 files.execute(settings.root, back)
@@ -194,14 +202,14 @@ def _suggestion_moves(
             ids = []
             for action, plan in plans:
                 move = plan()
-                ids.append(review.log_action(con, action, move.src, move.dst, settings.user))
+                ids.append(action_log.log_action(con, action, move.src, move.dst, settings.user))
                 files.execute(settings.root, move)
                 done.append(move)
             if not ids:
                 raise FileActionRefused(f"{s.id}: no file to move")
-            batch = review.new_batch(con) if len(ids) > 1 else None
-            review.tag_actions(con, ids, batch, s.id)
-            suggestions.decide(con, s.id, Decision.ACCEPTED, settings.user, review.utcnow(), target)
+            batch = action_log.new_batch(con) if len(ids) > 1 else None
+            action_log.tag_actions(con, ids, batch, s.id)
+            suggestions.decide(con, s.id, Decision.ACCEPTED, settings.user, utcnow(), target)
     except BaseException:
         _put_back(settings, done)
         raise
@@ -289,7 +297,7 @@ def record_suggestion(
     """A decision that moves no file (file actions off, or: different people, skip)."""
     with db.writing(settings) as con:
         _still_there(con, s)
-        suggestions.decide(con, s.id, decision, settings.user, review.utcnow(), target)
+        suggestions.decide(con, s.id, decision, settings.user, utcnow(), target)
     return Done(f"{suggestion_title(s)}: {decision}")
 
 
@@ -299,7 +307,7 @@ def clear_suggestion(
     """Reopen a suggestion; a decision that moved files is undone with its files. With
     `only_if` (an undo), only while its decision is still that one."""
     now, live = db.read(
-        settings, lambda con: (suggestions.get(con, s.id), review.suggestion_actions(con, s.id))
+        settings, lambda con: (suggestions.get(con, s.id), action_log.suggestion_actions(con, s.id))
     )
     if now is None:
         raise FileActionRefused(f"{s.id} is gone from the store")
@@ -319,7 +327,7 @@ def suggestion_title(s: suggestions.Suggestion) -> str:
     return card_for(s.kind).title(s)
 
 
-def pick_face(settings: DashboardSettings, image: review.ImageInfo, face: int) -> Done:
+def pick_face(settings: DashboardSettings, image: image_rows.ImageInfo, face: int) -> Done:
     """Let another detected face stand for the image in its folder (kept by content and
     folder: it survives rescans); the daemon compares the image again with that face."""
     if image.hash is None:
@@ -327,7 +335,7 @@ def pick_face(settings: DashboardSettings, image: review.ImageInfo, face: int) -
     try:
         with db.writing(settings) as con:
             embeddings.record_face_pick(
-                con, image.hash, image.klass, face, settings.user, review.utcnow()
+                con, image.hash, image.klass, face, settings.user, utcnow()
             )
     except ValueError as exc:  # no model in the store yet: said, not raised
         raise FileActionRefused(str(exc)) from exc

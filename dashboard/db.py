@@ -17,7 +17,8 @@ from typing import TypeVar
 import duckdb
 
 from dashboard.settings import DashboardSettings
-from store.connection import StoreBusy, open_store
+from store.connection import StoreBusy
+from store.db import Store
 
 T = TypeVar("T")
 
@@ -38,16 +39,16 @@ def _turn(timeout: float) -> Iterator[float]:
 
 def read(settings: DashboardSettings, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
     """fn(connection) on a read-only connection opened for this call only."""
-    with (
-        _turn(settings.page_lock_timeout) as left,
-        open_store(settings.db, read_only=True, timeout=left) as con,
-    ):
-        return fn(con)
+    with _turn(settings.page_lock_timeout) as left:
+        return Store(settings.db, lock_timeout=left).read(fn)
 
 
 @contextmanager
 def writing(settings: DashboardSettings) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection for one short unit of work: commits when the block exits
     cleanly, rolls back when it raises."""
-    with _turn(settings.page_lock_timeout) as left, open_store(settings.db, timeout=left) as con:
+    with (
+        _turn(settings.page_lock_timeout) as left,
+        Store(settings.db, lock_timeout=left).writing() as con,
+    ):
         yield con

@@ -1,5 +1,5 @@
-"""Files: what the daemon knows about each image on disk (the `files` table), plus the
-store's small bookkeeping tables (`meta`, `counters`, `runs`)."""
+"""Files: what the daemon knows about each image on disk (the `files` table), and the
+`images` and `hubs` views over it."""
 
 from __future__ import annotations
 
@@ -11,8 +11,59 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from store.sql import first_row
+from store.meta import MODEL_SQL
+from store.sql import first_row, rows_as
 
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "CREATE SEQUENCE IF NOT EXISTS file_ids START 1",
+        # One row per file on disk. `dirty` marks files whose pairs must be recomputed: it
+        # is cleared in the same transaction that writes those pairs, so a crash loses
+        # nothing.
+        """CREATE TABLE IF NOT EXISTS files (
+            id BIGINT PRIMARY KEY,
+            path VARCHAR NOT NULL UNIQUE,
+            class VARCHAR NOT NULL,
+            size BIGINT NOT NULL,
+            mtime_ns BIGINT NOT NULL,
+            hash VARCHAR,
+            first_seen TIMESTAMP NOT NULL,
+            last_seen TIMESTAMP NOT NULL,
+            dirty BOOLEAN NOT NULL DEFAULT true,
+            candidates INTEGER NOT NULL DEFAULT 0)""",
+    ],
+    # Folders with an identity (store/folders.py fills `folders` first), and the face that
+    # stands for the image in its folder (under the active model). Every file is compared
+    # again: pairs and lists are rebuilt under version 2's calibration.
+    2: [
+        "ALTER TABLE files ADD COLUMN folder_id BIGINT",
+        "UPDATE files SET folder_id = (SELECT id FROM folders WHERE folders.name = files.class)",
+        "ALTER TABLE files ADD COLUMN face SMALLINT DEFAULT 0",
+        "UPDATE files SET dirty = true",
+    ],
+}
+
+# Users query the views with SQL (README.md documents them): their columns are a stable
+# interface, whatever the tables behind them become.
+VIEWS = [
+    f"""CREATE OR REPLACE VIEW images AS
+        SELECT f.path, f.class, e.status, e.message, e.faces, f.hash,
+               fc.box_left, fc.box_top, fc.box_right, fc.box_bottom, e.whole_image,
+               e.width, e.height, e.model, f.size, f.first_seen, f.last_seen,
+               f.candidates, f.id AS image_id, f.face
+        FROM files f
+        LEFT JOIN embeddings e ON e.hash = f.hash AND e.model = {MODEL_SQL}
+        LEFT JOIN faces fc ON fc.hash = f.hash AND fc.model = e.model
+            AND fc.face = coalesce(f.face, 0)""",
+    # A hub matches far more images than is typical here. "More than the cap" alone stops
+    # meaning anything at scale: at 57,637 faces the calibrated threshold lets ~860
+    # candidates through for an ordinary face, so every image would be over a cap of 20.
+    """CREATE OR REPLACE VIEW hubs AS
+        SELECT path, class, candidates FROM images
+        WHERE candidates > CAST((SELECT value FROM meta WHERE key = 'max_pairs_per_image')
+                                AS INTEGER)
+          AND candidates > 4 * (SELECT coalesce(median(candidates), 0) FROM files)""",
+]
 
 @dataclass(frozen=True)
 class FileRow:
@@ -24,33 +75,26 @@ class FileRow:
     hash: str | None
 
 
-def set_meta(con: duckdb.DuckDBPyConnection, **values: object) -> None:
-    for key, value in values.items():
-        con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, str(value)])
-
-
-def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
-    row = first_row(con, "SELECT value FROM meta WHERE key = ?", [key])
-    return None if row is None else str(row[0])
+_FILE_ROW = "id, path, class AS klass, size, mtime_ns, hash"
 
 
 def load_files(
     con: duckdb.DuckDBPyConnection, paths: Iterable[str] | None = None
 ) -> dict[str, FileRow]:
     """Stored files by path: all of them, or those among `paths`."""
-    sql = "SELECT id, path, class, size, mtime_ns, hash FROM files"
+    sql = f"SELECT {_FILE_ROW} FROM files"
     if paths is None:
-        rows = con.execute(sql).fetchall()
+        rows = rows_as(FileRow, con, sql)
     else:
         # A name that is not UTF-8 (surrogate-escaped bytes) cannot be stored, so it is not
         # stored: asking would only raise UnicodeEncodeError for the whole batch.
         wanted = pa.table({"p": pa.array([p for p in paths if _storable(p)], pa.string())})
         con.register("wanted_paths", wanted)
         try:
-            rows = con.execute(sql + " WHERE path IN (SELECT p FROM wanted_paths)").fetchall()
+            rows = rows_as(FileRow, con, sql + " WHERE path IN (SELECT p FROM wanted_paths)")
         finally:
             con.unregister("wanted_paths")
-    return {r[1]: FileRow(*r) for r in rows}
+    return {r.path: r for r in rows}
 
 
 def _storable(path: str) -> bool:
@@ -65,11 +109,13 @@ def load_files_under(con: duckdb.DuckDBPyConnection, prefix: str) -> dict[str, F
     """Stored files at or below a folder (the daemon's view of a moved or deleted folder)."""
     if not _storable(prefix):
         return {}
-    rows = con.execute(
-        "SELECT id, path, class, size, mtime_ns, hash FROM files WHERE starts_with(path, ?)",
+    rows = rows_as(
+        FileRow,
+        con,
+        f"SELECT {_FILE_ROW} FROM files WHERE starts_with(path, ?)",
         [prefix.rstrip("/") + "/"],
-    ).fetchall()
-    return {r[1]: FileRow(*r) for r in rows}
+    )
+    return {r.path: r for r in rows}
 
 
 def add_files(
@@ -146,19 +192,6 @@ def update_files(
         )
     finally:
         con.unregister("file_updates")
-
-
-def bump_counter(con: duckdb.DuckDBPyConnection, name: str, by: int) -> None:
-    con.execute(
-        """INSERT INTO counters VALUES (?, ?)
-           ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value""",
-        [name, by],
-    )
-
-
-def get_counter(con: duckdb.DuckDBPyConnection, name: str) -> int:
-    row = first_row(con, "SELECT value FROM counters WHERE name = ?", [name])
-    return 0 if row is None else int(row[0])
 
 
 @dataclass
@@ -283,30 +316,3 @@ def classes_of(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> dict[int, 
 def count_files(con: duckdb.DuckDBPyConnection) -> int:
     row = first_row(con, "SELECT count(*) FROM files")
     return int(row[0]) if row else 0
-
-
-def record_run(
-    con: duckdb.DuckDBPyConnection,
-    started_at: datetime,
-    finished_at: datetime,
-    kind: str,
-    root: str,
-    figures: dict[str, int | bool],
-) -> None:
-    """One row in `runs` per scan or reconcile: the history the status page shows."""
-    con.execute(
-        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            started_at,
-            finished_at,
-            kind,
-            root,
-            figures["images"],
-            figures["encoded"],
-            figures["reused"],
-            figures["removed"],
-            figures["failed"],
-            figures["pairs"],
-            figures["full_compare"],
-        ],
-    )

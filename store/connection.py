@@ -18,8 +18,8 @@ from pathlib import Path
 
 import duckdb
 
+from store import meta
 from store.schema import ensure_schema
-from store.sql import first_row
 
 
 class StoreBusy(TimeoutError):
@@ -72,12 +72,11 @@ class StoreGuard:
 
     def opened(self, path: Path, con: duckdb.DuckDBPyConnection) -> None:
         """Inside the write transaction of a fresh open: pin, or check, the store."""
-        row = first_row(con, "SELECT value FROM meta WHERE key = 'store_id'")
-        store_id = None if row is None else str(row[0])
+        store_id = meta.get_meta(con, "store_id")
         if self.identity is None:
             if store_id is None:
                 store_id = uuid.uuid4().hex
-                con.execute("INSERT OR REPLACE INTO meta VALUES ('store_id', ?)", [store_id])
+                meta.set_meta(con, store_id=store_id)
             self.identity, self.store_id = file_identity(path), store_id
             return
         self.check(path)

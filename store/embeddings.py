@@ -17,7 +17,9 @@ import numpy as np
 import pyarrow as pa
 
 from store import vocab
-from store.catalog import bump_counter, set_dirty
+from store.catalog import set_dirty
+from store.meta import bump_counter
+from store.meta import model as store_model
 from store.vocab import Status
 
 # Statuses whose faces take part in comparisons, as plain strings: spliced into SQL as a
@@ -25,6 +27,49 @@ from store.vocab import Status
 USABLE = tuple(s.value for s in vocab.USABLE)
 
 Box = tuple[int, int, int, int]
+
+MIGRATIONS: dict[int, list[str]] = {
+    # One row per distinct content and model: a moved, copied or touched file reuses it.
+    1: [
+        """CREATE TABLE IF NOT EXISTS embeddings (
+            hash VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            message VARCHAR,
+            faces INTEGER,
+            box_left INTEGER, box_top INTEGER, box_right INTEGER, box_bottom INTEGER,
+            whole_image BOOLEAN,
+            width INTEGER, height INTEGER,
+            vector FLOAT[],
+            encoded_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (hash, model))""",
+    ],
+    # Every detected face of an image (a group photo's label means one of them), and a
+    # reviewer's choice of the face that stands for an image in one folder.
+    2: [
+        """CREATE TABLE IF NOT EXISTS faces (
+            hash VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            face SMALLINT NOT NULL,
+            box_left INTEGER, box_top INTEGER, box_right INTEGER, box_bottom INTEGER,
+            det_score FLOAT,
+            vector FLOAT[] NOT NULL,
+            PRIMARY KEY (hash, model, face))""",
+        """INSERT INTO faces (hash, model, face, box_left, box_top, box_right, box_bottom,
+                              det_score, vector)
+            SELECT hash, model, 0, box_left, box_top, box_right, box_bottom, 0, vector
+            FROM embeddings WHERE vector IS NOT NULL""",
+        "ALTER TABLE embeddings DROP COLUMN vector",
+        "ALTER TABLE embeddings DROP COLUMN box_left",
+        "ALTER TABLE embeddings DROP COLUMN box_top",
+        "ALTER TABLE embeddings DROP COLUMN box_right",
+        "ALTER TABLE embeddings DROP COLUMN box_bottom",
+        """CREATE TABLE IF NOT EXISTS face_picks (
+            hash VARCHAR NOT NULL, model VARCHAR NOT NULL, class VARCHAR NOT NULL,
+            face SMALLINT NOT NULL, picked_by VARCHAR, picked_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (hash, model, class))""",
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -145,7 +190,8 @@ def write_encodings(
     con.register("new_faces", faces)
     try:
         con.execute(
-            """INSERT OR REPLACE INTO embeddings
+            """INSERT OR REPLACE INTO embeddings (hash, model, status, message, faces,
+                                                  whole_image, width, height, encoded_at)
                SELECT hash, $model, status, message, faces, whole_image, width, height, $now
                FROM new_encodings""",
             {"model": model, "now": now},
@@ -156,7 +202,8 @@ def write_encodings(
             [model],
         )
         con.execute(
-            """INSERT INTO faces
+            """INSERT INTO faces (hash, model, face, box_left, box_top, box_right, box_bottom,
+                                  det_score, vector)
                SELECT hash, $model, face, box_left, box_top, box_right, box_bottom, det_score,
                       vector FROM new_faces""",
             {"model": model},
@@ -300,12 +347,12 @@ def record_face_pick(
     """Let `face` stand for the content in `klass` (under `model`, the store's by
     default); its files are compared again on the daemon's next run."""
     if model is None:
-        row = con.execute("SELECT value FROM meta WHERE key = 'model'").fetchall()
-        if not row:
+        model = store_model(con)
+        if model is None:
             raise ValueError("the store has no model yet: scan first")
-        model = str(row[0][0])
     con.execute(
-        "INSERT OR REPLACE INTO face_picks VALUES (?, ?, ?, ?, ?, ?)",
+        """INSERT OR REPLACE INTO face_picks (hash, model, class, face, picked_by, picked_at)
+           VALUES (?, ?, ?, ?, ?, ?)""",
         [hash_, model, klass, face, who, now],
     )
     set_dirty(con, True, hashes=[hash_], klass=klass)

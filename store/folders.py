@@ -16,6 +16,16 @@ import pyarrow as pa
 
 from store import catalog
 
+MIGRATIONS: dict[int, list[str]] = {
+    # Every class name stored so far becomes a folder (files take their ids next).
+    2: [
+        "CREATE SEQUENCE IF NOT EXISTS folder_ids START 1",
+        "CREATE TABLE IF NOT EXISTS folders (id BIGINT PRIMARY KEY, name VARCHAR NOT NULL UNIQUE)",
+        """INSERT INTO folders (id, name) SELECT nextval('folder_ids'), class
+            FROM (SELECT DISTINCT class FROM files ORDER BY class)""",
+    ],
+}
+
 
 def load_folders(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
     return {int(r[0]): r[1] for r in con.execute("SELECT id, name FROM folders").fetchall()}
@@ -44,7 +54,7 @@ def write_folders(
                    AND id NOT IN (SELECT id FROM folder_rows)"""
             )
             con.execute(
-                """INSERT INTO folders SELECT id, name FROM folder_rows
+                """INSERT INTO folders (id, name) SELECT id, name FROM folder_rows
                    ON CONFLICT (id) DO UPDATE SET name = excluded.name"""
             )
         finally:

@@ -16,7 +16,61 @@ import pyarrow as pa
 
 from store import catalog
 from store.scores import Calibration
-from store.sql import first_row
+from store.sql import first_row, records
+
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        # Each image's best K cross-class matches (directed); pairs are their undirected
+        # union.
+        "CREATE TABLE IF NOT EXISTS neighbors (src BIGINT, dst BIGINT, cosine FLOAT)",
+        """CREATE TABLE IF NOT EXISTS pair_rows (
+            lo BIGINT NOT NULL, hi BIGINT NOT NULL,
+            cosine FLOAT NOT NULL, score FLOAT NOT NULL,
+            first_seen TIMESTAMP NOT NULL, last_seen TIMESTAMP NOT NULL)""",
+        # How raw cosine maps to the score (store/scores.py), per model.
+        """CREATE TABLE IF NOT EXISTS calibration (
+            model VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL,
+            zero_cos DOUBLE NOT NULL,
+            anchor_cos DOUBLE NOT NULL,
+            anchor_score DOUBLE NOT NULL,
+            false_rate DOUBLE,
+            samples BIGINT,
+            images BIGINT,
+            computed_at TIMESTAMP NOT NULL)""",
+    ],
+    # What the calibration means: the fitted tail of different people's cosines, the
+    # images each image meets, and the share of same-folder pairs at the anchor. Stored
+    # calibrations go: the next run estimates them anew (and compares every file again).
+    2: [
+        "ALTER TABLE calibration ADD COLUMN tail_loc DOUBLE",
+        "ALTER TABLE calibration ADD COLUMN tail_scale DOUBLE",
+        'ALTER TABLE calibration ADD COLUMN "cross" DOUBLE',
+        "ALTER TABLE calibration ADD COLUMN recall DOUBLE",
+        "ALTER TABLE calibration ADD COLUMN genuine_samples BIGINT",
+        "DELETE FROM calibration",
+    ],
+}
+
+# The one spelling of `pairs` (README.md documents its columns): a pair by paths, the
+# smaller path first, with the decision on its two contents.
+VIEWS = [
+    """CREATE OR REPLACE VIEW pairs AS
+        SELECT
+            CASE WHEN fa.path < fb.path THEN fa.path ELSE fb.path END AS path_a,
+            CASE WHEN fa.path < fb.path THEN fa.class ELSE fb.class END AS class_a,
+            CASE WHEN fa.path < fb.path THEN fb.path ELSE fa.path END AS path_b,
+            CASE WHEN fa.path < fb.path THEN fb.class ELSE fa.class END AS class_b,
+            p.score, p.cosine, p.first_seen, p.last_seen,
+            CASE WHEN fa.path < fb.path THEN fa.hash ELSE fb.hash END AS hash_a,
+            CASE WHEN fa.path < fb.path THEN fb.hash ELSE fa.hash END AS hash_b,
+            d.decision
+        FROM pair_rows p
+        JOIN files fa ON fa.id = p.lo
+        JOIN files fb ON fb.id = p.hi
+        LEFT JOIN decisions d ON d.hash_a = least(fa.hash, fb.hash)
+            AND d.hash_b = greatest(fa.hash, fb.hash)""",
+]
 
 
 def _register_ids(con: duckdb.DuckDBPyConnection, name: str, ids: Sequence[int] | np.ndarray):
@@ -24,44 +78,36 @@ def _register_ids(con: duckdb.DuckDBPyConnection, name: str, ids: Sequence[int] 
     arr = pa.table({"id": pa.array(np.asarray(ids, dtype=np.int64))})
     con.register(f"{name}_src", arr)
     try:
-        con.execute(f"INSERT INTO {name} SELECT DISTINCT id FROM {name}_src")
+        con.execute(f"INSERT INTO {name} (id) SELECT DISTINCT id FROM {name}_src")
     finally:
         con.unregister(f"{name}_src")
 
 
-_CAL_COLUMNS = (
-    "kind, zero_cos, anchor_cos, anchor_score, false_rate, samples, images, tail_loc, "
-    'tail_scale, "cross", recall, genuine_samples'
-)
+# Calibration's fields, as the table's columns are named.
+_CAL_FIELDS = (
+    "kind", "zero_cos", "anchor_cos", "anchor_score", "false_rate", "samples", "images",
+    "tail_loc", "tail_scale", "cross", "recall", "genuine_samples",
+)  # fmt: skip
+_CAL_COLUMNS = ", ".join(f'"{f}"' for f in _CAL_FIELDS)
 
 
 def load_calibration(con: duckdb.DuckDBPyConnection, model: str) -> Calibration | None:
-    row = first_row(con, f"SELECT {_CAL_COLUMNS} FROM calibration WHERE model = ?", [model])
-    return None if row is None else Calibration(*row[:7], *row[7:11], int(row[11] or 0))
+    rows = records(con, f"SELECT {_CAL_COLUMNS} FROM calibration WHERE model = ?", [model])
+    if not rows:
+        return None
+    row = rows[0]
+    row["genuine_samples"] = int(row["genuine_samples"] or 0)
+    return Calibration(**row)
 
 
 def save_calibration(
     con: duckdb.DuckDBPyConnection, model: str, cal: Calibration, now: datetime
 ) -> None:
+    values = {f: getattr(cal, f) for f in _CAL_FIELDS}
     con.execute(
         f"""INSERT OR REPLACE INTO calibration (model, {_CAL_COLUMNS}, computed_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [
-            model,
-            cal.kind,
-            cal.zero_cos,
-            cal.anchor_cos,
-            cal.anchor_score,
-            cal.false_rate,
-            cal.samples,
-            cal.images,
-            cal.tail_loc,
-            cal.tail_scale,
-            cal.cross,
-            cal.recall,
-            cal.genuine_samples,
-            now,
-        ],
+            VALUES ($model, {", ".join("$" + f for f in _CAL_FIELDS)}, $now)""",
+        {"model": model, **values, "now": now},
     )
 
 
@@ -104,7 +150,9 @@ def write_lists(
     )
     con.register("new_lists", lists)
     try:
-        con.execute("INSERT INTO neighbors SELECT src, dst, cosine FROM new_lists")
+        con.execute(
+            "INSERT INTO neighbors (src, dst, cosine) SELECT src, dst, cosine FROM new_lists"
+        )
     finally:
         con.unregister("new_lists")
     catalog.set_candidates(con, sources, candidates)
@@ -135,7 +183,7 @@ def _sync_pairs(
         {"now": now},
     )
     con.execute(
-        f"""INSERT INTO pair_rows
+        f"""INSERT INTO pair_rows (lo, hi, cosine, score, first_seen, last_seen)
             SELECT w.lo, w.hi, w.cosine, {score}, $now, $now FROM want w
             WHERE NOT EXISTS (SELECT 1 FROM pair_rows p WHERE p.lo = w.lo AND p.hi = w.hi)""",
         {"now": now},

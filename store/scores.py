@@ -16,6 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 ANCHOR_SCORE = 0.4
+# The lowest score kept by default (settings' `threshold`): the score the calibration
+# anchors, about 0.1 expected false matches per image (docs/design.md, "Scores").
+DEFAULT_THRESHOLD = ANCHOR_SCORE
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import duckdb
 
+T = TypeVar("T")
+
 
 def first_row(
-    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
 ) -> tuple | None:
     """The first row of a query, or None. Fetches everything: DuckDB refuses further work
     on a connection while a result is only partly fetched."""
@@ -16,6 +19,24 @@ def first_row(
     return rows[0] if rows else None
 
 
-def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
-    row = first_row(con, sql, params)
-    return None if row is None else row[0]
+def records(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every row of a query as a dict by column name: rows are read by name, so a column
+    added to a SELECT list, or moved in it, cannot shift another one's value."""
+    cur = con.execute(sql, params or [])
+    names = [d[0] for d in cur.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def rows_as(
+    make: Callable[..., T],
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: list[Any] | dict[str, Any] | None = None,
+) -> list[T]:
+    """Every row of a query built by keyword: `make(**row)`, the SELECT list naming (or
+    aliasing) each column as the field it fills."""
+    return [make(**row) for row in records(con, sql, params)]
+
+

@@ -18,10 +18,66 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from store.sql import first_row
-from store.vocab import SUGGESTION_DECISIONS, Decision, Kind, State, Status
+from store import decisions
+from store.sql import first_row, rows_as
+from store.vocab import SUGGESTION_DECISIONS, Decision, Kind, State
 
-DECISIONS = SUGGESTION_DECISIONS
+MIGRATIONS: dict[int, list[str]] = {
+    # Suggested mistakes as last computed. Decided ones stay after they stop being
+    # computed (active = false), so the view keeps every decision a reviewer made.
+    2: [
+        """CREATE TABLE IF NOT EXISTS suggestion_rows (
+            id VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL,
+            model VARCHAR,
+            folder_a BIGINT, folder_b BIGINT,
+            hash VARCHAR, file_id BIGINT,
+            rank_score DOUBLE NOT NULL,
+            strength DOUBLE,
+            images INTEGER,
+            evidence VARCHAR NOT NULL,
+            class_a_name VARCHAR, class_b_name VARCHAR, path_name VARCHAR,
+            active BOOLEAN NOT NULL DEFAULT true,
+            first_seen TIMESTAMP NOT NULL, last_seen TIMESTAMP NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS suggestion_pairs (
+            id VARCHAR NOT NULL, a BIGINT NOT NULL, b BIGINT NOT NULL, score FLOAT NOT NULL)""",
+        # Decisions on suggestions, keyed by the suggestion id (folders by identity, images
+        # by content): they survive rescans, moves, renames, restarts and a model switch.
+        """CREATE TABLE IF NOT EXISTS suggestion_decisions (
+            id VARCHAR PRIMARY KEY,
+            decision VARCHAR NOT NULL,
+            rank_score DOUBLE, images INTEGER,
+            target VARCHAR, note VARCHAR,
+            decided_by VARCHAR, decided_at TIMESTAMP NOT NULL,
+            reopened_at TIMESTAMP, reopened_why VARCHAR)""",
+    ],
+}
+
+# README.md documents both views' columns.
+VIEWS = [
+    f"""CREATE OR REPLACE VIEW suggestions AS
+        SELECT s.id, s.kind, s.rank_score,
+               coalesce(fa.name, s.class_a_name) AS class_a,
+               coalesce(fb.name, s.class_b_name) AS class_b,
+               coalesce(f.path, s.path_name) AS path,
+               s.evidence,
+               CASE WHEN d.decision IS NULL OR d.reopened_at IS NOT NULL THEN '{State.OPEN}'
+                    ELSE d.decision END AS state,
+               s.model, s.hash, s.images, s.active, s.first_seen, s.last_seen,
+               d.decided_by, d.decided_at, d.target, d.reopened_why
+        FROM suggestion_rows s
+        LEFT JOIN folders fa ON fa.id = s.folder_a
+        LEFT JOIN folders fb ON fb.id = s.folder_b
+        LEFT JOIN files f ON f.id = s.file_id
+        LEFT JOIN suggestion_decisions d ON d.id = s.id
+        WHERE s.active OR d.decision IS NOT NULL""",
+    """CREATE OR REPLACE VIEW suggestion_evidence AS
+        SELECT p.id, fa.path AS path_a, fa.class AS class_a, fb.path AS path_b,
+               fb.class AS class_b, p.score
+        FROM suggestion_pairs p
+        JOIN files fa ON fa.id = p.a
+        JOIN files fb ON fb.id = p.b""",
+]
 
 
 @dataclass(frozen=True)
@@ -74,7 +130,16 @@ def load_decisions(con: duckdb.DuckDBPyConnection) -> dict[str, PastDecision]:
         """SELECT id, decision, rank_score, images, decided_at, reopened_at IS NOT NULL
            FROM suggestion_decisions"""
     ).fetchall()
-    return {r[0]: PastDecision(r[1], r[2], r[3], r[4], bool(r[5])) for r in rows}
+    return {
+        sid: PastDecision(
+            decision=decision,
+            rank_score=rank_score,
+            images=images,
+            decided_at=decided_at,
+            reopened=bool(reopened),
+        )
+        for sid, decision, rank_score, images, decided_at, reopened in rows
+    }
 
 
 def write_suggestions(
@@ -118,7 +183,9 @@ def write_suggestions(
     try:
         con.execute("UPDATE suggestion_rows SET active = false")
         con.execute(
-            """INSERT INTO suggestion_rows
+            """INSERT INTO suggestion_rows (id, kind, model, folder_a, folder_b, hash, file_id,
+                   rank_score, strength, images, evidence, class_a_name, class_b_name,
+                   path_name, active, first_seen, last_seen)
                SELECT id, kind, model, folder_a, folder_b, hash, file_id, rank_score, strength,
                       images, evidence, class_a_name, class_b_name, path_name, true, $now, $now
                FROM new_suggestions
@@ -136,7 +203,8 @@ def write_suggestions(
                AND id NOT IN (SELECT id FROM suggestion_decisions)"""
         )
         con.execute("DELETE FROM suggestion_pairs")
-        con.execute("INSERT INTO suggestion_pairs SELECT id, a, b, score FROM new_suggestion_pairs")
+        con.execute("""INSERT INTO suggestion_pairs (id, a, b, score)
+               SELECT id, a, b, score FROM new_suggestion_pairs""")
     finally:
         con.unregister("new_suggestions")
         con.unregister("new_suggestion_pairs")
@@ -161,12 +229,13 @@ def queue(
 ) -> list[Suggestion]:
     """Suggestions in one state, best first (state 'all': every one)."""
     where, params = _filter(state, kinds)
-    rows = con.execute(
+    return rows_as(
+        Suggestion,
+        con,
         f"""SELECT {_VIEW_COLUMNS} FROM suggestions {where}
             ORDER BY rank_score DESC, id LIMIT {int(limit)} OFFSET {int(offset)}""",
         params,
-    ).fetchall()
-    return [Suggestion(*r) for r in rows]
+    )
 
 
 def count(
@@ -189,20 +258,8 @@ def _filter(state: str, kinds: Sequence[str]) -> tuple[str, list[Any]]:
 
 
 def get(con: duckdb.DuckDBPyConnection, sid: str) -> Suggestion | None:
-    row = first_row(con, f"SELECT {_VIEW_COLUMNS} FROM suggestions WHERE id = ?", [sid])
-    return None if row is None else Suggestion(*row)
-
-
-def folder_paths(con: duckdb.DuckDBPyConnection, klass: str, limit: int = 12) -> list[str]:
-    """Some images of a folder, for a card: those with a face first."""
-    return [
-        r[0]
-        for r in con.execute(
-            f"""SELECT path FROM images WHERE class = ?
-               ORDER BY (status IN ('{Status.OK}', '{Status.MULTI_FACE}')) DESC, path LIMIT ?""",
-            [klass, limit],
-        ).fetchall()
-    ]
+    rows = rows_as(Suggestion, con, f"SELECT {_VIEW_COLUMNS} FROM suggestions WHERE id = ?", [sid])
+    return rows[0] if rows else None
 
 
 def decide(
@@ -217,23 +274,25 @@ def decide(
     """Record a decision on a suggestion, and on the image pairs under it: accepting a
     same_person or misfiled suggestion says its pairs are one person; rejecting it says
     they are different people."""
-    if decision not in DECISIONS:
-        raise ValueError(f"unknown decision {decision!r}: one of {', '.join(DECISIONS)}")
+    if decision not in SUGGESTION_DECISIONS:
+        raise ValueError(
+            f"unknown decision {decision!r}: one of {', '.join(map(str, SUGGESTION_DECISIONS))}"
+        )
     row = first_row(con, "SELECT rank_score, images, kind FROM suggestion_rows WHERE id = ?",
                     [sid])
     if row is None:
         raise KeyError(f"no suggestion {sid!r}")
     con.execute(
-        """INSERT OR REPLACE INTO suggestion_decisions
+        """INSERT OR REPLACE INTO suggestion_decisions (id, decision, rank_score, images,
+               target, note, decided_by, decided_at, reopened_at, reopened_why)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)""",
-        [sid, decision, row[0], row[1], target, note, who, now],
+        [sid, str(decision), row[0], row[1], target, note, who, now],
     )
     pair_decision = {Decision.ACCEPTED: Decision.SAME, Decision.REJECTED: Decision.DIFFERENT}.get(
         Decision(decision)
     )
     if pair_decision is None or row[2] == Kind.STRANGER:
         return
-    from store import review  # the owner of the `decisions` table
 
     for hash_a, hash_b in con.execute(
         """SELECT fa.hash, fb.hash FROM suggestion_pairs p
@@ -242,7 +301,7 @@ def decide(
         [sid],
     ).fetchall():
         if hash_a != hash_b:
-            review.record_decision(
+            decisions.record_decision(
                 con, hash_a, hash_b, pair_decision, who, note=f"from suggestion {sid}", now=now
             )
 
@@ -251,26 +310,3 @@ def undo(con: duckdb.DuckDBPyConnection, sid: str) -> None:
     """Forget the decision on a suggestion: it is open again (pair decisions it made
     are left: a person can clear them on the pairs page)."""
     con.execute("DELETE FROM suggestion_decisions WHERE id = ?", [sid])
-
-
-def folder_sizes(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> dict[str, int]:
-    """Images per folder, for the folders named (a folder with none is left out)."""
-    wanted = sorted(set(names))
-    if not wanted:
-        return {}
-    return dict(
-        con.execute(
-            "SELECT class, count(*) FROM files WHERE class IN (SELECT unnest(?)) GROUP BY 1",
-            [wanted],
-        ).fetchall()
-    )
-
-
-def copies(con: duckdb.DuckDBPyConnection, content: str) -> list[str]:
-    """Every path holding this content, first by path (a duplicate's first copy)."""
-    return [
-        r[0]
-        for r in con.execute(
-            "SELECT path FROM files WHERE hash = ? ORDER BY path", [content]
-        ).fetchall()
-    ]

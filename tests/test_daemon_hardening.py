@@ -47,7 +47,7 @@ def tree(tmp_path: Path) -> tuple[Path, Path]:
 
 def _record_decision(db: Path) -> None:
     from store.connection import open_store
-    from store.review import record_decision
+    from store.decisions import record_decision
 
     with open_store(db, timeout=30) as con:
         a, b = con.execute("SELECT min(hash), max(hash) FROM files").fetchone()

@@ -15,9 +15,12 @@ from streamlit.testing.v1 import AppTest
 from dashboard import actions, files
 from dashboard.files import FileActionRefused, UnsafePath
 from dashboard.settings import SettingsError, parse_args
-from store import catalog, review
+from store import actions as action_log
+from store import decisions, meta
 from store.connection import open_store
-from store.review import PairFilter, PairView
+from store.queries import images as image_rows
+from store.queries import pairs_page
+from store.queries.pairs_page import PairFilter, PairView
 from tests.app_harness import APP, captions, shown, start, store_held_by_another_process
 from tests.conftest import LOOSE_THRESHOLD, REPO
 
@@ -52,17 +55,17 @@ def button_keys(at: AppTest) -> list[str]:
 
 def unreviewed(db: Path, n: int = 1000) -> list[PairView]:
     with open_store(db, read_only=True, timeout=5) as con:
-        return review.pair_page(con, PairFilter(), n)
+        return pairs_page.pair_page(con, PairFilter(), n)
 
 
-def actions_log(db: Path) -> list[review.ActionRow]:
+def actions_log(db: Path) -> list[action_log.ActionRow]:
     with open_store(db, read_only=True, timeout=5) as con:
-        return review.recent_actions(con)
+        return action_log.recent_actions(con)
 
 
 def decision(db: Path, pair: PairView) -> str | None:
     with open_store(db, read_only=True, timeout=5) as con:
-        return review.decision_for(con, pair.a.hash, pair.b.hash)
+        return decisions.decision_for(con, pair.a.hash, pair.b.hash)
 
 
 # -- every page ----------------------------------------------------------------------------
@@ -185,9 +188,9 @@ def test_skip_leaves_the_queue_until_cleared(dev_copy_loose, monkeypatch):
     root, db = dev_copy_loose
     top = unreviewed(db)[0]
     at = start(monkeypatch, root, db)
-    at.button(key=f"skip-{top.lo}-{top.hi}").click().run()
+    at.button(key=f"skipped-{top.lo}-{top.hi}").click().run()
     assert decision(db, top) == "skipped"
-    assert f"skip-{top.lo}-{top.hi}" not in button_keys(at)
+    assert f"skipped-{top.lo}-{top.hi}" not in button_keys(at)
     at.selectbox(key="f_state").set_value("skipped").run()
     assert "1 skipped pairs match" in shown(at)
     at.button(key=f"clear-{top.lo}-{top.hi}").click().run()
@@ -283,9 +286,10 @@ def test_remove_quarantines_and_the_scan_forgets_the_image(dev_copy_loose, monke
     assert decision(db, top) == "removed"
     run_scan(root, db, threshold=LOOSE_THRESHOLD)
     with open_store(db, read_only=True, timeout=5) as con:
-        assert review.image_by_path(con, top.b.path) is None
-        assert review.image_by_path(con, "_quarantine/Joseph_Biden/Joseph_Biden_0004.jpg") is None
-        assert review.count_pairs(con, PairFilter(state="all", class_search="joseph")) > 0
+        assert image_rows.image_by_path(con, top.b.path) is None
+        quarantined = "_quarantine/Joseph_Biden/Joseph_Biden_0004.jpg"
+        assert image_rows.image_by_path(con, quarantined) is None
+        assert pairs_page.count_pairs(con, PairFilter(state="all", class_search="joseph")) > 0
 
 
 def test_read_only_mode_refuses_file_actions(dev_copy_loose, monkeypatch):
@@ -507,7 +511,7 @@ def test_problems_page_shows_unreadable_files_and_hubs(dev_copy, monkeypatch, ru
     run_scan(root, db)
     with open_store(db) as con:
         # One kept pair per image makes every image with two candidates a hub.
-        catalog.set_meta(con, max_pairs_per_image=1)
+        meta.set_meta(con, max_pairs_per_image=1)
     at = goto(start(monkeypatch, root, db), "Problems")
     text = shown(at)
     assert "Amy** / broken\\.png" in text and "unreadable: " in text

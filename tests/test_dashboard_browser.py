@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from store import review
+from store import decisions
 from store.connection import open_store
-from store.review import PairFilter
+from store.queries import pairs_page
+from store.queries.pairs_page import PairFilter
 from tests.conftest import REPO
 
 if TYPE_CHECKING:
@@ -188,10 +189,10 @@ def _decision(db: Path, key: str) -> str | None:
     with open_store(db, read_only=True, timeout=10) as con:
         pair = next(
             p
-            for p in review.pair_page(con, PairFilter(state="all"), 1000)
+            for p in pairs_page.pair_page(con, PairFilter(state="all"), 1000)
             if (p.lo, p.hi) == (lo, hi)
         )
-        return review.decision_for(con, pair.a.hash, pair.b.hash)
+        return decisions.decision_for(con, pair.a.hash, pair.b.hash)
 
 
 def test_faces_side_by_side_then_different_people_by_keyboard(dashboard_url, dev_copy_loose):
@@ -222,7 +223,7 @@ def test_faces_side_by_side_then_different_people_by_keyboard(dashboard_url, dev
         assert captions[:2] == ["biden2.jpg", "Joseph_Biden_0001.jpg"]
         assert "Joseph_Biden_0004.jpg" not in captions
     with open_store(db, read_only=True, timeout=10) as con:
-        decided = review.pair_page(con, PairFilter(state="different"), 5)
+        decided = pairs_page.pair_page(con, PairFilter(state="different"), 5)
     assert [(d.a.path, d.b.path) for d in decided] == [
         ("Joe_Biden/biden2.jpg", "Joseph_Biden/Joseph_Biden_0004.jpg")
     ]

@@ -12,7 +12,7 @@ from daemon.config import Settings
 from daemon.encoders import registry
 from daemon.pipeline import Pipeline
 from daemon.status import read_status
-from store import review, suggestions
+from store import decisions, suggestions
 from store.connection import open_store
 
 pytest.importorskip("onnxruntime", reason="the arcface extra is not installed")
@@ -36,7 +36,7 @@ def test_switch_serves_the_old_model_until_complete_and_keeps_decisions(dev_copy
     a, b = one(db, "SELECT hash_a, hash_b FROM pairs ORDER BY score DESC LIMIT 1")[0]
     with open_store(db) as con:
         suggestions.decide(con, sid, "skipped", "tester", datetime(2026, 1, 1))
-        review.record_decision(con, a, b, "same", "tester")
+        decisions.record_decision(con, a, b, "same", "tester")
     before = one(db, "SELECT path_a, path_b FROM pairs ORDER BY 1, 2")
 
     # Half way: encoding stops (as when the daemon is told to stop); dlib still serves.

@@ -9,7 +9,7 @@ import duckdb
 import numpy as np
 
 from daemon.compare import normalise
-from store import catalog, embeddings, matches
+from store import embeddings, matches, meta
 from tests.conftest import DEV_FACES
 
 
@@ -21,7 +21,7 @@ def test_default_threshold_separates_people_and_finds_the_planted_mistake(scanne
     }
     con = duckdb.connect(str(db), read_only=True)
     try:
-        model = catalog.get_meta(con, "model")
+        model = meta.get_meta(con, "model")
         assert model
         faces = embeddings.load_faces(con, model)
         cal = matches.load_calibration(con, model)

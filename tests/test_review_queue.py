@@ -13,9 +13,10 @@ import pytest
 from PIL import Image, ImageOps
 from streamlit.testing.v1 import AppTest
 
-from store import catalog, review
+from store import decisions, meta
 from store.connection import open_store
-from store.review import PairFilter
+from store.queries import pairs_page
+from store.queries.pairs_page import PairFilter
 from tests.app_harness import APP, shown, start, store_held_by_another_process
 
 FACELINT = Path(sys.executable).with_name("facelint")
@@ -25,10 +26,10 @@ def decision_of(db: Path, lo: int, hi: int) -> str | None:
     with open_store(db, read_only=True, timeout=5) as con:
         pair = next(
             p
-            for p in review.pair_page(con, PairFilter(state="all"), 1000)
+            for p in pairs_page.pair_page(con, PairFilter(state="all"), 1000)
             if (p.lo, p.hi) == (lo, hi)
         )
-        return review.decision_for(con, pair.a.hash, pair.b.hash)
+        return decisions.decision_for(con, pair.a.hash, pair.b.hash)
 
 
 # -- the queue -----------------------------------------------------------------------------
@@ -39,14 +40,14 @@ def test_toolbar_decides_the_focused_card_then_undo_and_next(dev_copy_loose, mon
     at = start(monkeypatch, root, db)
     first = at.session_state["q_pairs_focus"]
     lo, hi = (int(x) for x in first.split("-"))
-    at.button(key="q-pairs-skip").click().run()
+    at.button(key="q-pairs-skipped").click().run()
     assert decision_of(db, lo, hi) == "skipped"
     second = at.session_state["q_pairs_focus"]
-    assert second != first and f"skip-{second}" in [b.key for b in at.button]
+    assert second != first and f"skipped-{second}" in [b.key for b in at.button]
     at.button(key="q-pairs-undo").click().run()
     assert decision_of(db, lo, hi) is None
     assert at.session_state["q_pairs_focus"] == first
-    assert f"skip-{first}" in [b.key for b in at.button]
+    assert f"skipped-{first}" in [b.key for b in at.button]
     at.button(key="q-pairs-next").click().run()
     assert at.session_state["q_pairs_focus"] == second
     at.button(key="q-pairs-previous").click().run()
@@ -58,7 +59,7 @@ def test_toolbar_decides_the_focused_card_then_undo_and_next(dev_copy_loose, mon
     keys = [b.key for b in at.button if b.key and b.key.startswith("different-")]
     assert len(keys) == 3 and f"different-{first}" not in keys
     with open_store(db, read_only=True, timeout=5) as con:
-        left = review.count_pairs(con, PairFilter())
+        left = pairs_page.count_pairs(con, PairFilter())
     assert f"{left:,} unreviewed pairs match" in shown(at)
 
 
@@ -67,18 +68,18 @@ def test_undo_refuses_when_the_decision_changed_since(dev_copy_loose, monkeypatc
     at = start(monkeypatch, root, db)
     first = at.session_state["q_pairs_focus"]
     lo, hi = (int(x) for x in first.split("-"))
-    at.button(key="q-pairs-skip").click().run()
+    at.button(key="q-pairs-skipped").click().run()
     pair = next(p for p in review_pairs(db) if (p.lo, p.hi) == (lo, hi))
     with open_store(db) as con:
-        review.record_decision(con, pair.a.hash, pair.b.hash, "different", "someone else")
+        decisions.record_decision(con, pair.a.hash, pair.b.hash, "different", "someone else")
     at.button(key="q-pairs-undo").click().run()
     assert any("undo not done" in str(t.value) for t in at.toast)
     assert decision_of(db, lo, hi) == "different"
 
 
-def review_pairs(db: Path) -> list[review.PairView]:
+def review_pairs(db: Path) -> list[pairs_page.PairView]:
     with open_store(db, read_only=True, timeout=5) as con:
-        return review.pair_page(con, PairFilter(state="all"), 1000)
+        return pairs_page.pair_page(con, PairFilter(state="all"), 1000)
 
 
 # -- thousands of folders ------------------------------------------------------------------
@@ -150,7 +151,7 @@ def test_problems_lists_whole_picture_images_and_pages_hubs(dev_copy, monkeypatc
             """UPDATE embeddings SET whole_image = true
                WHERE hash = (SELECT hash FROM files WHERE path = 'Amy/amy1.png')"""
         )
-        catalog.set_meta(con, max_pairs_per_image=1)
+        meta.set_meta(con, max_pairs_per_image=1)
     at = start(monkeypatch, root, db)
     at.switch_page("views/problems.py").run()
     text = shown(at)
@@ -336,7 +337,7 @@ def test_every_flag_has_help():
 def test_pairs_page_jumps_to_a_page_by_number(scanned_dev_loose, monkeypatch):
     root, db = scanned_dev_loose
     with open_store(db, read_only=True, timeout=5) as con:
-        every = review.pair_page(con, PairFilter(), 1000)
+        every = pairs_page.pair_page(con, PairFilter(), 1000)
     at = start(monkeypatch, root, db)
     pages = -(-len(every) // 3)
     assert f"page 1 of {pages}: go to page" in [n.label for n in at.number_input]
@@ -361,7 +362,7 @@ def test_one_image_matching_a_whole_folder_is_decided_in_one_go(dev_copy_loose, 
     at.button(key=key).click().run()
     assert not at.exception, at.exception
     with open_store(db, read_only=True, timeout=5) as con:
-        different = review.pair_page(con, PairFilter(state="different"), 100)
+        different = pairs_page.pair_page(con, PairFilter(state="different"), 100)
     assert sorted(p.b.path for p in different if p.a.path == "Joe_Biden/biden2.jpg") == [
         f"Joseph_Biden/Joseph_Biden_000{i}.jpg" for i in range(1, 6)
     ]

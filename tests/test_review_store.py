@@ -1,4 +1,5 @@
-"""store/review.py against a real store scanned from tests/faces."""
+"""The dashboard's reads (store/queries) and the decisions and actions tables, against a
+real store scanned from tests/faces."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from store import catalog, review
+from store import actions as action_log
+from store import decisions, meta
 from store.connection import open_store
-from store.review import PairFilter
+from store.queries import pairs_page
+from store.queries import person as person_page
+from store.queries import problems as problems_page
+from store.queries import status as status_page
+from store.queries.pairs_page import PairFilter
 from tests.conftest import LOOSE_THRESHOLD
 
 # What each review state means, said in terms of the `pairs` view.
@@ -40,8 +46,8 @@ def _view_count(db: Path, where: str) -> int:
 def test_first_page_is_the_planted_mistake_best_first(scanned_dev_loose):
     _, db = scanned_dev_loose
     with _ro(db) as con:
-        page = review.pair_page(con, PairFilter(), 10)
-        total = review.count_pairs(con, PairFilter())
+        page = pairs_page.pair_page(con, PairFilter(), 10)
+        total = pairs_page.count_pairs(con, PairFilter())
     assert total == _view_count(db, "decision IS NULL") > 10
     assert len(page) == 10
     top = page[0]
@@ -58,93 +64,94 @@ def test_first_page_is_the_planted_mistake_best_first(scanned_dev_loose):
 def test_keyset_pages_walk_every_pair_once_in_order(scanned_dev_loose):
     _, db = scanned_dev_loose
     with _ro(db) as con:
-        everything = review.pair_page(con, PairFilter(state="all"), 1000)
+        everything = pairs_page.pair_page(con, PairFilter(state="all"), 1000)
         walked, after = [], None
-        while page := review.pair_page(con, PairFilter(state="all"), 4, after):
+        while page := pairs_page.pair_page(con, PairFilter(state="all"), 4, after):
             walked += page
             after = page[-1].cursor
     assert [(p.lo, p.hi) for p in walked] == [(p.lo, p.hi) for p in everything]
-    assert set(VIEW_WHERE) == set(review.REVIEW_STATES)
+    assert set(VIEW_WHERE) == set(pairs_page.REVIEW_STATES)
     assert len(everything) == _view_count(db, "true")
 
 
 def test_score_and_class_filters(scanned_dev_loose):
     _, db = scanned_dev_loose
     with _ro(db) as con:
-        high = review.pair_page(con, PairFilter(min_score=0.6), 1000)
-        band = review.pair_page(con, PairFilter(min_score=0.45, max_score=0.6), 1000)
-        biden = review.pair_page(con, PairFilter(class_search="BIDEN"), 1000)
-        raj = review.pair_page(con, PairFilter(klass="Raj", state="all"), 1000)
+        high = pairs_page.pair_page(con, PairFilter(min_score=0.6), 1000)
+        band = pairs_page.pair_page(con, PairFilter(min_score=0.45, max_score=0.6), 1000)
+        biden = pairs_page.pair_page(con, PairFilter(class_search="BIDEN"), 1000)
+        raj = pairs_page.pair_page(con, PairFilter(klass="Raj", state="all"), 1000)
         # LIKE would read these as wildcards; the search is literal.
-        assert review.count_pairs(con, PairFilter(class_search="%")) == 0
-        assert review.count_pairs(con, PairFilter(class_search="e_b")) > 0
-        assert review.count_pairs(con, PairFilter(class_search="e_b_")) == 0
+        assert pairs_page.count_pairs(con, PairFilter(class_search="%")) == 0
+        assert pairs_page.count_pairs(con, PairFilter(class_search="e_b")) > 0
+        assert pairs_page.count_pairs(con, PairFilter(class_search="e_b_")) == 0
     assert high and all(p.score >= 0.6 for p in high)
     assert band and all(0.45 <= p.score <= 0.6 for p in band)
     assert biden and all("biden" in (p.a.klass + p.b.klass).lower() for p in biden)
     assert raj and all("Raj" in (p.a.klass, p.b.klass) for p in raj)
     with _ro(db) as con, pytest.raises(ValueError, match="review state"):
-        review.pair_page(con, PairFilter(state="nonsense"), 1)
+        pairs_page.pair_page(con, PairFilter(state="nonsense"), 1)
 
 
 def test_decisions_hide_pairs_and_agree_with_the_pairs_view(dev_copy_loose):
     _, db = dev_copy_loose
     with _ro(db) as con:
-        first, second, third = review.pair_page(con, PairFilter(), 3)
+        first, second, third = pairs_page.pair_page(con, PairFilter(), 3)
     with open_store(db) as con:
-        review.record_decision(con, first.b.hash, first.a.hash, "different", "tester")
-        review.record_decision(con, second.a.hash, second.b.hash, "skipped", "tester")
-        review.record_decision(con, third.a.hash, third.b.hash, "same", "tester")
+        decisions.record_decision(con, first.b.hash, first.a.hash, "different", "tester")
+        decisions.record_decision(con, second.a.hash, second.b.hash, "skipped", "tester")
+        decisions.record_decision(con, third.a.hash, third.b.hash, "same", "tester")
     with _ro(db) as con:
-        unreviewed = review.pair_page(con, PairFilter(), 1000)
+        unreviewed = pairs_page.pair_page(con, PairFilter(), 1000)
         keys = {(p.lo, p.hi) for p in unreviewed}
         assert not keys & {(first.lo, first.hi), (second.lo, second.hi), (third.lo, third.hi)}
-        assert [p.lo for p in review.pair_page(con, PairFilter(state="skipped"), 9)] == [second.lo]
-        decided = review.pair_page(con, PairFilter(state="decided"), 9)
+        skipped = pairs_page.pair_page(con, PairFilter(state="skipped"), 9)
+        assert [p.lo for p in skipped] == [second.lo]
+        decided = pairs_page.pair_page(con, PairFilter(state="decided"), 9)
         assert {p.decision for p in decided} == {"different", "same"}
-        assert review.decision_for(con, first.a.hash, first.b.hash) == "different"
-        assert review.totals(con)["decisions"] == {"different": 1, "skipped": 1, "same": 1}
+        assert decisions.decision_for(con, first.a.hash, first.b.hash) == "different"
+        assert status_page.totals(con)["decisions"] == {"different": 1, "skipped": 1, "same": 1}
         for state, where in VIEW_WHERE.items():
-            assert review.count_pairs(con, PairFilter(state=state)) == _view_count(db, where)
+            assert pairs_page.count_pairs(con, PairFilter(state=state)) == _view_count(db, where)
     # A later decision replaces an earlier one; clearing with only_if spares a newer one.
     with open_store(db) as con:
-        review.record_decision(con, first.a.hash, first.b.hash, "same", "tester")
-        assert not review.clear_decision(con, first.a.hash, first.b.hash, only_if="different")
-        assert review.clear_decision(con, second.a.hash, second.b.hash)
+        decisions.record_decision(con, first.a.hash, first.b.hash, "same", "tester")
+        assert not decisions.clear_decision(con, first.a.hash, first.b.hash, only_if="different")
+        assert decisions.clear_decision(con, second.a.hash, second.b.hash)
     with _ro(db) as con:
-        assert review.decision_for(con, first.a.hash, first.b.hash) == "same"
-        assert review.decision_for(con, second.a.hash, second.b.hash) is None
+        assert decisions.decision_for(con, first.a.hash, first.b.hash) == "same"
+        assert decisions.decision_for(con, second.a.hash, second.b.hash) is None
     with open_store(db) as con, pytest.raises(ValueError, match="unknown decision"):
-        review.record_decision(con, first.a.hash, first.b.hash, "maybe", "tester")
+        decisions.record_decision(con, first.a.hash, first.b.hash, "maybe", "tester")
 
 
 def test_a_decision_follows_the_content_through_a_rename_and_rescan(dev_copy_loose, run_scan):
     root, db = dev_copy_loose
     with _ro(db) as con:
-        top = review.pair_page(con, PairFilter(), 1)[0]
+        top = pairs_page.pair_page(con, PairFilter(), 1)[0]
     with open_store(db) as con:
-        review.record_decision(con, top.a.hash, top.b.hash, "different", "tester")
+        decisions.record_decision(con, top.a.hash, top.b.hash, "different", "tester")
     renamed = root / "Joseph_Biden" / "renamed, copy 2.jpg"
     (root / top.b.path).rename(renamed)
     run_scan(root, db, threshold=LOOSE_THRESHOLD)
     with _ro(db) as con:
         assert (top.lo, top.hi) not in {
-            (p.lo, p.hi) for p in review.pair_page(con, PairFilter(), 1000)
+            (p.lo, p.hi) for p in pairs_page.pair_page(con, PairFilter(), 1000)
         }
-        different = review.pair_page(con, PairFilter(state="different"), 9)
+        different = pairs_page.pair_page(con, PairFilter(state="different"), 9)
     assert [p.b.path for p in different] == ["Joseph_Biden/renamed, copy 2.jpg"]
 
 
 def test_class_images_names_problems_and_hubs(dev_copy):
     _, db = dev_copy
     with _ro(db) as con:
-        images, total = review.class_images(con, "Joseph_Biden", 3)
-        rest, _ = review.class_images(con, "Joseph_Biden", 3, offset=3)
-        names = dict(review.class_names(con))
-        found = review.class_names(con, "bid")
-        problems, n_problems = review.problems(con)
-        no_face, _ = review.problems(con, ["no_face"])
-        assert review.hub_images(con) == ([], 0)
+        images, total = person_page.class_images(con, "Joseph_Biden", 3)
+        rest, _ = person_page.class_images(con, "Joseph_Biden", 3, offset=3)
+        names = dict(person_page.class_names(con))
+        found = person_page.class_names(con, "bid")
+        problems, n_problems = problems_page.problems(con)
+        no_face, _ = problems_page.problems(con, ["no_face"])
+        assert problems_page.hub_images(con) == ([], 0)
     assert total == 5 and len(images) == 3 and len(rest) == 2
     assert [i.path for i in images + rest] == sorted(i.path for i in images + rest)
     assert names["Joe_Biden"] == 2 and len(names) == 15
@@ -155,10 +162,10 @@ def test_class_images_names_problems_and_hubs(dev_copy):
     assert {"no_face", "multi_face"} <= {i.status for i in problems}
     # With one pair kept per image, images with more candidates are hubs.
     with open_store(db) as con:
-        catalog.set_meta(con, max_pairs_per_image=1)
+        meta.set_meta(con, max_pairs_per_image=1)
     with _ro(db) as con:
-        hubs, n_hubs = review.hub_images(con)
-        page_two, _ = review.hub_images(con, 1, offset=1)
+        hubs, n_hubs = problems_page.hub_images(con)
+        page_two, _ = problems_page.hub_images(con, 1, offset=1)
     assert hubs and n_hubs == len(hubs) and all(h.candidates > 1 for h in hubs)
     # Hubs page on their own.
     assert page_two == hubs[1:2]
@@ -168,7 +175,7 @@ def test_class_images_names_problems_and_hubs(dev_copy):
 def test_action_log_records_and_undoes(dev_copy_loose):
     _, db = dev_copy_loose
     with open_store(db) as con:
-        first = review.log_action(
+        first = action_log.log_action(
             con,
             "move",
             "Joe_Biden/biden2.jpg",
@@ -176,26 +183,26 @@ def test_action_log_records_and_undoes(dev_copy_loose):
             "tester",
             ("b" * 32, "a" * 32),
         )
-        second = review.log_action(
+        second = action_log.log_action(
             con, "quarantine", "Raj/raj1.png", "_quarantine/Raj/raj1.png", "tester"
         )
     with _ro(db) as con:
-        row = review.get_action(con, first)
+        row = action_log.get_action(con, first)
         assert row is not None and row.undoable and row.who == "tester"
         assert (row.hash_a, row.hash_b) == ("a" * 32, "b" * 32)  # least first
-        moved = review.last_moves_from(con, ["Joe_Biden/biden2.jpg", "Amy/amy1.png"])
+        moved = action_log.last_moves_from(con, ["Joe_Biden/biden2.jpg", "Amy/amy1.png"])
         assert list(moved) == ["Joe_Biden/biden2.jpg"]
-        assert [r.id for r in review.recent_actions(con)] == [second, first]
+        assert [r.id for r in action_log.recent_actions(con)] == [second, first]
     with open_store(db) as con:
-        review.mark_undone(con, first)
-        undo = review.log_action(
+        action_log.mark_undone(con, first)
+        undo = action_log.log_action(
             con, "undo", "Joseph_Biden/biden2.jpg", "Joe_Biden/biden2.jpg", "tester", undo_of=first
         )
     with _ro(db) as con:
-        row = review.get_action(con, first)
+        row = action_log.get_action(con, first)
         assert row is not None and row.undone_at is not None and not row.undoable
-        assert review.last_moves_from(con, ["Joe_Biden/biden2.jpg"]) == {}
-        undo_row = review.get_action(con, undo)
+        assert action_log.last_moves_from(con, ["Joe_Biden/biden2.jpg"]) == {}
+        undo_row = action_log.get_action(con, undo)
         assert undo_row is not None and undo_row.undo_of == first and not undo_row.undoable
 
 
@@ -205,8 +212,8 @@ def test_japanese_class_names_are_found_and_kept_intact(dev_copy_loose, run_scan
     stats = run_scan(root, db, threshold=LOOSE_THRESHOLD)
     assert stats.encoded == 0  # a renamed folder is moves, not new images
     with _ro(db) as con:
-        top = review.pair_page(con, PairFilter(class_search="バイデン"), 1)[0]
-        assert review.class_names(con, "バイデン") == [("ジョー・バイデン", 5)]
+        top = pairs_page.pair_page(con, PairFilter(class_search="バイデン"), 1)[0]
+        assert person_page.class_names(con, "バイデン") == [("ジョー・バイデン", 5)]
     assert top.b.klass == "ジョー・バイデン"
     assert top.b.path.startswith("ジョー・バイデン/")
 
@@ -216,12 +223,12 @@ def test_review_queries_only_read(scanned_dev_loose):
     _, db = scanned_dev_loose
     con = duckdb.connect(str(db), read_only=True)
     try:
-        review.pair_page(con, PairFilter(class_search="a", state="decided"), 5)
-        review.count_pairs(con, PairFilter(klass="Amy"))
-        review.class_images(con, "Amy", 5)
-        review.problems(con)
-        review.hub_images(con)
-        review.recent_actions(con)
-        review.totals(con)
+        pairs_page.pair_page(con, PairFilter(class_search="a", state="decided"), 5)
+        pairs_page.count_pairs(con, PairFilter(klass="Amy"))
+        person_page.class_images(con, "Amy", 5)
+        problems_page.problems(con)
+        problems_page.hub_images(con)
+        action_log.recent_actions(con)
+        status_page.totals(con)
     finally:
         con.close()

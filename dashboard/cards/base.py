@@ -17,7 +17,7 @@ from dashboard import actions, ui
 from dashboard.actions import Done
 from dashboard.queue import Choice
 from dashboard.settings import DashboardSettings
-from store.review import ImageInfo
+from store.queries.images import ImageInfo
 from store.suggestions import Suggestion
 from store.vocab import Decision, Kind
 

@@ -21,7 +21,7 @@ from dashboard.cards.base import (
 )
 from dashboard.queue import Choice
 from dashboard.settings import DashboardSettings
-from store import suggestions
+from store.queries import review_cards
 from store.suggestions import Suggestion
 from store.vocab import Kind
 
@@ -36,7 +36,9 @@ class DuplicateCard(CardKind):
         """The first copy: the first other path with the same content."""
         if not s.hash:
             return {}
-        return {FIRST_COPY: next((p for p in suggestions.copies(con, s.hash) if p != s.path), None)}
+        return {
+            FIRST_COPY: next((p for p in review_cards.copies(con, s.hash) if p != s.path), None)
+        }
 
     def title(self, s: Suggestion) -> str:
         return f"{s.path}"

@@ -7,7 +7,7 @@ import streamlit as st
 from dashboard import actions, ui
 from dashboard.settings import DashboardSettings, current
 from dashboard.views.person import pager
-from store import review
+from store import actions as action_log
 
 SHOWN = 200
 UNDO_BUTTONS = 50
@@ -19,11 +19,11 @@ def undo(settings: DashboardSettings, action_id: int) -> None:
 
 def render(settings: DashboardSettings) -> None:
     st.header("File actions")
-    total = ui.query(settings, review.count_actions)
+    total = ui.query(settings, action_log.count_actions)
     if total is None:
         return
     offset = pager("file actions", total, SHOWN, "actions_page")
-    rows = ui.query(settings, lambda con: review.recent_actions(con, SHOWN, offset))
+    rows = ui.query(settings, lambda con: action_log.recent_actions(con, SHOWN, offset))
     if rows is None:
         return
     if not settings.allow_file_actions:

@@ -24,7 +24,9 @@ from dashboard.cards.base import (
 from dashboard.cards.registry import card_for, labels
 from dashboard.queue import CardQueue, Choice, shortcuts_help
 from dashboard.settings import DashboardSettings, current
-from store import review, suggestions
+from store import suggestions
+from store.queries import images as image_rows
+from store.queries import review_cards
 from store.vocab import State
 
 STATE_LABELS = {
@@ -114,15 +116,15 @@ def read_cards(
     rows = suggestions.queue(con, state, kinds, size, offset)
     total = suggestions.count(con, state, kinds)
     folders = sorted({n for s in rows for n in (s.class_a, s.class_b) if n})
-    sizes = suggestions.folder_sizes(con, folders)
+    sizes = review_cards.folder_sizes(con, folders)
     # One more than shown: the card's own image is left out of its folder's strip.
-    strip_paths = {k: suggestions.folder_paths(con, k, STRIP + 1) for k in folders}
+    strip_paths = {k: review_cards.folder_paths(con, k, STRIP + 1) for k in folders}
     # Images a card shows beyond its folders' (a duplicate's first copy), by their role.
     more = {s.id: card_for(s.kind).more_paths(con, s) for s in rows}
     wanted = [p for ps in strip_paths.values() for p in ps]
     wanted += [s.path for s in rows if s.path]
     wanted += [p for roles in more.values() for p in roles.values() if p]
-    info = review.images_by_path(con, wanted)
+    info = image_rows.images_by_path(con, wanted)
     cards = []
     for s in rows:
         strips = {

@@ -10,9 +10,13 @@ import streamlit as st
 from dashboard import actions, db, files, ui
 from dashboard.queue import CardQueue, Choice, shortcuts_help
 from dashboard.settings import DashboardSettings, current
-from store import review
+from store import actions as action_log
+from store import meta as store_meta
+from store.actions import ActionRow
 from store.connection import StoreBusy, StoreMissing
-from store.review import ActionRow, PairFilter, PairView
+from store.queries import images as image_rows
+from store.queries import pairs_page
+from store.queries.pairs_page import PairFilter, PairView
 from store.vocab import Decision
 
 STATE_LABELS = {
@@ -28,19 +32,11 @@ FACE_SIDE = 170
 WHOLE_SIDE = 100
 PERSON_PAGE = "views/person.py"
 
-# A choice's value is the decision it records, but skip's: its keys (q-pairs-skip,
-# skip-<pair>) stay short; DECISION_OF says what each one records.
-SKIP = "skip"
-DECISION_OF = {
-    Decision.DIFFERENT: Decision.DIFFERENT,
-    Decision.SAME: Decision.SAME,
-    SKIP: Decision.SKIPPED,
-}
 CHOICES = (
     Choice(Decision.DIFFERENT, "different people", "D", primary=True),
     Choice(Decision.SAME, "same person", "S", help="records the decision and moves no file"),
     Choice(
-        SKIP,
+        Decision.SKIPPED,
         "skip",
         "X",
         help="leaves the unreviewed list; find it again under review state 'skipped'",
@@ -67,7 +63,7 @@ def _threshold(settings: DashboardSettings) -> float:
 
 def db_threshold(settings: DashboardSettings) -> float | None:
     try:
-        return db.read(settings, review.threshold)
+        return db.read(settings, store_meta.threshold)
     except (StoreBusy, StoreMissing, duckdb.Error):
         # The page's own queries say why in a moment; the slider just starts at 0.
         return None
@@ -98,7 +94,7 @@ def _filters(settings: DashboardSettings) -> tuple[PairFilter, int]:
     return flt, int(size)
 
 
-def _paging(flt: PairFilter, size: int) -> tuple[int, review.Cursor | None]:
+def _paging(flt: PairFilter, size: int) -> tuple[int, pairs_page.Cursor | None]:
     """(page number, the cursor the page starts after); a new filter starts at page 1."""
     if st.session_state.get("pair_filter") != (flt, size):
         st.session_state["pair_filter"] = (flt, size)
@@ -106,7 +102,7 @@ def _paging(flt: PairFilter, size: int) -> tuple[int, review.Cursor | None]:
     return st.session_state["pair_pos"]
 
 
-def _next_page(cursor: review.Cursor) -> None:
+def _next_page(cursor: pairs_page.Cursor) -> None:
     page, _ = st.session_state["pair_pos"]
     st.session_state["pair_pos"] = (page + 1, cursor)
 
@@ -118,7 +114,7 @@ def _go_to_page(settings: DashboardSettings, flt: PairFilter, size: int, page: i
     if page == 1:
         st.session_state["pair_pos"] = (1, None)
         return
-    cursor = ui.query(settings, lambda con: review.cursor_at(con, flt, (page - 1) * size - 1))
+    cursor = ui.query(settings, lambda con: pairs_page.cursor_at(con, flt, (page - 1) * size - 1))
     if cursor is not None:
         st.session_state["pair_pos"] = (page, cursor)
 
@@ -133,7 +129,7 @@ def person_link(klass: str) -> None:
     )
 
 
-def _moved_note(image: review.ImageInfo, moves: dict[str, ActionRow]) -> None:
+def _moved_note(image: image_rows.ImageInfo, moves: dict[str, ActionRow]) -> None:
     move = moves.get(image.path)
     if move is not None:
         st.info(
@@ -213,12 +209,12 @@ def render(settings: DashboardSettings) -> None:
         _, after = _paging(flt, size)
 
         def read(con):
-            page = review.pair_page(con, flt, size + 1, after)
-            total = review.count_pairs(con, flt)
+            page = pairs_page.pair_page(con, flt, size + 1, after)
+            total = pairs_page.count_pairs(con, flt)
             paths = [p.a.path for p in page] + [p.b.path for p in page]
             keys = [(p.a.id, p.b.klass) for p in page] + [(p.b.id, p.a.klass) for p in page]
-            groups = review.image_class_counts(con, flt, keys)
-            return page, total, review.last_moves_from(con, paths), groups
+            groups = pairs_page.image_class_counts(con, flt, keys)
+            return page, total, action_log.last_moves_from(con, paths), groups
 
         got = ui.query(settings, read, keep="pairs")
         if got is None:
@@ -276,10 +272,10 @@ def render(settings: DashboardSettings) -> None:
         )
 
     def decide(pair: PairView, value: str) -> str:
-        return actions.decide(settings, pair, DECISION_OF[value]).message
+        return actions.decide(settings, pair, Decision(value)).message
 
     def undo(pair: PairView, value: str) -> str:
-        return actions.clear(settings, pair, only_if=DECISION_OF[value]).message
+        return actions.clear(settings, pair, only_if=Decision(value)).message
 
     def header(page: Sequence[PairView]) -> None:
         # File moves report here (with their undo button); decisions report by toast.
@@ -365,7 +361,7 @@ def _live_empty(settings: DashboardSettings, flt: PairFilter) -> None:
         line = live_line(settings)
         if line:
             st.info(f"{line}. New pairs appear here as they are found.")
-        count = ui.query(settings, lambda con: review.count_pairs(con, flt))
+        count = ui.query(settings, lambda con: pairs_page.count_pairs(con, flt))
         if count:
             # Pairs arrived: redraw the queue with them.
             st.rerun()

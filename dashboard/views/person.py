@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import ui
 from dashboard.settings import DashboardSettings, current
-from store import review
+from store.queries import person as person_page
 from store.vocab import Status
 
 GRID_COLUMNS = 6
@@ -50,8 +50,8 @@ def _choose(settings: DashboardSettings) -> str | None:
     found = ui.query(
         settings,
         lambda con: (
-            review.class_names(con, search, CLASSES_SHOWN),
-            review.count_classes(con, search),
+            person_page.class_names(con, search, CLASSES_SHOWN),
+            person_page.count_classes(con, search),
         ),
         keep="person_classes",
     )
@@ -97,11 +97,13 @@ def render(settings: DashboardSettings) -> None:
             st.session_state.pop(key, None)
     st.markdown(f"## {ui.md(klass)}\n[image search for this name ↗]({ui.search_url(klass)})")
 
-    total = ui.query(settings, lambda con: review.class_images(con, klass, 0)[1])
+    total = ui.query(settings, lambda con: person_page.class_images(con, klass, 0)[1])
     if total is None:
         return
     offset = pager("images", total, GRID_PAGE, "person_grid_page")
-    grid = ui.query(settings, lambda con: review.class_images(con, klass, GRID_PAGE, offset)[0])
+    grid = ui.query(
+        settings, lambda con: person_page.class_images(con, klass, GRID_PAGE, offset)[0]
+    )
     st.caption(f"{total:,} images")
     for start in range(0, len(grid or []), GRID_COLUMNS):
         row = (grid or [])[start : start + GRID_COLUMNS]
@@ -112,7 +114,7 @@ def render(settings: DashboardSettings) -> None:
                     settings, image, THUMB_SIDE, caption=f"{image.name}{status}", face=True
                 )
 
-    counted = ui.query(settings, lambda con: review.class_pair_groups(con, klass, 0))
+    counted = ui.query(settings, lambda con: person_page.class_pair_groups(con, klass, 0))
     if counted is None:
         return
     _, groups_total, pair_total = counted
@@ -122,7 +124,8 @@ def render(settings: DashboardSettings) -> None:
         return
     group_offset = pager("rows", groups_total, GROUPS_SHOWN, "person_pair_page")
     loaded = ui.query(
-        settings, lambda con: review.class_pair_groups(con, klass, GROUPS_SHOWN, group_offset)[0]
+        settings,
+        lambda con: person_page.class_pair_groups(con, klass, GROUPS_SHOWN, group_offset)[0],
     )
     rows = [
         {

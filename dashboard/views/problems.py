@@ -7,7 +7,8 @@ import streamlit as st
 from dashboard import actions, ui
 from dashboard.settings import DashboardSettings, current
 from dashboard.views.person import pager
-from store import review
+from store.queries import images as image_rows
+from store.queries import problems as problems_page
 from store.vocab import USABLE, Status
 
 COLUMNS = 4
@@ -29,10 +30,10 @@ FIX = {
 }
 
 
-def _faces(settings: DashboardSettings, image: review.ImageInfo) -> None:
+def _faces(settings: DashboardSettings, image: image_rows.ImageInfo) -> None:
     """The faces detected in a multi-face image, the chosen one marked, and a button to
     let another one stand for the image."""
-    faces = ui.query(settings, lambda con: review.detected_faces(con, image))
+    faces = ui.query(settings, lambda con: image_rows.detected_faces(con, image))
     if not faces or len(faces) < 2:
         return
     cols = st.columns(min(len(faces), 4))
@@ -55,7 +56,7 @@ def _faces(settings: DashboardSettings, image: review.ImageInfo) -> None:
                 st.rerun()
 
 
-def _grid(settings: DashboardSettings, items: list[review.ImageInfo], hubs: bool) -> None:
+def _grid(settings: DashboardSettings, items: list[image_rows.ImageInfo], hubs: bool) -> None:
     for start in range(0, len(items), COLUMNS):
         for col, image in zip(st.columns(COLUMNS), items[start : start + COLUMNS], strict=False):
             with col:
@@ -78,19 +79,21 @@ def render(settings: DashboardSettings) -> None:
     st.header("Problems")
     statuses = st.multiselect(
         "show images that are",
-        list(review.PROBLEM_STATUSES),
-        default=list(review.PROBLEM_STATUSES),
+        list(problems_page.PROBLEM_STATUSES),
+        default=list(problems_page.PROBLEM_STATUSES),
         key="problem_statuses",
         help="whole_image: encoded as a whole picture because no face box was found",
     )
-    counted = ui.query(settings, lambda con: review.problems(con, statuses, 0)[1])
+    counted = ui.query(settings, lambda con: problems_page.problems(con, statuses, 0)[1])
     if counted is None:
         return
     if counted == 0:
         st.success("No image with these problems.")
     else:
         offset = pager("problem images", counted, PAGE, "problems_page")
-        found = ui.query(settings, lambda con: review.problems(con, statuses, PAGE, offset)[0])
+        found = ui.query(
+            settings, lambda con: problems_page.problems(con, statuses, PAGE, offset)[0]
+        )
         st.caption(f"{counted:,} images")
         _grid(settings, found or [], hubs=False)
 
@@ -100,12 +103,12 @@ def render(settings: DashboardSettings) -> None:
         "tiny or generic faces, or a face that is not the person's. Only their best pairs "
         "are stored."
     )
-    hub_total = ui.query(settings, lambda con: review.hub_images(con, 0)[1])
+    hub_total = ui.query(settings, lambda con: problems_page.hub_images(con, 0)[1])
     if not hub_total:
         st.write("No hub images.")
         return
     hub_offset = pager("hubs", hub_total, HUBS_PAGE, "hubs_page")
-    hubs = ui.query(settings, lambda con: review.hub_images(con, HUBS_PAGE, hub_offset)[0])
+    hubs = ui.query(settings, lambda con: problems_page.hub_images(con, HUBS_PAGE, hub_offset)[0])
     _grid(settings, hubs or [], hubs=True)
 
 

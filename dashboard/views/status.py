@@ -8,7 +8,7 @@ from daemon.common import humanize
 from daemon.common.statusfile import read_status_file
 from dashboard import ui
 from dashboard.settings import DashboardSettings, current
-from store import review
+from store.queries import status as status_page
 
 REFRESH_SECONDS = 5
 
@@ -47,7 +47,7 @@ def _daemon(settings: DashboardSettings) -> None:
 
 def _store(settings: DashboardSettings) -> None:
     st.subheader("Store")
-    totals = ui.query(settings, review.totals)
+    totals = ui.query(settings, status_page.totals)
     if totals is None:
         return
     cols = st.columns(4)
@@ -112,7 +112,7 @@ def live_line(settings: DashboardSettings) -> str:
 
 def _histogram(settings: DashboardSettings) -> None:
     st.subheader("Scores")
-    rows = ui.query(settings, review.score_histogram)
+    rows = ui.query(settings, status_page.score_histogram)
     if not rows:
         st.write("No pair stored yet.")
         return

@@ -1,4 +1,4 @@
-"""Read-side queries for the command line: top pairs, the CSV export, ad-hoc SQL."""
+"""The command line's reads: top pairs, the CSV exports (pairs, decisions), ad-hoc SQL."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any, TextIO
 
 import duckdb
 
-from store.sql import first_row
+from store import decisions
+from store.sql import records
 
 TOP_COLUMNS = ("score", "path_a", "class_a", "path_b", "class_b", "first_seen", "last_seen")
 
@@ -18,12 +19,12 @@ def top_pairs(
     con: duckdb.DuckDBPyConnection, limit: int, include_reviewed: bool = False
 ) -> list[dict[str, Any]]:
     where = "" if include_reviewed else "WHERE decision IS NULL"
-    cur = con.execute(
+    return records(
+        con,
         f"""SELECT {", ".join(TOP_COLUMNS)} FROM pairs {where}
             ORDER BY score DESC, path_a, path_b LIMIT ?""",
         [limit],
     )
-    return [dict(zip(TOP_COLUMNS, row, strict=True)) for row in cur.fetchall()]
 
 
 def csv_writer(out: TextIO) -> Any:
@@ -64,74 +65,7 @@ def run_sql(con: duckdb.DuckDBPyConnection, query: str) -> tuple[list[str], Iter
     return columns, rows()
 
 
-def summary(con: duckdb.DuckDBPyConnection, threshold: float = 0.4) -> dict[str, Any]:
-    """Totals the status command and the dashboard show (`threshold`: the user's, for
-    what the calibration says of it)."""
-    from store import matches
-
-    def one(sql: str) -> Any:
-        row = first_row(con, sql)
-        return row[0] if row else None
-
-    statuses = dict(
-        con.execute(
-            "SELECT coalesce(status, 'pending'), count(*) FROM images GROUP BY 1"
-        ).fetchall()
-    )
-    last = first_row(
-        con, "SELECT kind, started_at, finished_at FROM runs ORDER BY finished_at DESC LIMIT 1"
-    )
-    model = one("SELECT value FROM meta WHERE key = 'model'")
-    cal = first_row(
-        con,
-        "SELECT kind, zero_cos, anchor_cos, images, computed_at FROM calibration "
-        "WHERE model = (SELECT value FROM meta WHERE key = 'model')",
-    )
-    calibration = matches.load_calibration(con, model) if model else None
-    open_by_kind = dict(
-        con.execute(
-            "SELECT kind, count(*) FROM suggestions WHERE state = 'open' GROUP BY 1 ORDER BY 1"
-        ).fetchall()
-    )
-    return {
-        "images": one("SELECT count(*) FROM files"),
-        "classes": one("SELECT count(DISTINCT class) FROM files"),
-        "pairs": one("SELECT count(*) FROM pair_rows"),
-        "unreviewed_pairs": one("SELECT count(*) FROM pairs WHERE decision IS NULL"),
-        "hubs": one("SELECT count(*) FROM hubs"),
-        "encoded_total": one(
-            "SELECT coalesce(max(value), 0) FROM counters WHERE name = 'encoded_total'"
-        ),
-        "pending": one("SELECT count(*) FROM files WHERE dirty"),
-        "statuses": statuses,
-        "model": one("SELECT value FROM meta WHERE key = 'model'"),
-        "last_run": None
-        if last is None
-        else {
-            "kind": last[0],
-            "started_at": str(last[1]),
-            "finished_at": str(last[2]),
-        },
-        "calibration": None
-        if cal is None
-        else {
-            "kind": cal[0],
-            "zero_cos": cal[1],
-            "anchor_cos": cal[2],
-            "images": cal[3],
-            "computed_at": str(cal[4]),
-            "threshold": threshold,
-            "false_matches_per_image": calibration.false_per_image(threshold)
-            if calibration
-            else None,
-            "recall": calibration.recall if calibration else None,
-        },
-        "open_suggestions": sum(open_by_kind.values()),
-        "open_suggestions_by_kind": open_by_kind,
-    }
-
-
-DECISION_COLUMNS = ("hash_a", "hash_b", "decision", "note", "decided_by", "decided_at")
+DECISION_COLUMNS = decisions.COLUMNS
 
 
 def export_decisions(con: duckdb.DuckDBPyConnection, out: TextIO) -> int:

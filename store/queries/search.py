@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 
-from store.embeddings import USABLE
 from store.matches import load_calibration
+from store.meta import model as store_model
 from store.scores import Calibration
-from store.sql import first_row
+from store.sql import records
 from store.vectors import normalise
+from store.vocab import USABLE
 
 
 @dataclass(frozen=True)
@@ -38,14 +39,13 @@ def stored_faces(con: duckdb.DuckDBPyConnection) -> StoredFaces:
     bystander in a photo filed elsewhere), in one read: ids and vectors only, through
     Arrow (no Python object per row); names are looked up for the few best afterwards
     (face_info)."""
-    row = first_row(con, "SELECT value FROM meta WHERE key = 'model'")
-    model = None if row is None else str(row[0])
+    model = store_model(con)
     table = con.sql(
-        f"""SELECT f.id, fc.face, fc.vector
+        """SELECT f.id, fc.face, fc.vector
             FROM files f JOIN embeddings e ON e.hash = f.hash AND e.model = $model
             JOIN faces fc ON fc.hash = f.hash AND fc.model = $model
-            WHERE e.status IN {USABLE}""",
-        params={"model": model or ""},
+            WHERE e.status IN (SELECT unnest($usable))""",
+        params={"model": model or "", "usable": [str(s) for s in USABLE]},
     ).to_arrow_table()
     n = table.num_rows
     cal = None if model is None else load_calibration(con, model)
@@ -72,23 +72,21 @@ def face_info(
     if not len(ids):
         return {}
     face_of = dict(zip(ids, faces, strict=True)) if faces is not None else {}
-    rows = con.execute(
+    rows = records(
+        con,
         """SELECT f.id, f.path, f.class, fc.face, fc.box_left, fc.box_top, fc.box_right,
-                  fc.box_bottom, coalesce(f.face, 0)
+                  fc.box_bottom, coalesce(f.face, 0) AS standing
            FROM files f
-           LEFT JOIN faces fc ON fc.hash = f.hash
-               AND fc.model = (SELECT value FROM meta WHERE key = 'model')
+           LEFT JOIN faces fc ON fc.hash = f.hash AND fc.model = ?
            WHERE f.id IN (SELECT unnest(?))""",
-        [[int(i) for i in ids]],
-    ).fetchall()
-    rows = [
-        (r[0], r[1], r[2], *r[4:8])
-        for r in rows
-        if r[3] is None or r[3] == face_of.get(int(r[0]), r[8])
-    ]
-    return {
-        int(r[0]): FaceInfo(
-            int(r[0]), r[1], r[2], None if None in r[3:7] else (r[3], r[4], r[5], r[6])
-        )
-        for r in rows
-    }
+        [store_model(con), [int(i) for i in ids]],
+    )
+    found = {}
+    for r in rows:
+        file_id = int(r["id"])
+        if r["face"] is not None and r["face"] != face_of.get(file_id, r["standing"]):
+            continue
+        corners = (r["box_left"], r["box_top"], r["box_right"], r["box_bottom"])
+        box = None if None in corners else corners
+        found[file_id] = FaceInfo(id=file_id, path=r["path"], klass=r["class"], box=box)
+    return found
