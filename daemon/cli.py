@@ -311,17 +311,17 @@ def _pad(text: str, width: int) -> str:
 
 
 def cmd_top(s: Settings, args: argparse.Namespace) -> int:
-    from store.connection import open_store
+    from store.db import Store
     from store.queries.reports import TOP_COLUMNS, top_pairs
 
-    with open_store(s.db, read_only=True, timeout=s.lock_timeout) as con:
+    with Store(s.db, lock_timeout=s.lock_timeout).reading() as con:
         pairs = top_pairs(con, args.n, include_reviewed=args.all)
     _emit(TOP_COLUMNS, [[p[c] for c in TOP_COLUMNS] for p in pairs], args.format)
     return 0
 
 
 def cmd_export(s: Settings, args: argparse.Namespace) -> int:
-    from store.connection import open_store
+    from store.db import Store
     from store.queries.reports import export_csv, export_decisions, write_csv_file
 
     export, dest, what = (
@@ -329,7 +329,7 @@ def cmd_export(s: Settings, args: argparse.Namespace) -> int:
         if args.csv is not None
         else (export_decisions, args.decisions, "decisions")
     )
-    with open_store(s.db, read_only=True, timeout=s.lock_timeout) as con:
+    with Store(s.db, lock_timeout=s.lock_timeout).reading() as con:
         if str(dest) == "-":
             n = export(con, sys.stdout)
         else:
@@ -339,10 +339,11 @@ def cmd_export(s: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_sql(s: Settings, args: argparse.Namespace) -> int:
-    from store.connection import open_store
+    from store.db import Store
     from store.queries.reports import run_sql
 
-    with open_store(s.db, read_only=not args.write, timeout=s.lock_timeout) as con:
+    store = Store(s.db, lock_timeout=s.lock_timeout)
+    with store.writing() if args.write else store.reading() as con:
         columns, rows = run_sql(con, args.query)
         _emit(columns, list(rows), args.format)
     return 0

@@ -18,7 +18,7 @@ from daemon.config import Settings
 from daemon.encoders import registry
 from daemon.encoders.base import encode_file
 from store import meta
-from store.connection import open_store
+from store.db import Store
 from store.queries.search import StoredFaces, face_info, stored_faces
 from store.vectors import normalise
 from store.vocab import USABLE
@@ -100,7 +100,7 @@ def search(settings: Settings, photo: Path, n: int = 10) -> SearchResult:
     if not Path(photo).is_file():
         raise SearchError(f"{photo} is not a file")
     started = time.perf_counter()
-    with open_store(settings.db, read_only=True, timeout=settings.lock_timeout) as con:
+    with Store(settings.db, lock_timeout=settings.lock_timeout).reading() as con:
         model = meta.get_meta(con, "model")
     timings["open"] = time.perf_counter() - started
     if model is None:
@@ -121,7 +121,7 @@ def search(settings: Settings, photo: Path, n: int = 10) -> SearchResult:
         raise SearchError(f"no usable face in {photo}: {enc.message or enc.status}")
     # The store side: one short read-only open for the vectors, the ranking, the names.
     started = time.perf_counter()
-    with open_store(settings.db, read_only=True, timeout=settings.lock_timeout) as con:
+    with Store(settings.db, lock_timeout=settings.lock_timeout).reading() as con:
         faces = stored_faces(con)
         timings["read"] = time.perf_counter() - started
         ranked = rank(faces, enc.vector, n)

@@ -16,7 +16,8 @@ from daemon.config import Settings
 
 def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
     """What `facelint status` prints: live state plus the store's totals."""
-    from store.connection import StoreBusy, StoreMissing, open_store
+    from store.connection import StoreBusy, StoreMissing
+    from store.db import Store
     from store.queries.status import summary
 
     now = time.time() if now is None else now
@@ -44,7 +45,7 @@ def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
         from store import embeddings
 
         configured = registry.model_id(settings)
-        with open_store(settings.db, read_only=True, timeout=2.0) as con:
+        with Store(settings.db, lock_timeout=2.0).reading() as con:
             totals = summary(con, settings.threshold)
             if totals.get("model") not in (None, configured):
                 done, total = embeddings.count_to_encode(con, configured)
