@@ -95,13 +95,18 @@ def test_a_read_waits_for_the_writer_then_gives_up(tmp_path: Path) -> None:
     assert len(clock.slept) == len(waits) > 2
 
 
-def test_the_guard_refuses_writes_to_a_replaced_store_but_not_reads(tmp_path: Path) -> None:
+def test_the_guard_refuses_reads_and_writes_of_a_replaced_store(tmp_path: Path) -> None:
     db = tmp_path / "facelint.duckdb"
     store = Store(db, lock_timeout=1, guard=StoreGuard())
     store.write(lambda con: meta.set_meta(con, model="mine"))
+    assert store.model() == "mine"
     db.unlink()
-    Store(db, lock_timeout=1).write(lambda con: meta.set_meta(con, model="someone else's"))
-    assert store.model() == "someone else's"
+    other = Store(db, lock_timeout=1)
+    other.write(lambda con: meta.set_meta(con, model="someone else's"))
+    # The daemon learns at its next read, not only at its next write, and reads nothing
+    # of the other file meanwhile.
+    with pytest.raises(StoreLost):
+        store.model()
     with pytest.raises(StoreLost), store.writing():
         pass
-    assert store.model() == "someone else's"
+    assert other.model() == "someone else's"
