@@ -18,7 +18,14 @@ from dashboard.settings import SettingsError, parse_args
 from store import catalog, review
 from store.connection import open_store
 from store.review import PairFilter, PairView
-from tests.app_harness import APP, captions, shown, start, store_held_by_another_process
+from tests.app_harness import (
+    APP,
+    SHORT_LOCK_WAIT,
+    captions,
+    shown,
+    start,
+    store_held_by_another_process,
+)
 from tests.conftest import LOOSE_THRESHOLD, REPO
 
 PAGE_FILES = {
@@ -372,7 +379,8 @@ def test_paths_outside_the_root_are_refused(dev_copy_loose, monkeypatch, tmp_pat
 def test_a_locked_store_shows_busy_and_loses_nothing(dev_copy_loose, monkeypatch):
     root, db = dev_copy_loose
     top = unreviewed(db)[0]
-    at = start(monkeypatch, root, db)
+    # Busy is busy however long the wait: a short one (the waiting: test_store_lock.py).
+    at = start(monkeypatch, root, db, *SHORT_LOCK_WAIT)
     with store_held_by_another_process(db):
         at.button(key=f"different-{top.lo}-{top.hi}").click().run()
         assert not at.exception
