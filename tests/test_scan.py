@@ -128,9 +128,7 @@ def test_no_face_image_gets_no_pairs(scanned_dev):
     assert pairs_of(db, "Charlton_Heston/pilatus800.jpg") == []
 
 
-def test_japanese_name_with_comma_survives_export_csv(
-    tmp_path, run_scan, seed_encodings, capsys
-):
+def test_japanese_name_with_comma_survives_export_csv(tmp_path, run_scan, seed_encodings, capsys):
     root = tmp_path / "data"
     a, b = root / "風間杜夫", root / "風間, 杜夫"
     a.mkdir(parents=True)

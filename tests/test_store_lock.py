@@ -114,4 +114,3 @@ def test_an_error_that_is_not_a_lock_is_raised_at_once(tmp_path):
     with pytest.raises(duckdb.Error), open_store(bad, clock=fake.clock, sleep=fake.sleep):
         pass
     assert fake.sleeps == []
-
