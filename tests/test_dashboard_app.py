@@ -491,7 +491,7 @@ def test_facelint_dashboard_serves_on_localhost_and_stops_with_it(scanned_dev_lo
                 break
             except OSError:
                 assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.3)
+                time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
     finally:
