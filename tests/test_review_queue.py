@@ -16,13 +16,7 @@ from streamlit.testing.v1 import AppTest
 from store import catalog, review
 from store.connection import open_store
 from store.review import PairFilter
-from tests.app_harness import (
-    APP,
-    SHORT_LOCK_WAIT,
-    shown,
-    start,
-    store_held_by_another_process,
-)
+from tests.app_harness import APP, SHORT_LOCK_WAIT, shown, start, store_held_by_another_process
 
 FACELINT = Path(sys.executable).with_name("facelint")
 
