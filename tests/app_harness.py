@@ -3,17 +3,18 @@ and reading what it shows: shared by the dashboard's AppTest suites."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, store_held_by_another_process
+
+__all__ = ["APP", "SHORT_LOCK_WAIT", "captions", "shown", "start", "store_held_by_another_process"]
 
 APP = str(REPO / "dashboard" / "app.py")
+# For tests of a held store: how long a page waits before it says busy (start() waits 1 s).
+SHORT_LOCK_WAIT = ("--lock-timeout", "0.2")
 
 
 def start(
@@ -54,27 +55,3 @@ def shown(at: AppTest) -> str:
 def captions(at: AppTest) -> list[str]:
     """Captions of the images shown (the whole photos beside the faces have none)."""
     return [img.caption for e in at.get("image") for img in e.proto.imgs if img.caption]
-
-
-@contextmanager
-def store_held_by_another_process(db: Path) -> Iterator[None]:
-    """Another process (the daemon, a DuckDB CLI) holds the store read-write meanwhile."""
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb,sys; c=duckdb.connect(sys.argv[1]); "
-            "print('locked', flush=True); sys.stdin.read()",
-            str(db),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        yield
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)

@@ -1,12 +1,20 @@
 """Shared fixtures: real faces from tests/faces (the dev faces, with their manifest and
-SOURCES.md), real DuckDB files in temp dirs."""
+SOURCES.md), real DuckDB files in temp dirs.
+
+The dev faces are encoded once per session (`scanned_dev`, ~5 s of dlib on two cores);
+every other store of dev images starts from a copy of that store, so its scan finds each
+content's encoding by hash and encodes nothing. Tests of encoding itself build their own.
+"""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,24 +46,61 @@ def copy_dev_faces(dest: Path, classes: list[str] | None = None) -> Path:
     return dest
 
 
-def _scan_dev(base: Path, **settings: object) -> tuple[Path, Path]:
+def scan(root: Path, db: Path, **settings: object) -> Any:
+    """Run the real pipeline once over root into db; returns its RunStats."""
     from daemon.config import Settings
     from daemon.pipeline import Pipeline
 
-    root = copy_dev_faces(base / "data")
-    db = base / "facelint.duckdb"
     pipeline = Pipeline(Settings(root=root, db=db, **settings))  # type: ignore[arg-type]
     try:
-        pipeline.run()
+        return pipeline.run()
     finally:
         pipeline.close()
-    return root, db
+
+
+@contextmanager
+def store_held_by_another_process(db: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process (the daemon, a DuckDB CLI) holds the store read-write until the
+    block ends, or until a line is written to the holder's stdin."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb,sys; c=duckdb.connect(sys.argv[1]); "
+            "print('locked', flush=True); sys.stdin.readline(); c.close()",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def release(holder: subprocess.Popen[str]) -> None:
+    """Let go of a store_held_by_another_process lock now, and wait until it is gone."""
+    assert holder.stdin is not None
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    holder.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")
 def scanned_dev(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(data root, store) of the whole dev set, scanned once per session. Read-only use."""
-    return _scan_dev(tmp_path_factory.mktemp("scanned_dev"))
+    """(data root, store) of the whole dev set, scanned once per session: the session's
+    only encode of the dev faces, and the template every other dev store copies.
+    Read-only use."""
+    base = tmp_path_factory.mktemp("scanned_dev")
+    root = copy_dev_faces(base / "data")
+    db = base / "facelint.duckdb"
+    scan(root, db)
+    return root, db
 
 
 # The default threshold keeps ~0.1 false matches per image: on 71 faces that is the nine
@@ -63,19 +108,26 @@ def scanned_dev(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 LOOSE_THRESHOLD = 0.1
 
 
-@pytest.fixture(scope="session")
-def scanned_dev_loose(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The dev set scanned with a low threshold: many pairs to page, filter and decide."""
-    return _scan_dev(tmp_path_factory.mktemp("scanned_dev_loose"), threshold=LOOSE_THRESHOLD)
-
-
-def _private_copy(scanned: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+def _private_copy(scanned: tuple[Path, Path], base: Path) -> tuple[Path, Path]:
     root, db = scanned
-    new_root = tmp_path / "data"
+    new_root = base / "data"
+    # copy2 keeps sizes and mtimes: the scan of a copy sees the files it stored.
     shutil.copytree(root, new_root, copy_function=shutil.copy2)
-    new_db = tmp_path / "facelint.duckdb"
+    new_db = base / "facelint.duckdb"
     shutil.copy2(db, new_db)
     return new_root, new_db
+
+
+@pytest.fixture(scope="session")
+def scanned_dev_loose(
+    scanned_dev: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """The dev set at a low threshold: many pairs to page, filter and decide. Rescored
+    from the session's encodings, as a user's change of threshold would be."""
+    root, db = _private_copy(scanned_dev, tmp_path_factory.mktemp("scanned_dev_loose"))
+    stats = scan(root, db, threshold=LOOSE_THRESHOLD)
+    assert stats.encoded == 0 and stats.full_compare, "the loose store must only rescore"
+    return root, db
 
 
 @pytest.fixture
@@ -90,17 +142,21 @@ def dev_copy_loose(scanned_dev_loose: tuple[Path, Path], tmp_path: Path) -> tupl
     return _private_copy(scanned_dev_loose, tmp_path)
 
 
+@pytest.fixture(scope="session")
+def seed_encodings(scanned_dev: tuple[Path, Path]) -> Callable[[Path], Path]:
+    """seed(db): a store at db that already holds the encoding of every dev face (a copy
+    of the session's scanned dev store). A scan of any tree of dev images into it encodes
+    nothing: what the tree lacks is removed, what it renamed is a move."""
+
+    def seed(db: Path) -> Path:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(scanned_dev[1], db)
+        return db
+
+    return seed
+
+
 @pytest.fixture
-def run_scan() -> Callable[..., object]:
+def run_scan() -> Callable[..., Any]:
     """Run the real pipeline once over root into db; returns RunStats."""
-    from daemon.config import Settings
-    from daemon.pipeline import Pipeline
-
-    def run(root: Path, db: Path, **settings: object):
-        pipeline = Pipeline(Settings(root=root, db=db, **settings))  # type: ignore[arg-type]
-        try:
-            return pipeline.run()
-        finally:
-            pipeline.close()
-
-    return run
+    return scan

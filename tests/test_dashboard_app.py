@@ -21,7 +21,14 @@ from store.connection import open_store
 from store.queries import images as image_rows
 from store.queries import pairs_page
 from store.queries.pairs_page import PairFilter, PairView
-from tests.app_harness import APP, captions, shown, start, store_held_by_another_process
+from tests.app_harness import (
+    APP,
+    SHORT_LOCK_WAIT,
+    captions,
+    shown,
+    start,
+    store_held_by_another_process,
+)
 from tests.conftest import LOOSE_THRESHOLD, REPO
 
 PAGE_FILES = {
@@ -376,7 +383,8 @@ def test_paths_outside_the_root_are_refused(dev_copy_loose, monkeypatch, tmp_pat
 def test_a_locked_store_shows_busy_and_loses_nothing(dev_copy_loose, monkeypatch):
     root, db = dev_copy_loose
     top = unreviewed(db)[0]
-    at = start(monkeypatch, root, db)
+    # Busy is busy however long the wait: a short one (the waiting: test_store_lock.py).
+    at = start(monkeypatch, root, db, *SHORT_LOCK_WAIT)
     with store_held_by_another_process(db):
         at.button(key=f"different-{top.lo}-{top.hi}").click().run()
         assert not at.exception
@@ -494,7 +502,7 @@ def test_facelint_dashboard_serves_on_localhost_and_stops_with_it(scanned_dev_lo
                 break
             except OSError:
                 assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.3)
+                time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
     finally:

@@ -25,7 +25,7 @@ from store.queries.pairs_page import PairFilter
 from tests.conftest import REPO
 
 if TYPE_CHECKING:
-    from playwright.sync_api import FloatRect, Page
+    from playwright.sync_api import Browser, FloatRect, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 APP = str(REPO / "dashboard" / "app.py")
@@ -54,7 +54,7 @@ def _wait_healthy(proc: subprocess.Popen, port: int, log: Path) -> None:
         except OSError:
             if time.monotonic() > deadline:
                 pytest.fail("the dashboard did not answer /_stcore/health within 60 s")
-            time.sleep(0.3)
+            time.sleep(0.1)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -99,16 +99,27 @@ def serving(db: Path, root: Path, *app_args: str) -> Iterator[str]:
             _stop(proc)
 
 
-@contextmanager
-def browser_page() -> Iterator[Page]:
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium for the module (its start costs seconds); each test gets a fresh
+    context of its own from browser_page(), so no cookie or storage carries over."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            yield browser.new_page(viewport={"width": 1400, "height": 1000})
+            yield launched
         finally:
-            browser.close()
+            launched.close()
+
+
+@contextmanager
+def browser_page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 @pytest.fixture
@@ -195,11 +206,13 @@ def _decision(db: Path, key: str) -> str | None:
         return decisions.decision_for(con, pair.a.hash, pair.b.hash)
 
 
-def test_faces_side_by_side_then_different_people_by_keyboard(dashboard_url, dev_copy_loose):
+def test_faces_side_by_side_then_different_people_by_keyboard(
+    dashboard_url, dev_copy_loose, browser
+):
     from playwright.sync_api import expect
 
     _, db = dev_copy_loose
-    with browser_page() as page:
+    with browser_page(browser) as page:
         page.goto(dashboard_url + "pairs", wait_until="domcontentloaded")
         first = wait_for_focus(page)
         # Per card: face crop and whole photo of the left image, then of the right one.
@@ -229,14 +242,14 @@ def test_faces_side_by_side_then_different_people_by_keyboard(dashboard_url, dev
     ]
 
 
-def test_ten_pairs_cleared_by_keyboard_alone(dashboard_url, dev_copy_loose):
+def test_ten_pairs_cleared_by_keyboard_alone(dashboard_url, dev_copy_loose, browser):
     """Keys only (no mouse): D, S, X decide the focused card, U undoes, J/K move; each
     decision is checked in the store."""
     _, db = dev_copy_loose
     keys = ["d", "s", "x", "d", "d", "s", "x", "d", "s", "d"]
     stored = {"d": "different", "s": "same", "x": "skipped"}
     decided: list[tuple[str, str]] = []
-    with browser_page() as page:
+    with browser_page(browser) as page:
         page.goto(dashboard_url + "pairs", wait_until="domcontentloaded")
         focus = wait_for_focus(page)
         # Undo last: decide, take it back, the same card has the focus again.
@@ -266,7 +279,7 @@ def test_ten_pairs_cleared_by_keyboard_alone(dashboard_url, dev_copy_loose):
         assert _decision(db, key) == want, key
 
 
-def test_a_symlink_loop_in_place_of_an_image_is_refused_not_a_crash(dev_copy):
+def test_a_symlink_loop_in_place_of_an_image_is_refused_not_a_crash(dev_copy, browser):
     """Issue 9, defect 5: `ln -s -- -rf.jpg Joe_Biden/-rf.jpg`, then load /pairs."""
     from playwright.sync_api import expect
 
@@ -274,7 +287,7 @@ def test_a_symlink_loop_in_place_of_an_image_is_refused_not_a_crash(dev_copy):
     image = root / "Joe_Biden" / "biden2.jpg"
     image.unlink()
     image.symlink_to("biden2.jpg")  # a link to itself: a loop
-    with serving(db, root, "--page-size", "3") as url, browser_page() as page:
+    with serving(db, root, "--page-size", "3") as url, browser_page(browser) as page:
         page.goto(url + "pairs", wait_until="domcontentloaded")
         expect(page.get_by_text("refused path 'Joe_Biden/biden2.jpg'").first).to_be_visible(
             timeout=60_000
@@ -287,7 +300,9 @@ def test_a_symlink_loop_in_place_of_an_image_is_refused_not_a_crash(dev_copy):
 
 
 @pytest.mark.parametrize("flag", [True, False])
-def test_facelint_dashboard_allow_file_actions_reaches_the_app(scanned_dev, tmp_path, flag):
+def test_facelint_dashboard_allow_file_actions_reaches_the_app(
+    scanned_dev, tmp_path, flag, browser
+):
     """Issue 9, defect 4: the flag given to `facelint dashboard` shows the move and
     remove buttons in a real browser; without it they are not there."""
     from playwright.sync_api import expect
@@ -306,7 +321,7 @@ def test_facelint_dashboard_allow_file_actions_reaches_the_app(scanned_dev, tmp_
         )
         try:
             _wait_healthy(proc, port, log_path)
-            with browser_page() as page:
+            with browser_page(browser) as page:
                 page.goto(f"http://127.0.0.1:{port}/pairs", wait_until="domcontentloaded")
                 wait_for_focus(page)
                 move = page.get_by_role("button", name="move to the right folder")
@@ -320,7 +335,7 @@ def test_facelint_dashboard_allow_file_actions_reaches_the_app(scanned_dev, tmp_
 
 
 def test_search_by_photo_upload_shows_that_persons_faces_first(
-    dashboard_url, dev_copy_loose, tmp_path
+    dashboard_url, dev_copy_loose, tmp_path, browser
 ):
     """The upload box runs `facelint search --json` in a subprocess and shows faces."""
     from PIL import Image, ImageOps
@@ -330,7 +345,7 @@ def test_search_by_photo_upload_shows_that_persons_faces_first(
     photo = tmp_path / "flipped.jpg"
     with Image.open(root / "Anthony_Hopkins" / "Anthony_Hopkins_0001.jpg") as im:
         ImageOps.mirror(im.convert("RGB")).save(photo, quality=90)
-    with browser_page() as page:
+    with browser_page(browser) as page:
         page.goto(dashboard_url + "search", wait_until="domcontentloaded")
         page.locator('input[type="file"]').set_input_files(str(photo))
         expect(page.get_by_text("1 face(s) in the photo")).to_be_visible(timeout=120_000)
@@ -344,7 +359,7 @@ def test_search_by_photo_upload_shows_that_persons_faces_first(
 
 
 @pytest.mark.slow
-def test_facelint_up_allow_file_actions_reaches_the_app(dev_copy, tmp_path):
+def test_facelint_up_allow_file_actions_reaches_the_app(dev_copy, tmp_path, browser):
     """Issue 9, defect 4, for `facelint up`: the daemon and the dashboard, one flag."""
     from playwright.sync_api import expect
 
@@ -357,7 +372,7 @@ def test_facelint_up_allow_file_actions_reaches_the_app(dev_copy, tmp_path):
     try:
         d.wait_ready()
         _wait_healthy(d.proc, port, d.log_path)
-        with browser_page() as page:
+        with browser_page(browser) as page:
             page.goto(f"http://127.0.0.1:{port}/pairs", wait_until="domcontentloaded")
             wait_for_focus(page)
             move = page.get_by_role("button", name="move to the right folder")
@@ -393,7 +408,7 @@ def _suggestion_state(db: Path, sid: str) -> str | None:
     return None if found is None else found.state
 
 
-def test_merge_by_keyboard_moves_the_folder_and_undo_moves_it_back(dev_copy):
+def test_merge_by_keyboard_moves_the_folder_and_undo_moves_it_back(dev_copy, browser):
     """With file actions on: A on the focused Biden card merges Joe_Biden into the larger
     Joseph_Biden on disk and the suggestion leaves the queue (accepted in the store); U
     moves every file back and the suggestion is open again."""
@@ -409,7 +424,7 @@ def test_merge_by_keyboard_moves_the_folder_and_undo_moves_it_back(dev_copy):
     assert row is not None
     sid = str(row[0])
     card_class = "st-key-qcard-mistakes-" + sid.replace(":", "-")
-    with serving(db, root, "--allow-file-actions") as url, browser_page() as page:
+    with serving(db, root, "--allow-file-actions") as url, browser_page(browser) as page:
         page.goto(url, wait_until="domcontentloaded")
         # The landing page is the queue; the best suggestion holds the keyboard focus.
         page.wait_for_function(
@@ -420,8 +435,7 @@ def test_merge_by_keyboard_moves_the_folder_and_undo_moves_it_back(dev_copy):
         expect(page.get_by_role("button", name="merge folders").first).to_be_visible()
         page.keyboard.press("a")
         _wait_until(
-            lambda: not (root / "Joe_Biden").exists()
-            and _listing(root, "Joseph_Biden") == merged,
+            lambda: not (root / "Joe_Biden").exists() and _listing(root, "Joseph_Biden") == merged,
             "Joe_Biden's files moved into Joseph_Biden",
         )
         _wait_until(lambda: _suggestion_state(db, sid) == "accepted", "the merge recorded")

@@ -29,11 +29,11 @@ def no_config(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def small_store(tmp_path, run_scan) -> tuple[Path, Path]:
+def small_store(tmp_path, run_scan, seed_encodings) -> tuple[Path, Path]:
     root = tmp_path / "data"
     shutil.copytree(DEV_FACES / "Amy", root / "Amy")
     shutil.copytree(DEV_FACES / "Penny", root / "Penny")
-    db = tmp_path / "s.duckdb"
+    db = seed_encodings(tmp_path / "s.duckdb")
     run_scan(root, db)
     assert count_files(db) == 10
     return root, db
@@ -107,14 +107,15 @@ def test_a_busy_store_never_counts_towards_giving_up():
     assert len(queue) == 1
 
 
-def test_scan_skips_symlinks_with_a_reason(tmp_path, capsys, no_config):
+def test_scan_skips_symlinks_with_a_reason(tmp_path, capsys, no_config, seed_encodings):
     root = tmp_path / "data"
     shutil.copytree(DEV_FACES / "Amy", root / "Amy")
     outside = tmp_path / "outside"
     shutil.copytree(DEV_FACES / "Penny", outside)
     (root / "Penny").symlink_to(outside)
     (root / "Amy" / "p.png").symlink_to(outside / "penny1.png")
-    assert main(["scan", str(root), "--db", str(tmp_path / "s.duckdb")]) == 0
+    db = seed_encodings(tmp_path / "s.duckdb")
+    assert main(["scan", str(root), "--db", str(db)]) == 0
     out = capsys.readouterr().out
     assert "skipped: Penny: folder is a symbolic link: not followed" in out
     assert "skipped: Amy/p.png: symbolic link: not followed" in out

@@ -9,13 +9,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from daemon.cli import main
-from tests.conftest import DEV_FACES, REPO
+from tests.conftest import DEV_FACES, REPO, scan
 
 # Four folders of one man (Leonard's four crops): every cross-folder pair is stored, and
 # every name carries a character CSV must quote.
@@ -36,21 +37,16 @@ def store_pairs(db: Path) -> set[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def hostile_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from daemon.config import Settings
-    from daemon.pipeline import Pipeline
-
+def hostile_store(
+    tmp_path_factory: pytest.TempPathFactory, seed_encodings: Callable[[Path], Path]
+) -> Path:
     base = tmp_path_factory.mktemp("hostile")
     root = base / "data"
     for i, (folder, name) in enumerate(HOSTILE.items(), start=1):
         (root / folder).mkdir(parents=True)
         shutil.copy2(DEV_FACES / "Leonard" / f"leonard{i}.png", root / folder / name)
-    db = base / "facelint.duckdb"
-    pipeline = Pipeline(Settings(root=root, db=db))
-    try:
-        pipeline.run()
-    finally:
-        pipeline.close()
+    db = seed_encodings(base / "facelint.duckdb")
+    scan(root, db)
     assert len(store_pairs(db)) >= 4, "the four crops of one man should pair up"
     return db
 
@@ -107,10 +103,11 @@ def _bad_tree(tmp_path: Path) -> Path:
         ([], "ascii"),
     ],
 )
-def test_scan_output_with_a_non_utf8_name_is_valid(tmp_path, args, encoding):
+def test_scan_output_with_a_non_utf8_name_is_valid(tmp_path, seed_encodings, args, encoding):
     root = _bad_tree(tmp_path)
     env = dict(os.environ, PYTHONIOENCODING=encoding, FACELINT_CONFIG=str(tmp_path / "none"))
-    db = tmp_path / "s.db"
+    # What is printed is under test, not the encoding: the dev faces' encodings are reused.
+    db = seed_encodings(tmp_path / "s.db")
     command = [sys.executable, "-m", "daemon.cli", "scan", str(root), "--db", str(db)]
     proc = subprocess.run(
         [*command, "--workers", "1", *args],

@@ -17,7 +17,7 @@ from store import decisions, meta
 from store.connection import open_store
 from store.queries import pairs_page
 from store.queries.pairs_page import PairFilter
-from tests.app_harness import APP, shown, start, store_held_by_another_process
+from tests.app_harness import APP, SHORT_LOCK_WAIT, shown, start, store_held_by_another_process
 
 FACELINT = Path(sys.executable).with_name("facelint")
 
@@ -129,7 +129,8 @@ def test_bookmarked_person_url_opens_that_person(scanned_dev, monkeypatch):
 
 def test_busy_store_keeps_the_page_and_says_why(scanned_dev, monkeypatch):
     root, db = scanned_dev
-    at = start(monkeypatch, root, db)
+    # Busy is busy however long the wait: a short one (the waiting: test_store_lock.py).
+    at = start(monkeypatch, root, db, *SHORT_LOCK_WAIT)
     at.switch_page("views/person.py").run()
     before = at.selectbox[0].options
     with store_held_by_another_process(db):

@@ -6,8 +6,7 @@ import csv
 import io
 import json
 import shutil
-import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import duckdb
 import pytest
 
 from daemon.cli import main
-from tests.conftest import DEV_FACES
+from tests.conftest import DEV_FACES, release, store_held_by_another_process
 
 
 def query(db: Path, sql: str, params: list | None = None) -> list[tuple]:
@@ -129,7 +128,7 @@ def test_no_face_image_gets_no_pairs(scanned_dev):
     assert pairs_of(db, "Charlton_Heston/pilatus800.jpg") == []
 
 
-def test_japanese_name_with_comma_survives_export_csv(tmp_path, run_scan, capsys):
+def test_japanese_name_with_comma_survives_export_csv(tmp_path, run_scan, seed_encodings, capsys):
     root = tmp_path / "data"
     a, b = root / "風間杜夫", root / "風間, 杜夫"
     a.mkdir(parents=True)
@@ -137,7 +136,7 @@ def test_japanese_name_with_comma_survives_export_csv(tmp_path, run_scan, capsys
     name = "風間杜夫_0uGH.jpg.png_default.png_0,1_align_resize.png"
     shutil.copy2(DEV_FACES / "Leonard" / "leonard1.png", a / name)
     shutil.copy2(DEV_FACES / "Leonard" / "leonard2.png", b / "レナード, 2.png")
-    db = tmp_path / "s.duckdb"
+    db = seed_encodings(tmp_path / "s.duckdb")
     run_scan(root, db)
     out = tmp_path / "pairs.csv"
     assert main(["export", "--db", str(db), "--csv", str(out)]) == 0
@@ -149,29 +148,24 @@ def test_japanese_name_with_comma_survives_export_csv(tmp_path, run_scan, capsys
 
 
 def test_scan_waits_out_another_process_holding_the_store(tmp_path, run_scan):
+    """The real lock of another process, waited out (open_store's waiting itself, on an
+    injected clock: tests/test_store_lock.py)."""
     root = tmp_path / "data"
     for cls in ("Amy", "Penny"):
         shutil.copytree(DEV_FACES / cls, root / cls)
     db = tmp_path / "s.duckdb"
     duckdb.connect(str(db)).close()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-            " time.sleep(4); c.close()",
-            str(db),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with store_held_by_another_process(db) as holder:
         started = time.monotonic()
-        stats = run_scan(root, db)
+        # Held for 2 s of the scan's own time, then let go.
+        letting_go = threading.Timer(2.0, release, [holder])
+        letting_go.start()
+        try:
+            stats = run_scan(root, db)
+        finally:
+            letting_go.cancel()
+            letting_go.join()
         waited = time.monotonic() - started
-    finally:
-        holder.wait(timeout=30)
     assert waited >= 2.0  # it really was held off
     assert stats.encoded == 10 and stats.images == 10
 
