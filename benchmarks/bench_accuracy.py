@@ -97,8 +97,10 @@ def plant(
         if who:
             by_person[who].append(rel)
     people = sorted(by_person)
-    folder_of = {who: Counter(r.split("/")[0] for r in rels).most_common(1)[0][0]
-                 for who, rels in by_person.items()}
+    folder_of = {
+        who: Counter(r.split("/")[0] for r in rels).most_common(1)[0][0]
+        for who, rels in by_person.items()
+    }
     tree = Tree(identity)
     eligible = [p for p in people if 4 <= len(by_person[p]) <= 50]
     rng.shuffle(eligible)
@@ -140,9 +142,7 @@ def plant(
         os.link(root / rel, root / new)
         identity[new] = identity[rel]
         # Either copy may be named as the extra one (the first by path is "the original").
-        tree.plants.append(
-            Plant("duplicate", identity[rel], [new, rel], (rel.split("/")[0], into))
-        )
+        tree.plants.append(Plant("duplicate", identity[rel], [new, rel], (rel.split("/")[0], into)))
     return tree
 
 
@@ -255,8 +255,9 @@ def score(db: Path, tree: Tree) -> Score:
     return out
 
 
-def run_model(args: argparse.Namespace, model: str, labels: dict[str, str], work: Path,
-              lines: list[str]) -> list[Score]:
+def run_model(
+    args: argparse.Namespace, model: str, labels: dict[str, str], work: Path, lines: list[str]
+) -> list[Score]:
     base_root = work / f"{model}-base" / "data"
     base_db = work / f"{model}-base" / "facelint.duckdb"
     settings = {"model": model} if model != "dlib" else {}
@@ -319,9 +320,7 @@ def describe(title: str, sc: Score, suggestions: int | None = None) -> list[str]
     if suggestions is not None:
         lines.append(f"  suggestions computed: {suggestions}")
     if sc.seconds:
-        lines.append(
-            "  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in sc.seconds.items())
-        )
+        lines.append("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in sc.seconds.items()))
     for kind, a, b, path, conf, evidence in sc.wrong[:10]:
         lines.append(f"  against the labels: {kind} {conf} {a} / {b or '-'} {path or ''}")
         lines.append(f"      {evidence}")

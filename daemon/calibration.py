@@ -141,8 +141,9 @@ def _same_class_sample(
     multi = sizes >= 2
     # Draw folders by their number of pairs, then two distinct members of each.
     weights = (sizes * (sizes - 1) / 2)[multi]
-    pick = rng.choice(np.flatnonzero(multi), size=min(max_samples, total),
-                      p=weights / weights.sum())
+    pick = rng.choice(
+        np.flatnonzero(multi), size=min(max_samples, total), p=weights / weights.sum()
+    )
     a = rng.integers(0, sizes[pick])
     b = (a + 1 + rng.integers(0, sizes[pick] - 1)) % sizes[pick]
     i, j = order[starts[pick] + a], order[starts[pick] + b]

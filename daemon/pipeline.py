@@ -133,6 +133,11 @@ class Pipeline:
             list(folders),
         )
         todo = scan.apply(self.s, self.store, self.model, detected, stats)
+        if todo is None:
+            # The disk looked changed but the diff came out empty (a file unreadable for
+            # now): what detect would have read, in one more read-only open.
+            detected = scan.read_pending(self.store, self.model)
+            todo = detected.todo
         if (
             paths is not None
             and detected.diff.is_empty()

@@ -32,7 +32,9 @@ class Totals:
 class Detected:
     diff: inventory.Diff
     # Content the configured model has yet to encode (a crash, a model switch, an error
-    # to retry), read before anything is written; None when the store does not exist yet.
+    # to retry), with the generation and totals: read in the same open when the disk looks
+    # as the store has it (the batch may change nothing); None when not read (apply reads
+    # it in its own transaction).
     todo: list[tuple[str, str]] | None
     generation: int
     totals: Totals
@@ -49,6 +51,25 @@ def _read_pending(con, model: str) -> tuple[list[tuple[str, str]], int, Totals]:
         meta.get_counter(con, "generation"),
         totals,
     )
+
+
+def _looks_unchanged(disk: list[inventory.DiskFile], stored: dict[str, catalog.FileRow]) -> bool:
+    """Whether the diff can only be empty: every file on disk stored with its size and
+    mtime, and no stored one gone. Costs no hashing."""
+    if len(stored) > len(disk):
+        return False
+    for f in disk:
+        old = stored.get(f.path)
+        if old is None or old.size != f.size or old.mtime_ns != f.mtime_ns:
+            return False
+    return True
+
+
+def read_pending(store: Store, model: str) -> Detected:
+    """What detect reads when the disk looks unchanged, on its own (a rare second open)."""
+    with store.reading() as con:
+        todo, generation, totals = _read_pending(con, model)
+    return Detected(inventory.Diff(), todo, generation, totals)
 
 
 def detect(
@@ -97,7 +118,8 @@ def detect(
                 stored = catalog.load_files(con, wanted | set(disk_by_path))
                 for folder in folders:
                     stored.update(catalog.load_files_under(con, folder))
-            todo, generation, totals = _read_pending(con, model)
+            if _looks_unchanged(disk, stored):
+                todo, generation, totals = _read_pending(con, model)
     if paths is None and not disk and stored and not settings.allow_empty:
         raise inventory.EmptyRoot(root, len(stored))
     stats.scanned = len(disk)

@@ -68,9 +68,7 @@ class SearchResult:
         }
 
 
-def rank(
-    faces: StoredFaces, query: np.ndarray, n: int
-) -> list[tuple[int, float, float, int]]:
+def rank(faces: StoredFaces, query: np.ndarray, n: int) -> list[tuple[int, float, float, int]]:
     """The n stored images nearest to `query` by their best face, best first:
     (file id, score, cosine, face)."""
     if len(faces.ids) == 0 or n <= 0:

@@ -65,6 +65,7 @@ VIEWS = [
           AND candidates > 4 * (SELECT coalesce(median(candidates), 0) FROM files)""",
 ]
 
+
 @dataclass(frozen=True)
 class FileRow:
     id: int
@@ -216,9 +217,7 @@ def all_files(con: duckdb.DuckDBPyConnection) -> AllFiles:
     )
 
 
-def set_standing_faces(
-    con: duckdb.DuckDBPyConnection, ids: np.ndarray, faces: np.ndarray
-) -> None:
+def set_standing_faces(con: duckdb.DuckDBPyConnection, ids: np.ndarray, faces: np.ndarray) -> None:
     """Record which face stands for each of these files in its folder."""
     table = pa.table(
         {"id": pa.array(np.asarray(ids, np.int64)), "face": pa.array(np.asarray(faces, np.int16))}

@@ -72,4 +72,3 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) 
                 con.execute(statement)
     meta.set_meta(con, schema_version=target)
     con.execute("COMMIT")
-

@@ -38,5 +38,3 @@ def rows_as(
     """Every row of a query built by keyword: `make(**row)`, the SELECT list naming (or
     aliasing) each column as the field it fills."""
     return [make(**row) for row in records(con, sql, params)]
-
-

