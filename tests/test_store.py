@@ -100,7 +100,9 @@ def test_the_guard_refuses_reads_and_writes_of_a_replaced_store(tmp_path: Path) 
     store = Store(db, lock_timeout=1, guard=StoreGuard())
     store.write(lambda con: meta.set_meta(con, model="mine"))
     assert store.model() == "mine"
-    db.unlink()
+    # Moved away, not deleted: a deleted file's inode may be reused by the next one, which
+    # only a write open tells apart (by the store_id inside), not a read.
+    db.rename(tmp_path / "moved.duckdb")
     other = Store(db, lock_timeout=1)
     other.write(lambda con: meta.set_meta(con, model="someone else's"))
     # The daemon learns at its next read, not only at its next write, and reads nothing
