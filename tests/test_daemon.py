@@ -103,10 +103,11 @@ def test_waits_out_a_store_held_by_another_process(tree, tmp_path):
             [
                 sys.executable,
                 "-c",
-                "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]);"
-                " print('held', flush=True); time.sleep(10); c.close()",
+                "import duckdb, sys; c = duckdb.connect(sys.argv[1]);"
+                " print('held', flush=True); sys.stdin.readline(); c.close()",
                 str(db),
             ],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -117,6 +118,9 @@ def test_waits_out_a_store_held_by_another_process(tree, tmp_path):
         wait_for(
             lambda: d.status().get("state") == "waiting for store", 15, "state 'waiting for store'"
         )
+        assert holder.stdin is not None
+        holder.stdin.write("release\n")  # the lock goes once the daemon was seen waiting
+        holder.stdin.close()
         holder.wait(timeout=30)
         wait_for(
             lambda: {"Joe_Biden/biden.jpg", "Joe_Biden/biden2.jpg"} <= store_paths(db),

@@ -52,8 +52,11 @@ def seen(service: Service, what: str, timeout: float = 10.0) -> None:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path):
+def daemon(tmp_path: Path, seed_encodings):
     root = copy_dev_faces(tmp_path / "data", ["Amy", "Penny", "Raj"])
+    # Encoding is not what these steps test (but for the interrupted encodes, which make
+    # their own store): the store starts with every dev face's encoding.
+    seed_encodings(tmp_path / "facelint.duckdb")
     temperature = [50.0]
     clock = FakeClock()
     settings = Settings(
@@ -168,6 +171,7 @@ def test_a_hot_cpu_pauses_work_until_it_cools(daemon):
 def test_encodes_a_hot_cpu_interrupted_are_finished_once_it_cools(daemon):
     service, clock, temperature = daemon
     db = service.s.db
+    db.unlink()  # a store without the seeded encodings: these encodes are the point
     assert service.step() is True
     shutil.copytree(DEV_FACES / "Joe_Biden", service.root / "Joe_Biden")
     batch_due(service, clock, "the new folder")
@@ -202,6 +206,7 @@ def test_encodes_a_hot_cpu_interrupted_are_finished_once_it_cools(daemon):
 def test_a_failed_step_is_shown_and_retried_only_after_a_pause(daemon):
     service, clock, _ = daemon
     db = service.s.db
+    db.unlink()
     db.mkdir()  # not a DuckDB file: every open fails
     assert service.step() is True
     assert service.state == "error" and service.message
@@ -211,6 +216,14 @@ def test_a_failed_step_is_shown_and_retried_only_after_a_pause(daemon):
     clock.advance(6)
     assert service.step() is True
     assert service.ready and service.state == "idle" and service.message == ""
+
+
+@pytest.fixture(autouse=True)
+def _seeded(request, tmp_path: Path, seed_encodings) -> None:
+    """Stores made by make_service start with every dev face's encoding: these steps
+    test watching, scanning and storing, not encoding."""
+    if "daemon" not in request.fixturenames:
+        seed_encodings(tmp_path / "facelint.duckdb")
 
 
 def make_service(tmp_path: Path, root: Path, **settings: object) -> tuple[Service, FakeClock]:
@@ -247,7 +260,8 @@ def real_files(root: Path) -> set[str]:
 def test_a_burst_of_200_files_is_stored_once_each(tmp_path):
     root = tmp_path / "data"
     root.mkdir()
-    service, clock = make_service(tmp_path, root)
+    # The seeded store's files go (the root is empty on purpose); their encodings stay.
+    service, clock = make_service(tmp_path, root, allow_empty=True)
     try:
         assert service.step()
         sources = sorted(p for p in DEV_FACES.rglob("*") if p.suffix in (".png", ".jpg"))
