@@ -367,10 +367,18 @@ def import_review(con: duckdb.DuckDBPyConnection, backup: Backup) -> Restored:
             }
         decided.append({**d, "id": here(d["id"]), "suggestion": row})
     log = [{**a, "suggestion": here(a["suggestion"])} for a in backup.actions]
-    return Restored(
+    restored = Restored(
         pair_decisions=decisions.merge_rows(con, backup.pair_decisions),
         suggestion_decisions=suggestions.merge_decided(con, decided),
         face_picks=embeddings.merge_picks(con, backup.face_picks),
         actions=actions.merge_actions(con, log),
         folders_added=added,
     )
+    if added or any(
+        m.new or m.replaced for m in (restored.suggestion_decisions, restored.face_picks)
+    ):
+        # What the daemon computes from changed (folders, picks, the decisions a rejection
+        # reopens by): a computation it started before the import is not written, and the
+        # next one starts from the restored review.
+        meta.bump_counter(con, "generation", 1)
+    return restored

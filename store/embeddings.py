@@ -378,7 +378,7 @@ def export_picks(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 def merge_picks(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any]]) -> Merged:
     """Restore face picks (by content, model and folder): one the store lacks is added,
     one the store made later is kept. The files of every pick added or replaced are
-    compared again on the daemon's next run, as after a pick in the dashboard."""
+    marked to be compared again, as after a pick in the dashboard."""
     latest: dict[tuple[str, str, str], dict[str, Any]] = {}
     for r in rows:
         key = (r["hash"], r["model"], r["class"])
@@ -420,6 +420,5 @@ def merge_picks(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any]]) 
         )
     for hash_, klass in changed:
         set_dirty(con, True, hashes=[hash_], klass=klass)
-    if changed:
-        bump_counter(con, "generation", 1)
+    # The caller bumps the generation (once for the whole import).
     return merged
