@@ -106,6 +106,7 @@ def folder_ids(db: Path) -> dict[str, int]:
     return dict(read(db, "SELECT name, id FROM folders"))
 
 
+@pytest.mark.slow  # the rebuild encodes the dev faces again: it is the point
 def test_a_rebuilt_store_gets_the_whole_review_back(dev_copy, run_scan, tmp_path, capsys):
     from dashboard import actions
     from dashboard.settings import parse_args
@@ -210,7 +211,11 @@ def test_a_decision_the_store_made_later_is_kept_an_older_one_replaced(dev_copy,
         ("accepted", "store")
     ]
     # The pair's decision in the store is older than the backup's: the backup's wins.
-    got = read(db, "SELECT decision, decided_by, decided_at FROM decisions WHERE hash_a = ?", [a])
+    got = read(
+        db,
+        "SELECT decision, decided_by, decided_at FROM decisions WHERE hash_a = ? AND hash_b = ?",
+        sorted((a, b)),
+    )
     assert got == [("different", "backup", then)]
 
 

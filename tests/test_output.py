@@ -144,10 +144,9 @@ OBEYED = {
 
 
 @pytest.fixture(scope="module")
-def obeyed_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from daemon.config import Settings
-    from daemon.pipeline import Pipeline
-
+def obeyed_store(
+    tmp_path_factory: pytest.TempPathFactory, seed_encodings: Callable[[Path], Path]
+) -> Path:
     base = tmp_path_factory.mktemp("obeyed")
     root = base / "data"
     crops = iter(range(1, 5))
@@ -155,12 +154,8 @@ def obeyed_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / folder).mkdir(parents=True)
         for name in names:
             shutil.copy2(DEV_FACES / "Leonard" / f"leonard{next(crops)}.png", root / folder / name)
-    db = base / "facelint.duckdb"
-    pipeline = Pipeline(Settings(root=root, db=db))
-    try:
-        pipeline.run()
-    finally:
-        pipeline.close()
+    db = seed_encodings(base / "facelint.duckdb")
+    scan(root, db)
     assert len(store_pairs(db)) >= 3, "Leonard's crops should pair up across folders"
     return db
 

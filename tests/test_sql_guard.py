@@ -50,6 +50,8 @@ def sql(db: Path, query: str, *flags: str) -> int:
         ("PRAGMA enable_external_access = true", "SET"),
         ("SET temp_directory = '{out}/spill'", "SET"),
         ("COPY FROM DATABASE memory TO other", "COPY FROM DATABASE"),
+        ("UPDATE EXTENSIONS", "does not run"),
+        ("PRAGMA import_database('{out}')", "PRAGMA"),
     ],
 )
 @pytest.mark.parametrize("write", [False, True])
