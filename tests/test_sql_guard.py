@@ -25,6 +25,7 @@ def outside(tmp_path: Path) -> Path:
     folder = tmp_path / "outside"
     folder.mkdir()
     (folder / "secret.txt").write_text("the secret", encoding="utf-8")
+    (folder / "secret.csv").write_text("what\nthe secret\n", encoding="utf-8")
     return folder
 
 
@@ -74,7 +75,7 @@ def test_a_statement_reaching_outside_is_refused_by_kind(
         "SELECT content FROM read_blob('{out}/secret.txt')",
         "SELECT * FROM glob('{out}/*')",
         "SELECT * FROM read_csv('{out}/secret.txt')",
-        "SELECT * FROM '{out}/secret.txt'",
+        "SELECT * FROM '{out}/secret.csv'",
         "SELECT * FROM glob('/root/*')",
         "SELECT * FROM read_text('/etc/passwd')",
     ],
@@ -83,7 +84,7 @@ def test_reading_a_file_outside_the_store_is_refused(dev_copy, outside, capsys, 
     _, db = dev_copy
     assert sql(db, query.format(out=outside), "--format", "csv") == 4
     captured = capsys.readouterr()
-    assert "the secret" not in captured.out and "secret.txt" not in captured.out
+    assert "the secret" not in captured.out and "secret." not in captured.out
     assert "refused" in captured.err and "outside the store" in captured.err, captured.err
 
 
