@@ -6,7 +6,10 @@ actions, the command line in-process."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from store import decisions, embeddings, suggestions
 from store.clock import utcnow
 from store.connection import open_store
 from store.vocab import Decision, Kind, State
+from tests.conftest import REPO
 
 # The dev faces, changed so that the queue holds every kind: a copy (duplicate), an
 # image in the wrong folder (misfiled), one of a person no other folder holds (stranger),
@@ -286,3 +290,34 @@ def test_import_needs_a_store_and_a_readable_file(tmp_path, capsys):
     assert main(["import", "--db", str(tmp_path / "x.duckdb"), "--decisions", str(ok)]) == 3
     assert "run `facelint scan` first" in capsys.readouterr().err
     assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_a_backup_goes_through_a_pipe(dev_copy, tmp_path):
+    _, db = dev_copy
+    biden = one(db, Kind.SAME_PERSON)
+    with open_store(db, timeout=5) as con:
+        suggestions.decide(con, biden.id, Decision.SKIPPED, "tester", datetime(2026, 2, 3))
+    env = dict(os.environ, FACELINT_CONFIG=str(tmp_path / "none"))
+    cli = [sys.executable, "-m", "daemon.cli"]
+    out = subprocess.run(
+        [*cli, "export", "--db", str(db), "--decisions", "-"],
+        capture_output=True,
+        cwd=REPO,
+        env=env,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert json.loads(out)["suggestion_decisions"][0]["id"] == biden.id
+    with open_store(db, timeout=5) as con:
+        suggestions.undo(con, biden.id)
+    proc = subprocess.run(
+        [*cli, "import", "--db", str(db), "--decisions", "-"],
+        input=out,
+        capture_output=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert read(db, "SELECT state FROM suggestions WHERE id = ?", [biden.id]) == [("skipped",)]
