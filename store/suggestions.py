@@ -314,10 +314,14 @@ def undo(con: duckdb.DuckDBPyConnection, sid: str) -> None:
 
 # -- backup (store/backup.py) ------------------------------------------------------------
 
-# Where a suggestion id holds folder ids (daemon/kinds/ spells the ids). Folder ids are
-# the store's own: a backup restored into a store whose folders got other ids (built in
-# another order) has its ids translated, folder by name.
-_FOLDER_PARTS = {"same": (1, 2), "misfiled": (2,), "stranger": (2,), "duplicate": (2,)}
+# Where a suggestion id holds folder ids (daemon/kinds/ spells the ids: `same:<a>:<b>`,
+# and `<kind>:<content hash>:<folder>` for an image's). Folder ids are the store's own: a
+# backup restored into a store whose folders got other ids (built in another order) has
+# its ids translated, folder by name.
+_FOLDER_PARTS: dict[str, tuple[int, ...]] = {
+    "same": (1, 2),
+    **{str(kind): (2,) for kind in (Kind.MISFILED, Kind.STRANGER, Kind.DUPLICATE)},
+}
 
 
 def id_folders(sid: str) -> list[int]:
