@@ -6,11 +6,12 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from daemon.config import (
     CONFIG_FILE,
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="include reviewed pairs")
 
     p = sub.add_parser(
-        "export", help="write every pair as CSV (path_a,path_b,score), or the review decisions"
+        "export", help="write every pair as CSV (path_a,path_b,score), or a backup of the review"
     )
     _common(p)
     what = p.add_mutually_exclusive_group(required=True)
@@ -91,11 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument(
         "--decisions",
         type=Path,
-        help="the review decisions to this file ('-' for stdout): a backup, since a store "
-        "rebuilt from the files cannot rebuild them",
+        help="a backup of the review to this file ('-' for stdout): pair and suggestion "
+        "decisions, face picks, the file actions' log; a store rebuilt from the files cannot "
+        "rebuild them (`facelint import --decisions FILE` restores it)",
     )
 
-    p = sub.add_parser("sql", help="run a SQL query against the store (read-only)")
+    p = sub.add_parser("import", help="restore a backup of the review into the store")
+    _common(p)
+    p.add_argument(
+        "--decisions",
+        type=Path,
+        required=True,
+        help="the backup `facelint export --decisions` wrote ('-' for stdin)",
+    )
+
+    p = sub.add_parser(
+        "sql", help="a SQL query against the store (read-only unless --write), and nothing else"
+    )
     _common(p)
     p.add_argument("query", help='the query, e.g. "SELECT * FROM pairs LIMIT 5"')
     p.add_argument(
@@ -213,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import duckdb
 
         if isinstance(exc, duckdb.Error):
-            print(f"facelint: query failed: {exc}", file=sys.stderr)
+            # The message may quote stored values (a file name in a conversion error).
+            print(f"facelint: query failed: {terminal_safe(str(exc))}", file=sys.stderr)
             return 4
         raise
 
@@ -262,9 +276,9 @@ def cmd_scan(s: Settings, args: argparse.Namespace) -> int:
         f"({'full' if stats.full_compare else 'incremental'} compare, {stats.seconds:.1f} s)"
     )
     for path, status, message in stats.failures:
-        print(f"  {status}: {path}: {message}")
+        print(terminal_safe(f"  {status}: {path}: {message}"))
     for path, why in stats.skipped:
-        print(f"  skipped: {path}: {why}")
+        print(terminal_safe(f"  skipped: {path}: {why}"))
     return 0
 
 
@@ -287,6 +301,7 @@ def _emit(columns: Sequence[str], rows: Sequence[Sequence[Any]] | Any, fmt: str)
         w.writerow(columns)
         w.writerows(rows)
     else:
+        columns = [terminal_safe(c) for c in columns]
         rows = [[_cell(v) for v in r] for r in rows]
         widths = [max([len(c)] + [_width(r[i]) for r in rows]) for i, c in enumerate(columns)]
         out.write("  ".join(_pad(c, w) for c, w in zip(columns, widths, strict=True)) + "\n")
@@ -297,7 +312,29 @@ def _emit(columns: Sequence[str], rows: Sequence[Sequence[Any]] | Any, fmt: str)
 def _cell(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4f}"
-    return "" if v is None else str(v)
+    return "" if v is None else terminal_safe(str(v))
+
+
+# Characters a terminal obeys rather than shows: C0 and C1 controls (ESC starts the
+# sequences that clear a screen or rewrite a line; \r returns to the line's start) and
+# the bidirectional overrides that reorder what follows.
+_OBEYED = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def terminal_safe(text: str) -> str:
+    """Text for a terminal, shown and never obeyed: each character a terminal would act
+    on as Python's escape of it (`\\x1b`, `\\r`, `\\u202e`), like inventory.printable
+    shows a byte that is not UTF-8. Every table cell and status line the CLI prints
+    passes here; CSV and JSON output keep the exact value."""
+    return _OBEYED.sub(lambda m: _escape(m.group()), text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return _NAMED.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 def _width(text: str) -> int:
@@ -321,31 +358,88 @@ def cmd_top(s: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_export(s: Settings, args: argparse.Namespace) -> int:
+    from store import backup
     from store.db import Store
-    from store.queries.reports import export_csv, export_decisions, write_csv_file
+    from store.queries.reports import export_csv, write_file
 
-    export, dest, what = (
-        (export_csv, args.csv, "pairs")
-        if args.csv is not None
-        else (export_decisions, args.decisions, "decisions")
-    )
+    dest = args.csv if args.csv is not None else args.decisions
     with Store(s.db, lock_timeout=s.lock_timeout).reading() as con:
-        if str(dest) == "-":
-            n = export(con, sys.stdout)
+        doc = None if args.csv is not None else backup.export_review(con)
+
+        def write(fh: TextIO) -> int:
+            return export_csv(con, fh) if doc is None else backup.write_backup(doc, fh)
+
+        n = write(sys.stdout) if str(dest) == "-" else write_file(dest, write)
+    if doc is None:
+        print(f"{n} pairs written to {dest}", file=sys.stderr)
+    else:
+        said = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in backup.counts(doc).items())
+        print(f"backup of the review written to {dest}: {said}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(s: Settings, args: argparse.Namespace) -> int:
+    from store import backup
+    from store.connection import StoreMissing
+    from store.db import Store
+
+    source = str(args.decisions)
+    try:
+        if source == "-":
+            text = sys.stdin.buffer.read().decode("utf-8")
         else:
-            n = write_csv_file(con, dest, export)
-    print(f"{n} {what} written to {dest}", file=sys.stderr)
+            text = args.decisions.read_bytes().decode("utf-8")
+        checked = backup.read_backup(text, "-" if source == "-" else source)
+    except UnicodeDecodeError as exc:
+        print(f"facelint: {source} is not a facelint backup: not UTF-8 ({exc})", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"facelint: cannot read {source}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except backup.BackupError as exc:
+        print(f"facelint: {exc}; nothing imported", file=sys.stderr)
+        return 2
+    store = Store(s.db, lock_timeout=s.lock_timeout)
+    if not store.exists():
+        # A typo in --db must not make a store of its own: restore into a scanned one.
+        raise StoreMissing(f"no store at {s.db}: run `facelint scan` first, then import")
+    with store.writing() as con:
+        done = backup.import_review(con, checked)
+    print(f"restored from {source} into {s.db}" + ("" if done.changed() else ": nothing new"))
+    for name in backup.SECTIONS:
+        m = getattr(done, name)
+        print(
+            f"  {name.replace('_', ' '):<22}{m.new} new, {m.replaced} replaced, "
+            f"{m.kept} kept (already there, or newer in the store)"
+        )
+    if checked.legacy:
+        print("  (an older facelint's CSV: pair decisions only)")
     return 0
 
 
 def cmd_sql(s: Settings, args: argparse.Namespace) -> int:
+    import duckdb
+
     from store.db import Store
-    from store.queries.reports import run_sql
+    from store.queries.reports import SqlRefused, check_sql, run_sql
 
     store = Store(s.db, lock_timeout=s.lock_timeout)
-    with store.writing() if args.write else store.reading() as con:
-        columns, rows = run_sql(con, args.query)
-        _emit(columns, list(rows), args.format)
+    try:
+        check_sql(args.query)
+        with store.writing() if args.write else store.reading() as con:
+            columns, rows = run_sql(con, args.query)
+            _emit(columns, list(rows), args.format)
+    except SqlRefused as exc:
+        print(f"facelint: {terminal_safe(str(exc))}", file=sys.stderr)
+        return 4
+    except duckdb.PermissionException as exc:
+        # The locked settings caught what the statement check let through.
+        print(
+            f"facelint: refused: {terminal_safe(str(exc))} (facelint sql reaches nothing "
+            "outside the store)",
+            file=sys.stderr,
+        )
+        return 4
     return 0
 
 
@@ -353,12 +447,15 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
     from daemon.status import read_status
 
     status = read_status(s)
+    # A store that cannot be read is an error (exit 4), said after everything the
+    # daemon's status file still tells; a busy or missing one is a note.
+    code = 4 if status.get("store_error") else 0
     if args.json:
         print(json.dumps(status, ensure_ascii=False, default=str))
-        return 0
+        return code
     for key, value in human_status(status, time.time()):
-        print(f"{key:<18}{value}")
-    return 0
+        print(f"{key:<18}{terminal_safe(value)}")
+    return code
 
 
 def human_status(status: dict[str, Any], now: float) -> list[tuple[str, str]]:
@@ -423,7 +520,9 @@ def human_status(status: dict[str, Any], now: float) -> list[tuple[str, str]]:
                 f"{count(switch['encoded'])} of {count(switch['total'])}",
             )
         )
-    if status.get("store_readable") is False:
+    if status.get("store_error"):
+        rows.append(("STORE ERROR", str(status.get("store_message"))))
+    elif status.get("store_readable") is False:
         rows.append(("store note", str(status.get("store_message", "busy"))))
     if status.get("alert"):
         rows.append(("ALERT", str(status["alert"])))
@@ -475,6 +574,7 @@ _COMMANDS = {
     "scan": cmd_scan,
     "top": cmd_top,
     "export": cmd_export,
+    "import": cmd_import,
     "sql": cmd_sql,
     "search": cmd_search,
     "status": cmd_status,

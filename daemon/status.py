@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import duckdb
+
 from daemon.common.statusfile import read_status_file
 from daemon.config import Settings
 
@@ -61,6 +63,15 @@ def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
         totals = {k: live.get(k) for k in ("images", "pairs", "encoded_total")}
         out["store_readable"] = False
         out["store_message"] = str(exc)
+    except (duckdb.Error, OSError) as exc:
+        # Corrupt, foreign, unreadable: the daemon's own state (from its file) still
+        # shows, with the last totals it wrote, and the store's trouble is said.
+        totals = {k: live.get(k) for k in ("images", "pairs", "encoded_total")}
+        out["store_readable"] = False
+        out["store_error"] = True
+        out["store_message"] = f"the store {settings.db} cannot be read: " + " ".join(
+            str(exc).split()
+        )
     out.update({k: v for k, v in totals.items()})
     for key in ("images", "pairs", "encoded_total"):
         out.setdefault(key, None)

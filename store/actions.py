@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from store.clock import utcnow
-from store.sql import first_row, rows_as
+from store.sql import Merged, first_row, records, registered, rows_as
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -192,3 +194,77 @@ def suggestion_actions(con: duckdb.DuckDBPyConnection, sid: str) -> list[ActionR
             ORDER BY id DESC""",
         [sid, list(FILE_ACTIONS)],
     )
+
+
+# -- backup (store/backup.py) ------------------------------------------------------------
+
+_EXPORT_COLUMNS = _COLUMNS + ", batch, suggestion"
+
+
+def export_all(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """The whole log, in the order it was written: each action with its batch and the
+    suggestion it carried out, undos naming what they undid."""
+    return records(con, f"SELECT {_EXPORT_COLUMNS} FROM actions ORDER BY id")
+
+
+def _same_action(r: dict[str, Any]) -> tuple[Any, ...]:
+    # An action is known by what it did and when: ids and batch numbers are the store's.
+    return (r["acted_at"], r["action"], r["src"], r["dst"], r.get("who"))
+
+
+def merge_actions(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any]]) -> Merged:
+    """Restore a backup's log (its suggestion ids already this store's): an action the
+    store has is kept as the store has it; the others are added, in the backup's order,
+    under this store's ids and batch numbers, with what they undid and their batches
+    mapped along, so an undo from the dashboard takes a whole batch back."""
+    known: dict[tuple[Any, ...], list[tuple[int, int | None]]] = {}
+    for r in records(con, f"SELECT {_EXPORT_COLUMNS} FROM actions ORDER BY id"):
+        known.setdefault(_same_action(r), []).append((int(r["id"]), r["batch"]))
+    ids: dict[int, int] = {}  # backup's id -> this store's
+    batches: dict[int, int] = {}  # backup's batch -> this store's
+    fresh: list[dict[str, Any]] = []
+    for r in sorted(rows, key=lambda r: int(r["id"])):
+        there = known.get(_same_action(r))
+        if there:
+            store_id, batch = there.pop(0)
+            ids[int(r["id"])] = store_id
+            if r.get("batch") is not None and batch is not None:
+                batches.setdefault(int(r["batch"]), batch)
+        else:
+            fresh.append(r)
+    if not fresh:
+        return Merged(kept=len(rows))
+    new_ids = sorted(
+        int(v[0])
+        for v in con.execute("SELECT nextval('action_ids') FROM range(?)", [len(fresh)]).fetchall()
+    )
+    for r, new_id in zip(fresh, new_ids, strict=True):
+        ids[int(r["id"])] = new_id
+        if r.get("batch") is not None and int(r["batch"]) not in batches:
+            batches[int(r["batch"])] = new_batch(con)
+
+    def mapped(value: Any, to: dict[int, int]) -> int | None:
+        return None if value is None else to.get(int(value))
+
+    table = pa.table(
+        {
+            "id": pa.array(new_ids, pa.int64()),
+            "acted_at": pa.array([r["acted_at"] for r in fresh], pa.timestamp("us")),
+            "who": pa.array([r.get("who") for r in fresh], pa.string()),
+            "action": pa.array([r["action"] for r in fresh], pa.string()),
+            "src": pa.array([r["src"] for r in fresh], pa.string()),
+            "dst": pa.array([r["dst"] for r in fresh], pa.string()),
+            "hash_a": pa.array([r.get("hash_a") for r in fresh], pa.string()),
+            "hash_b": pa.array([r.get("hash_b") for r in fresh], pa.string()),
+            "undone_at": pa.array([r.get("undone_at") for r in fresh], pa.timestamp("us")),
+            "undo_of": pa.array([mapped(r.get("undo_of"), ids) for r in fresh], pa.int64()),
+            "batch": pa.array([mapped(r.get("batch"), batches) for r in fresh], pa.int64()),
+            "suggestion": pa.array([r.get("suggestion") for r in fresh], pa.string()),
+        }
+    )
+    with registered(con, "incoming_actions", table):
+        con.execute(
+            f"""INSERT INTO actions ({_EXPORT_COLUMNS})
+                SELECT {_EXPORT_COLUMNS} FROM incoming_actions"""
+        )
+    return Merged(new=len(fresh), kept=len(rows) - len(fresh))

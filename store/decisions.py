@@ -7,13 +7,15 @@ same two contents found again anywhere is recognised as already decided.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from store.clock import utcnow
-from store.sql import first_row
+from store.sql import Merged, first_row, merge_counts, records, registered
 from store.vocab import PAIR_DECISIONS, Decision
 
 MIGRATIONS: dict[int, list[str]] = {
@@ -111,3 +113,61 @@ def counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         str(r[0]): int(r[1])
         for r in con.execute("SELECT decision, count(*) FROM decisions GROUP BY 1").fetchall()
     }
+
+
+# -- backup (store/backup.py) ------------------------------------------------------------
+
+
+def export_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Every pair decision, oldest first, with one current path of each content (None
+    when none is stored) for the reader."""
+    return records(
+        con,
+        f"""SELECT {", ".join("d." + c for c in COLUMNS)},
+                   (SELECT min(path) FROM files WHERE hash = d.hash_a) AS path_a,
+                   (SELECT min(path) FROM files WHERE hash = d.hash_b) AS path_b
+            FROM decisions d ORDER BY d.decided_at, d.hash_a, d.hash_b""",
+    )
+
+
+def merge_rows(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any]]) -> Merged:
+    """Restore pair decisions (keyed by content, so any store of the same images takes
+    them): a pair the store has not decided gets the backup's decision; one the store
+    decided later than the backup keeps the store's."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        a, b = sorted((str(r["hash_a"]), str(r["hash_b"])))
+        key = (a, b)
+        if key not in latest or r["decided_at"] > latest[key]["decided_at"]:
+            latest[key] = {**r, "hash_a": a, "hash_b": b}
+    if not latest:
+        return Merged()
+    incoming = list(latest.values())
+    table = pa.table(
+        {
+            "hash_a": pa.array([r["hash_a"] for r in incoming], pa.string()),
+            "hash_b": pa.array([r["hash_b"] for r in incoming], pa.string()),
+            "decision": pa.array([str(r["decision"]) for r in incoming], pa.string()),
+            "note": pa.array([r.get("note") for r in incoming], pa.string()),
+            "decided_by": pa.array([r.get("decided_by") for r in incoming], pa.string()),
+            "decided_at": pa.array([r["decided_at"] for r in incoming], pa.timestamp("us")),
+        }
+    )
+    with registered(con, "incoming_decisions", table):
+        merged = merge_counts(
+            con,
+            """SELECT count(*) FILTER (WHERE d.hash_a IS NULL),
+                      count(*) FILTER (WHERE d.decided_at < i.decided_at),
+                      count(*) FILTER (WHERE d.decided_at >= i.decided_at)
+               FROM incoming_decisions i
+               LEFT JOIN decisions d ON d.hash_a = i.hash_a AND d.hash_b = i.hash_b""",
+        )
+        con.execute(
+            f"""INSERT INTO decisions ({", ".join(COLUMNS)})
+                SELECT {", ".join(COLUMNS)} FROM incoming_decisions
+                ON CONFLICT (hash_a, hash_b) DO UPDATE SET decision = excluded.decision,
+                    note = excluded.note, decided_by = excluded.decided_by,
+                    decided_at = excluded.decided_at
+                WHERE decisions.decided_at < excluded.decided_at"""
+        )
+    return merged

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -20,6 +21,7 @@ from store import vocab
 from store.catalog import set_dirty
 from store.meta import bump_counter
 from store.meta import model as store_model
+from store.sql import Merged, merge_counts, records, registered
 from store.vocab import Status
 
 # Statuses whose faces take part in comparisons, as plain strings: spliced into SQL as a
@@ -357,3 +359,66 @@ def record_face_pick(
     )
     set_dirty(con, True, hashes=[hash_], klass=klass)
     bump_counter(con, "generation", 1)
+
+
+# -- backup (store/backup.py) ------------------------------------------------------------
+
+
+def export_picks(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Every face pick, oldest first, with one current path of its content in its folder
+    (None when none is stored) for the reader."""
+    return records(
+        con,
+        """SELECT p.hash, p.model, p.class, p.face, p.picked_by, p.picked_at,
+                  (SELECT min(path) FROM files WHERE hash = p.hash AND class = p.class) AS path
+           FROM face_picks p ORDER BY p.picked_at, p.hash, p.model, p.class""",
+    )
+
+
+def merge_picks(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any]]) -> Merged:
+    """Restore face picks (by content, model and folder): one the store lacks is added,
+    one the store made later is kept. The files of every pick added or replaced are
+    marked to be compared again, as after a pick in the dashboard."""
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["hash"], r["model"], r["class"])
+        if key not in latest or r["picked_at"] > latest[key]["picked_at"]:
+            latest[key] = r
+    if not latest:
+        return Merged()
+    incoming = list(latest.values())
+    table = pa.table(
+        {
+            "hash": pa.array([r["hash"] for r in incoming], pa.string()),
+            "model": pa.array([r["model"] for r in incoming], pa.string()),
+            "class": pa.array([r["class"] for r in incoming], pa.string()),
+            "face": pa.array([int(r["face"]) for r in incoming], pa.int16()),
+            "picked_by": pa.array([r.get("picked_by") for r in incoming], pa.string()),
+            "picked_at": pa.array([r["picked_at"] for r in incoming], pa.timestamp("us")),
+        }
+    )
+    with registered(con, "incoming_picks", table):
+        merged = merge_counts(
+            con,
+            """SELECT count(*) FILTER (WHERE p.hash IS NULL),
+                      count(*) FILTER (WHERE p.picked_at < i.picked_at),
+                      count(*) FILTER (WHERE p.picked_at >= i.picked_at)
+               FROM incoming_picks i LEFT JOIN face_picks p
+                 ON p.hash = i.hash AND p.model = i.model AND p.class = i.class""",
+        )
+        changed = con.execute(
+            """SELECT i.hash, i.class FROM incoming_picks i LEFT JOIN face_picks p
+                 ON p.hash = i.hash AND p.model = i.model AND p.class = i.class
+               WHERE p.hash IS NULL OR p.picked_at < i.picked_at"""
+        ).fetchall()
+        con.execute(
+            """INSERT INTO face_picks (hash, model, class, face, picked_by, picked_at)
+               SELECT hash, model, class, face, picked_by, picked_at FROM incoming_picks
+               ON CONFLICT (hash, model, class) DO UPDATE SET face = excluded.face,
+                   picked_by = excluded.picked_by, picked_at = excluded.picked_at
+               WHERE face_picks.picked_at < excluded.picked_at"""
+        )
+    for hash_, klass in changed:
+        set_dirty(con, True, hashes=[hash_], klass=klass)
+    # The caller bumps the generation (once for the whole import).
+    return merged

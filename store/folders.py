@@ -61,3 +61,15 @@ def write_folders(
             con.unregister("folder_rows")
     if len(file_ids):
         catalog.set_folder_ids(con, file_ids, folder_ids)
+
+
+def ids_by_name(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> dict[str, int]:
+    """The folder id of each name; a name the store has no folder for gets one (a backup
+    restored before the scan that finds its files: the scan keeps a known name's id)."""
+    have = {name: fid for fid, name in load_folders(con).items()}
+    next_id = max(have.values(), default=0) + 1
+    for name in sorted(set(names) - set(have)):
+        con.execute("INSERT INTO folders (id, name) VALUES (?, ?)", [next_id, name])
+        have[name] = next_id
+        next_id += 1
+    return {name: have[name] for name in names}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import duckdb
+import pyarrow as pa
 
 T = TypeVar("T")
 
@@ -38,3 +41,29 @@ def rows_as(
     """Every row of a query built by keyword: `make(**row)`, the SELECT list naming (or
     aliasing) each column as the field it fills."""
     return [make(**row) for row in records(con, sql, params)]
+
+
+@dataclass(frozen=True)
+class Merged:
+    """What merging a backup's rows into a table did: rows that were not there, rows
+    replaced by the backup's newer copy, rows kept (the store's copy as new or newer)."""
+
+    new: int = 0
+    replaced: int = 0
+    kept: int = 0
+
+
+def merge_counts(con: duckdb.DuckDBPyConnection, sql: str) -> Merged:
+    """A Merged from a query whose one row is (new, replaced, kept)."""
+    row = first_row(con, sql)
+    return Merged(*(int(v or 0) for v in row)) if row else Merged()
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
+    """An Arrow table visible to the connection's queries under `name` for the block."""
+    con.register(name, table)
+    try:
+        yield
+    finally:
+        con.unregister(name)

@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from store import decisions
-from store.sql import first_row, rows_as
+from store.sql import Merged, first_row, merge_counts, records, registered, rows_as
 from store.vocab import SUGGESTION_DECISIONS, Decision, Kind, State
 
 MIGRATIONS: dict[int, list[str]] = {
@@ -310,3 +310,191 @@ def undo(con: duckdb.DuckDBPyConnection, sid: str) -> None:
     """Forget the decision on a suggestion: it is open again (pair decisions it made
     are left: a person can clear them on the pairs page)."""
     con.execute("DELETE FROM suggestion_decisions WHERE id = ?", [sid])
+
+
+# -- backup (store/backup.py) ------------------------------------------------------------
+
+# Where a suggestion id holds folder ids (daemon/kinds/ spells the ids: `same:<a>:<b>`,
+# and `<kind>:<content hash>:<folder>` for an image's). Folder ids are the store's own: a
+# backup restored into a store whose folders got other ids (built in another order) has
+# its ids translated, folder by name.
+_FOLDER_PARTS: dict[str, tuple[int, ...]] = {
+    "same": (1, 2),
+    **{str(kind): (2,) for kind in (Kind.MISFILED, Kind.STRANGER, Kind.DUPLICATE)},
+}
+
+
+def id_folders(sid: str) -> list[int]:
+    """The folder ids a suggestion id names ([] for an id of another shape)."""
+    parts = sid.split(":")
+    where = _FOLDER_PARTS.get(parts[0], ())
+    if len(parts) != 3 or not all(parts[i].isdigit() for i in where):
+        return []
+    return [int(parts[i]) for i in where]
+
+
+def with_folders(sid: str, mapping: dict[int, int]) -> str:
+    """The id with its folder ids translated by `mapping` (ids it lacks stay)."""
+    if not id_folders(sid):
+        return sid
+    parts = sid.split(":")
+    for i in _FOLDER_PARTS[parts[0]]:
+        parts[i] = str(mapping.get(int(parts[i]), int(parts[i])))
+    if parts[0] == "same":
+        lo, hi = sorted((int(parts[1]), int(parts[2])))
+        parts[1:] = [str(lo), str(hi)]
+    return ":".join(parts)
+
+
+_DECISION_FIELDS = (
+    "id",
+    "decision",
+    "rank_score",
+    "images",
+    "target",
+    "note",
+    "decided_by",
+    "decided_at",
+    "reopened_at",
+    "reopened_why",
+)
+# What the `suggestions` view shows of a decided suggestion: restored with its decision,
+# so a decided suggestion no scan computes any more (its fix made it moot) stays listed.
+_ROW_FIELDS = (
+    "kind",
+    "model",
+    "hash",
+    "folder_a",
+    "folder_b",
+    "rank_score",
+    "strength",
+    "images",
+    "evidence",
+    "class_a",
+    "class_b",
+    "path",
+    "first_seen",
+    "last_seen",
+)
+
+
+def export_decided(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Every suggestion decision, oldest first, each with its suggestion as the view
+    shows it (`suggestion`; None when the store holds no row for it)."""
+    rows = records(
+        con,
+        f"""SELECT {", ".join("d." + c for c in _DECISION_FIELDS)},
+                   s.id AS row_id, s.kind, s.model, s.hash, s.folder_a, s.folder_b,
+                   s.rank_score AS row_rank_score, s.strength, s.images AS row_images,
+                   s.evidence, coalesce(fa.name, s.class_a_name) AS class_a,
+                   coalesce(fb.name, s.class_b_name) AS class_b,
+                   coalesce(f.path, s.path_name) AS path, s.first_seen, s.last_seen
+            FROM suggestion_decisions d
+            LEFT JOIN suggestion_rows s ON s.id = d.id
+            LEFT JOIN folders fa ON fa.id = s.folder_a
+            LEFT JOIN folders fb ON fb.id = s.folder_b
+            LEFT JOIN files f ON f.id = s.file_id
+            ORDER BY d.decided_at, d.id""",
+    )
+    out = []
+    for r in rows:
+        row = {k: r[k] for k in _ROW_FIELDS}
+        row["rank_score"], row["images"] = r["row_rank_score"], r["row_images"]
+        out.append(
+            {
+                **{k: r[k] for k in _DECISION_FIELDS},
+                "suggestion": None if r["row_id"] is None else row,
+            }
+        )
+    return out
+
+
+# The latest change to a suggestion decision: its making, or its reopening.
+_CHANGED = "greatest({t}.decided_at, coalesce({t}.reopened_at, {t}.decided_at))"
+
+
+def merge_decided(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any]]) -> Merged:
+    """Restore suggestion decisions by id (folder ids already this store's): one the
+    store lacks is added, one the store changed later than the backup is kept. A decided
+    suggestion the store holds no row for gets the backup's, inactive: the view lists it
+    as decided, and the daemon makes it active again if it still finds it."""
+    latest: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["id"] not in latest or _changed(r) > _changed(latest[r["id"]]):
+            latest[r["id"]] = r
+    if not latest:
+        return Merged()
+    incoming = list(latest.values())
+    decided = pa.table(
+        {
+            "id": pa.array([r["id"] for r in incoming], pa.string()),
+            "decision": pa.array([str(r["decision"]) for r in incoming], pa.string()),
+            "rank_score": pa.array([r.get("rank_score") for r in incoming], pa.float64()),
+            "images": pa.array([r.get("images") for r in incoming], pa.int32()),
+            "target": pa.array([r.get("target") for r in incoming], pa.string()),
+            "note": pa.array([r.get("note") for r in incoming], pa.string()),
+            "decided_by": pa.array([r.get("decided_by") for r in incoming], pa.string()),
+            "decided_at": pa.array([r["decided_at"] for r in incoming], pa.timestamp("us")),
+            "reopened_at": pa.array([r.get("reopened_at") for r in incoming], pa.timestamp("us")),
+            "reopened_why": pa.array([r.get("reopened_why") for r in incoming], pa.string()),
+        }
+    )
+    store_at, file_at = _CHANGED.format(t="d"), _CHANGED.format(t="i")
+    with registered(con, "incoming_decided", decided):
+        merged = merge_counts(
+            con,
+            f"""SELECT count(*) FILTER (WHERE d.id IS NULL),
+                       count(*) FILTER (WHERE {store_at} < {file_at}),
+                       count(*) FILTER (WHERE {store_at} >= {file_at})
+                FROM incoming_decided i LEFT JOIN suggestion_decisions d ON d.id = i.id""",
+        )
+        columns = ", ".join(_DECISION_FIELDS)
+        con.execute(
+            f"""INSERT INTO suggestion_decisions ({columns})
+                SELECT {columns} FROM incoming_decided
+                ON CONFLICT (id) DO UPDATE SET decision = excluded.decision,
+                    rank_score = excluded.rank_score, images = excluded.images,
+                    target = excluded.target, note = excluded.note,
+                    decided_by = excluded.decided_by, decided_at = excluded.decided_at,
+                    reopened_at = excluded.reopened_at, reopened_why = excluded.reopened_why
+                WHERE {_CHANGED.format(t="suggestion_decisions")}
+                    < {_CHANGED.format(t="excluded")}"""
+        )
+    shown = [(r["id"], r["suggestion"]) for r in incoming if r.get("suggestion")]
+    if shown:
+        table = pa.table(
+            {
+                "id": pa.array([sid for sid, _ in shown], pa.string()),
+                "kind": pa.array([str(s["kind"]) for _, s in shown], pa.string()),
+                "model": pa.array([s.get("model") for _, s in shown], pa.string()),
+                "folder_a": pa.array([s.get("folder_a") for _, s in shown], pa.int64()),
+                "folder_b": pa.array([s.get("folder_b") for _, s in shown], pa.int64()),
+                "hash": pa.array([s.get("hash") for _, s in shown], pa.string()),
+                "path": pa.array([s.get("path") for _, s in shown], pa.string()),
+                "rank_score": pa.array([s["rank_score"] for _, s in shown], pa.float64()),
+                "strength": pa.array([s.get("strength") for _, s in shown], pa.float64()),
+                "images": pa.array([s.get("images") for _, s in shown], pa.int32()),
+                "evidence": pa.array([s["evidence"] for _, s in shown], pa.string()),
+                "class_a": pa.array([s.get("class_a") for _, s in shown], pa.string()),
+                "class_b": pa.array([s.get("class_b") for _, s in shown], pa.string()),
+                "first_seen": pa.array([s["first_seen"] for _, s in shown], pa.timestamp("us")),
+                "last_seen": pa.array([s["last_seen"] for _, s in shown], pa.timestamp("us")),
+            }
+        )
+        with registered(con, "incoming_suggestions", table):
+            con.execute(
+                """INSERT INTO suggestion_rows (id, kind, model, folder_a, folder_b, hash,
+                       file_id, rank_score, strength, images, evidence, class_a_name,
+                       class_b_name, path_name, active, first_seen, last_seen)
+                   SELECT i.id, i.kind, i.model, i.folder_a, i.folder_b, i.hash,
+                          (SELECT min(f.id) FROM files f WHERE f.path = i.path), i.rank_score,
+                          i.strength, i.images, i.evidence, i.class_a, i.class_b, i.path,
+                          false, i.first_seen, i.last_seen
+                   FROM incoming_suggestions i
+                   ON CONFLICT (id) DO NOTHING"""
+            )
+    return merged
+
+
+def _changed(r: dict[str, Any]) -> datetime:
+    return max(r["decided_at"], r.get("reopened_at") or r["decided_at"])

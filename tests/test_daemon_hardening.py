@@ -3,7 +3,7 @@ daemon, an empty root. Real subprocesses, inotify (or polling), DuckDB files, no
 
 from __future__ import annotations
 
-import csv
+import json
 import os
 import shlex
 import shutil
@@ -62,7 +62,7 @@ def test_deleted_store_is_detected_said_and_rebuilt(tree, tmp_path):
         d.wait_idle()
         before = store_paths(db)
         _record_decision(db)
-        backup = tmp_path / "decisions.csv"
+        backup = tmp_path / "review-backup.json"
         export = [sys.executable, "-m", "daemon.cli", "export", "--db", str(db)]
         subprocess.run([*export, "--decisions", str(backup)], check=True, cwd=REPO)
         db.unlink()
@@ -92,18 +92,18 @@ def test_deleted_store_is_detected_said_and_rebuilt(tree, tmp_path):
     finally:
         d.close()
     # The backup restores the decision into the rebuilt store, by the README's command.
-    with backup.open(encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    assert [r["decision"] for r in rows] == ["different"]
+    doc = json.loads(backup.read_text(encoding="utf-8"))
+    assert [r["decision"] for r in doc["pair_decisions"]] == ["different"]
     restore = next(
         line
         for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines()
-        if line.startswith("facelint sql --write") and "decisions.csv" in line
+        if line.startswith("facelint import --decisions") and backup.name in line
     )
+    command = shlex.split(restore, comments=True)[1:]
     subprocess.run(
-        [sys.executable, "-m", "daemon.cli", *shlex.split(restore)[1:], "--db", str(db)],
+        [sys.executable, "-m", "daemon.cli", *command, "--db", str(db)],
         check=True,
-        cwd=tmp_path,  # where decisions.csv is
+        cwd=tmp_path,  # where the backup is
         env=dict(os.environ, FACELINT_CONFIG=str(tmp_path / "none"), PYTHONPATH=str(REPO)),
     )
     assert query(db, "SELECT decision, decided_by FROM decisions") == [("different", "tester")]

@@ -130,3 +130,116 @@ def test_scan_output_with_a_non_utf8_name_is_valid(tmp_path, seed_encodings, arg
     else:
         assert "skipped: Penny/bad\\xffname.jpg: file name is not valid UTF-8" in out
         assert out.startswith("10 images")
+
+
+# -- issue 16, item 11: what a terminal would obey is shown, never obeyed ------------------
+
+# A name that clears the screen, one that returns to the line's start and overprints it,
+# a folder that sets the terminal's title, one that reverses what follows.
+OBEYED = {
+    "Leonard": ["a\x1b[2J.png", "b\rALL CLEAN.png"],
+    "Leo\x1b]0;pwned\x07nard": ["c.png"],
+    "Leo\u202enard": ["d.png"],
+}
+
+
+@pytest.fixture(scope="module")
+def obeyed_store(
+    tmp_path_factory: pytest.TempPathFactory, seed_encodings: Callable[[Path], Path]
+) -> Path:
+    base = tmp_path_factory.mktemp("obeyed")
+    root = base / "data"
+    crops = iter(range(1, 5))
+    for folder, names in OBEYED.items():
+        (root / folder).mkdir(parents=True)
+        for name in names:
+            shutil.copy2(DEV_FACES / "Leonard" / f"leonard{next(crops)}.png", root / folder / name)
+    db = seed_encodings(base / "facelint.duckdb")
+    scan(root, db)
+    assert len(store_pairs(db)) >= 3, "Leonard's crops should pair up across folders"
+    return db
+
+
+def _raw_controls(text: str) -> list[str]:
+    return [
+        ch
+        for ch in text
+        if (ord(ch) < 0x20 and ch != "\n") or 0x7F <= ord(ch) < 0xA0 or ch == "\u202e"
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["top", "-n", "100", "--all"],
+        ["sql", "SELECT path, class FROM images ORDER BY path"],
+        ["sql", 'SELECT path AS "x\x1b[2Jy" FROM images'],
+    ],
+)
+def test_tables_show_control_characters_escaped(obeyed_store, capsys, args):
+    assert main([args[0], "--db", str(obeyed_store), *args[1:]]) == 0
+    out = capsys.readouterr().out
+    assert _raw_controls(out) == []
+    assert "a\\x1b[2J.png" in out and "b\\rALL CLEAN.png" in out
+    if "class" in args[-1] or args[0] == "top":
+        assert "Leo\\x1b]0;pwned\\x07nard" in out and "Leo\\u202enard" in out
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_csv_and_json_keep_the_exact_names(obeyed_store, capsys, fmt):
+    assert main(["sql", "--db", str(obeyed_store), "--format", fmt, "SELECT path FROM images"]) == 0
+    out = capsys.readouterr().out
+    if fmt == "json":
+        paths = {r["path"] for r in json.loads(out)}
+    else:
+        paths = {r[0] for r in list(csv.reader(io.StringIO(out, newline="")))[1:]}
+    assert paths == {f"{folder}/{name}" for folder, names in OBEYED.items() for name in names}
+
+
+def _status_file(db: Path, **fields: object) -> None:
+    import time
+
+    from daemon.common.statusfile import write_status
+    from daemon.config import Settings
+
+    write_status(
+        Settings(db=db).status_path(),
+        {
+            "heartbeat": time.time(),
+            "pid": os.getpid(),
+            "state": "encoding",
+            "queue": 7,
+            "images": 40,
+            "pairs": 9,
+            **fields,
+        },
+    )
+
+
+def test_status_on_a_corrupt_store_shows_the_daemon_and_says_the_store(tmp_path, capsys):
+    db = tmp_path / "facelint.duckdb"
+    db.write_bytes(b"this is not a DuckDB file, and never was " * 200)
+    _status_file(db, message="moved Leonard/a\x1b[2J.png")
+    assert main(["status", "--db", str(db)]) == 4
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "encoding" in out and "queue" in out and "7" in out, out
+    assert "STORE ERROR" in out and "cannot be read" in out, out
+    assert "a\\x1b[2J.png" in out and _raw_controls(out) == []
+    assert "Traceback" not in captured.err
+    assert main(["status", "--db", str(db), "--json"]) == 4
+    data = json.loads(capsys.readouterr().out)
+    assert data["state"] == "encoding" and data["queue"] == 7 and data["running"] is True
+    assert data["store_error"] is True and "cannot be read" in data["store_message"]
+    assert data["images"] == 40  # the daemon's last totals, from its file
+
+
+def test_status_on_a_foreign_duckdb_file_says_so(tmp_path, capsys):
+    db = tmp_path / "facelint.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE something_else (x INTEGER)")
+    con.close()
+    _status_file(db)
+    assert main(["status", "--db", str(db)]) == 4
+    out = capsys.readouterr().out
+    assert "encoding" in out and "cannot be read" in out, out
