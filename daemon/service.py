@@ -733,7 +733,12 @@ class Service:
         self.check_temperature()  # says once at start when there is no sensor
         self.publish()
         self.watcher = RootWatcher(
-            self.root, self.queue, self.s.poll, {self.s.quarantine}, self._on_root_event
+            self.root,
+            self.queue,
+            self.s.poll,
+            {self.s.quarantine},
+            self._on_root_event,
+            tuple(self.s.extensions),
         )
         self._root_id = dir_identity(self.root)
         self.watcher.start()

@@ -34,6 +34,8 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserverVFS
 
+from daemon.inventory import is_image_name
+
 log = logging.getLogger("facelint.watcher")
 
 SETTLE_SECONDS = 0.3
@@ -213,11 +215,23 @@ class _Handler(FileSystemEventHandler):
         queue: EventQueue,
         ignored_top: set[str],
         on_root_event: Callable[[], None] = lambda: None,
+        extensions: tuple[str, ...] | None = None,
     ):
         self.root = str(root)
         self.queue = queue
         self.ignored_top = ignored_top
         self.on_root_event = on_root_event
+        self.extensions = extensions
+
+    def _worth(self, rel: str | None) -> str | None:
+        """rel, when a file event for it can matter: an image name, or a symbolic link
+        (the pipeline says why a linked folder is not followed). Anything else — a store
+        or status file kept inside the root, notes, temp files — never enters the queue."""
+        if rel is None or self.extensions is None:
+            return rel
+        if is_image_name(rel.rsplit("/", 1)[-1], self.extensions):
+            return rel
+        return rel if os.path.islink(os.path.join(self.root, rel)) else None
 
     def _rel(self, path: str | bytes) -> str | None:
         if isinstance(path, bytes):
@@ -245,10 +259,11 @@ class _Handler(FileSystemEventHandler):
             return
         if event.event_type == "moved":
             # A rename is complete at once; both ends leave together (a relabel).
-            for rel in (src, self._rel(event.dest_path)):
+            for rel in (self._worth(src), self._worth(self._rel(event.dest_path))):
                 if rel is not None:
                     self.queue.touch(rel, ready_now=True)
             return
+        src = self._worth(src)
         if src is None:
             return
         ready = isinstance(event, FileClosedEvent) or event.event_type == "deleted"
@@ -273,7 +288,7 @@ class _Handler(FileSystemEventHandler):
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for name in filenames:
-                rel = self._rel(os.path.join(dirpath, name))
+                rel = self._worth(self._rel(os.path.join(dirpath, name)))
                 if rel is not None:
                     self.queue.touch(rel, ready_now=ready_now)
 
@@ -346,12 +361,13 @@ class RootWatcher:
         poll: bool,
         ignored_top: set[str],
         on_root_event: Callable[[], None],
+        extensions: tuple[str, ...] | None = None,
     ):
         # Absolute: the parent of `data` is `.`, and events name paths as watched.
         root = Path(os.path.abspath(root))
         self.root = root
         self.poll = poll
-        self.handler = _Handler(root, queue, ignored_top, on_root_event)
+        self.handler = _Handler(root, queue, ignored_top, on_root_event, extensions)
         self.parent_handler = _ParentHandler(root, on_root_event)
         self._root: BaseObserver | None = None
         self._parent: BaseObserver | None = None
