@@ -334,7 +334,7 @@ def test_the_polling_observer_for_network_mounts(tmp_path):
     service, clock = make_service(tmp_path, root, poll=True)
     db = service.s.db
     try:
-        assert "Polling" in type(service._observer).__name__
+        assert "Polling" in service.watcher.kind
         assert service.step()
         shutil.copy2(DEV_FACES / "Joe_Biden" / "biden2.jpg", root / "Amy" / "biden2.jpg")
         drain(
