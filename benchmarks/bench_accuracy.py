@@ -80,10 +80,10 @@ def copy_tree(src_root: Path, labels: dict[str, str], dest: Path, link: bool) ->
     for rel in labels:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        if link:
-            os.link(src_root / rel, target)
-        else:
-            shutil.copy2(src_root / rel, target)
+        # Copies even where a hard link would do: facelint skips files with several
+        # names (daemon/inventory.py HARD_LINK). copy2 keeps the mtime, so the base store
+        # still matches without hashing.
+        shutil.copy2(src_root / rel, target)
 
 
 def plant(
@@ -139,7 +139,7 @@ def plant(
         if new in identity:
             continue
         (root / new).parent.mkdir(parents=True, exist_ok=True)
-        os.link(root / rel, root / new)
+        shutil.copy2(root / rel, root / new)  # a copy: a hard link is skipped
         identity[new] = identity[rel]
         # Either copy may be named as the extra one (the first by path is "the original").
         tree.plants.append(Plant("duplicate", identity[rel], [new, rel], (rel.split("/")[0], into)))

@@ -520,6 +520,9 @@ def human_status(status: dict[str, Any], now: float) -> list[tuple[str, str]]:
                 f"{count(switch['encoded'])} of {count(switch['total'])}",
             )
         )
+    if status.get("waiting_for_store"):
+        held = count(status["waiting_for_store"])
+        rows.append(("waiting for store", f"{held} changed paths, retried until it works"))
     if status.get("store_error"):
         rows.append(("STORE ERROR", str(status.get("store_message"))))
     elif status.get("store_readable") is False:
@@ -554,8 +557,8 @@ def cmd_search(s: Settings, args: argparse.Namespace) -> int:
 def cmd_daemon(s: Settings, args: argparse.Namespace) -> int:
     from daemon.service import daemon_lock, run_service
 
-    with daemon_lock(s):
-        return run_service(s)
+    with daemon_lock(s) as lock:
+        return run_service(s, lock)
 
 
 def cmd_dashboard(s: Settings, args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
+from daemon.common.parentdeath import pass_on_death
 from daemon.config import Settings, settings_argv
 
 
@@ -63,6 +64,13 @@ def dashboard_command(settings: Settings) -> list[str]:
     ]
 
 
+def start_dashboard(settings: Settings) -> subprocess.Popen:
+    """Streamlit for these settings, as a child that dies with this process however it
+    ends (SIGKILL, a SIGHUP with no handler, a crash): nothing is left serving the port.
+    Call it from the main thread (daemon/common/parentdeath.py says why)."""
+    return subprocess.Popen(dashboard_command(settings), preexec_fn=pass_on_death())
+
+
 def stop_process(proc: subprocess.Popen, timeout: float) -> None:
     """SIGTERM, then SIGKILL if it has not stopped within `timeout` seconds."""
     if proc.poll() is not None:
@@ -86,7 +94,7 @@ def run_dashboard(settings: Settings) -> int:
         f"(file actions {'on' if settings.allow_file_actions else 'off'})",
         file=sys.stderr,
     )
-    proc = subprocess.Popen(dashboard_command(settings))
+    proc = start_dashboard(settings)
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate()) if in_main else None
     try:

@@ -15,6 +15,7 @@ import fcntl
 import logging
 import os
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,8 +33,9 @@ from daemon.pipeline import Pipeline
 from daemon.progress import TerminalProgress
 from daemon.runstats import ProgressEvent, RunStats
 from daemon.thermal import TemperatureSource, ThermalGovernor, make_temperature_source
-from daemon.watcher import Batch, EventQueue, start_observer
-from store.connection import StoreBusy, StoreGuard, StoreLost, file_identity
+from daemon.watcher import Batch, EventQueue, RootWatcher
+from store.connection import StoreBusy, StoreGuard, StoreLost, StoreMissing, file_identity
+from store.db import Store
 
 log = logging.getLogger("facelint.daemon")
 
@@ -43,6 +45,26 @@ HEARTBEAT_SECONDS = 2.0
 # lock wait reports every few seconds, so only a real hang gets this far.
 STALL_SECONDS = 300.0
 RETRY_SECONDS = 5.0
+# How long the check that the store works, after a failed step, waits for its lock.
+PROBE_SECONDS = 1.0
+
+# The daemon's states beyond the pipeline's (scanning, encoding, comparing, ..., idle).
+ERROR = "error"
+WAITING_FOR_STORE = "waiting for store"
+STORE_LOST = "store lost"
+ROOT_MISSING = "root missing"
+# States that stay until the work that cleared them succeeds: `_idle` keeps them.
+STICKY_STATES = (ERROR, WAITING_FOR_STORE, STORE_LOST, ROOT_MISSING)
+
+
+def dir_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the folder at path (through a link: what it resolves to); None
+    when there is no folder there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
 class DaemonRunning(RuntimeError):
@@ -50,37 +72,164 @@ class DaemonRunning(RuntimeError):
 
 
 def lock_path(settings: Settings) -> Path:
-    db = Path(settings.db).absolute()
+    """The lock file of the store's resolved path: a symbolic link to the store, or a
+    missing store named through a link, leads to the same lock file."""
+    db = Path(os.path.realpath(settings.db))
     return db.with_name(db.name + ".daemon.lock")
 
 
-@contextmanager
-def daemon_lock(settings: Settings) -> Iterator[None]:
-    """One daemon per store: an exclusive flock on `<db>.daemon.lock` for the daemon's life.
-
-    The kernel drops the lock when the process ends, however it ends (kill -9 too), so a
-    lock file left behind never blocks a restart. The file holds the owner's pid, for
-    the message. Encoder workers are spawned (exec), and the descriptor is not
-    inheritable, so no child keeps the lock after its parent.
-    """
-    path = lock_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _try_flock(fd: int) -> bool:
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def flock_holder(identity: tuple[int, int]) -> str:
+    """The pid holding a flock on the file (device, inode), from /proc/locks; '' when it
+    cannot be told (not Linux, another pid namespace)."""
+    dev, ino = identity
+    want = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
+    try:
+        text = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        parts = line.split()
+        if "FLOCK" in parts and "->" not in parts:  # "->": a waiter, not the holder
+            i = parts.index("FLOCK")
+            if len(parts) > i + 4 and parts[i + 4] == want:
+                return parts[i + 3]
+    return ""
+
+
+class DaemonLock:
+    """One daemon per store, by the store file's identity, whatever path names it.
+
+    Two locks, both exclusive flocks the kernel drops when the process ends, however it
+    ends (kill -9 too), so nothing left behind ever blocks a restart:
+
+    1. `<resolved db path>.daemon.lock`, holding the owner's pid for the message. A
+       second daemon by the same name, or through a symbolic link, stops here. A store
+       that does not exist yet is created under this lock, so two daemons that would
+       create it by one name cannot both do so.
+    2. The store file itself, by inode: a hard link (or any other name: a bind mount) is
+       the same inode, so its flock is the same lock. After the flock the name is looked
+       up again, and the lock taken again if the name was pointed at another file in
+       between: when `follow()` returns, the lock is on the file the name names.
+
+    Why this is race-free: flock is atomic per open file, and every daemon locks the inode
+    it is about to use only through this sequence, so of two daemons on one file exactly
+    one holds lock 2. A store replaced while a daemon runs (lost and rebuilt) is a new
+    inode: the service calls `follow()` once it writes to the new file, and stops if
+    another daemon locked it first.
+
+    DuckDB locks its file with fcntl (POSIX) locks, which are independent of flock on
+    local file systems; the descriptor below stays open for the lock's life, since closing
+    any descriptor of a file drops the process's POSIX locks on it (so `follow()` runs
+    only between the worker's units of work). Descriptors are close-on-exec: encoder
+    workers and the dashboard never inherit the locks.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.path = lock_path(settings)
+        self.identity: tuple[int, int] | None = None
+        self._path_fd: int | None = None
+        self._store_fd: int | None = None
+
+    def _refused(self, pid: str, held: str) -> DaemonRunning:
+        return DaemonRunning(
+            f"another facelint daemon{f' (pid {pid})' if pid else ''} already keeps the "
+            f"store {self.settings.db}: stop it first, or give this one another --db "
+            f"({held})"
+        )
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        if not _try_flock(fd):
             pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            raise DaemonRunning(
-                f"another facelint daemon{f' (pid {pid})' if pid else ''} already keeps the "
-                f"store {settings.db}: stop it first, or give this one another --db "
-                f"(lock held on {path})"
-            ) from None
+            os.close(fd)
+            raise self._refused(pid, f"lock held on {self.path}")
+        self._path_fd = fd
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
+        try:
+            self._create_store()
+            self.follow()
+        except BaseException:
+            self.release()
+            raise
+
+    def _create_store(self) -> None:
+        db = Path(self.settings.db)
+        if db.exists():
+            return
+        from store.connection import open_store
+
+        try:
+            with open_store(db, timeout=self.settings.lock_timeout):
+                pass
+        except Exception as exc:  # the pipeline meets it again, and says so
+            log.warning("cannot create the store %s now: %s", db, exc)
+
+    def follow(self) -> None:
+        """Hold the flock of the file the store's path names now (DaemonRunning when
+        another daemon holds it). Without a file to lock, only the path lock holds, and
+        the service follows once the store exists."""
+        db = Path(self.settings.db)
+        for _ in range(10):
+            try:
+                fd = os.open(db, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                log.warning("cannot lock the store file %s (%s): locked by its path only", db, exc)
+                return
+            st = os.fstat(fd)
+            identity = (st.st_dev, st.st_ino)
+            if identity == self.identity:
+                # Held already: this descriptor goes, and with it any POSIX lock of this
+                # process on the file; callers run between units of work, when there is none.
+                os.close(fd)
+                return
+            if not _try_flock(fd):
+                os.close(fd)
+                raise self._refused(
+                    flock_holder(identity),
+                    f"it holds the store file {os.path.realpath(db)} under another name",
+                )
+            if file_identity(db) != identity:
+                os.close(fd)  # pointed at another file meanwhile: lock that one
+                continue
+            self._close_store_fd()
+            self._store_fd, self.identity = fd, identity
+            return
+        log.warning("the store file %s keeps being replaced: locked by its path only", db)
+
+    def _close_store_fd(self) -> None:
+        if self._store_fd is not None:
+            os.close(self._store_fd)
+            self._store_fd = None
+            self.identity = None
+
+    def release(self) -> None:
+        self._close_store_fd()
+        if self._path_fd is not None:
+            os.close(self._path_fd)
+            self._path_fd = None
+
+
+@contextmanager
+def daemon_lock(settings: Settings) -> Iterator[DaemonLock]:
+    """One daemon per store for the block's life (DaemonLock says how); DaemonRunning
+    when another daemon keeps the store, by whatever name."""
+    lock = DaemonLock(settings)
+    lock.acquire()
+    try:
+        yield lock
     finally:
-        os.close(fd)
+        lock.release()
 
 
 class Service:
@@ -90,8 +239,10 @@ class Service:
         temperature: TemperatureSource | None = None,
         notifier: SystemdNotifier | None = None,
         clock: Callable[[], float] = time.monotonic,
+        lock: DaemonLock | None = None,
     ):
         self.s = settings
+        self.lock = lock
         self.root = settings.root
         self.notifier = notifier or SystemdNotifier()
         self.clock = clock
@@ -135,8 +286,14 @@ class Service:
         self.retry_at = 0.0
         self._alive = clock()
         self._status_lock = threading.Lock()
-        self._observer: Any = None
+        self._status_failing = False
+        self.watcher: RootWatcher | None = None
         self._scheduler: Any = None
+        # The root folder being watched, by identity; None while it is gone. An observer
+        # sets root_event when it sees the root itself created, deleted or moved.
+        self._root_id: tuple[int, int] | None = None
+        self.root_away = False
+        self.root_event = threading.Event()
 
     # -- status --------------------------------------------------------------------------
 
@@ -196,6 +353,8 @@ class Service:
             "last_reconcile": self.last_reconcile,
             "message": self.message or self.alert,
             "alert": self.alert,
+            # Changed paths a store failure holds back: retried until the store works.
+            "waiting_for_store": self.queue.held(),
             "progress": self.progress,
             "root": str(self.root),
             **self.totals,
@@ -207,7 +366,15 @@ class Service:
             try:
                 write_status(self.s.status_path(), snap)
             except OSError as exc:
-                log.warning("cannot write status file %s: %s", self.s.status_path(), exc)
+                # The old file stays, and its heartbeat ages: readers call it stale
+                # (daemon/common/statusfile.py) rather than believe its last state.
+                if not self._status_failing:
+                    log.error("cannot write status file %s: %s", self.s.status_path(), exc)
+                self._status_failing = True
+            else:
+                if self._status_failing:
+                    log.warning("status file %s written again", self.s.status_path())
+                self._status_failing = False
         text = f"{snap['state']}; queue {snap['queue']}"
         if self.progress:
             text += f"; {self.progress['stage']} {self.progress['done']}/{self.progress['total']}"
@@ -226,6 +393,9 @@ class Service:
         if pinned is not None and file_identity(self.s.db) != pinned:
             self.store_lost.set()
             self.queue.changed.set()
+        if dir_identity(self.root) != self._root_id:
+            self.root_event.set()
+            self.queue.changed.set()  # the worker says so and watches again
         self.publish()
         if self.notifier.watchdog_interval() and self.clock() - self._alive < STALL_SECONDS:
             self.notifier.watchdog()
@@ -251,6 +421,68 @@ class Service:
     def request_reconcile(self) -> None:
         self.reconcile_due.set()
         self.queue.changed.set()
+
+    def _on_root_event(self) -> None:
+        """From an observer thread: the root itself was created, deleted or moved."""
+        self.root_event.set()
+        self.queue.changed.set()
+
+    # -- the root going and coming back ----------------------------------------------------
+
+    def _root_changed(self) -> bool:
+        """Whether the root is not the folder being watched (gone, back, replaced), or an
+        observer saw it move; cheap: one stat."""
+        return self.root_event.is_set() or dir_identity(self.root) != self._root_id
+
+    def _follow_root(self) -> None:
+        """Say that the root went, or watch it again and reconcile at once: whatever was
+        added while it was away (or in its replacement) is found by the reconcile, and
+        whatever comes after by the new watch."""
+        self.root_event.clear()
+        now = dir_identity(self.root)
+        if now is None:
+            if not self.root_away:
+                self.root_away = True
+                self._root_id = None
+                if self.watcher is not None:
+                    self.watcher.unwatch_root()
+                self.message = (
+                    f"data root {printable(str(self.root))} is gone (deleted, moved away or "
+                    f"unmounted) since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC: nothing is "
+                    "removed from the store; watching for it to come back"
+                )
+                log.error("%s", self.message)
+                self._set_state(ROOT_MISSING)
+                self.publish()
+            return
+        was_away = self.root_away
+        self.root_away = False
+        self._root_id = now
+        if self.watcher is not None:
+            self.watcher.watch_root()
+        what = "back" if was_away else "a new folder (replaced, or moved away and back)"
+        log.warning(
+            "data root %s is %s: watching it again and reconciling", printable(str(self.root)), what
+        )
+        self.message = f"data root {printable(str(self.root))} is {what}: reconciling"
+        self.reconcile_due.set()
+        if self.state == ROOT_MISSING:
+            self.state = "scanning"
+        self.publish()
+
+    def _follow_lock(self) -> None:
+        """Once the store the daemon writes is another file (rebuilt after it was lost),
+        lock that file too; another daemon that got there first keeps it, and this one
+        stops (DaemonRunning)."""
+        if self.lock is None or self.guard.identity in (None, self.lock.identity):
+            return
+        try:
+            self.lock.follow()
+        except DaemonRunning as exc:
+            self.alert = f"{exc}: this daemon stops"
+            log.error("%s", self.alert)
+            self.publish()
+            raise  # out of run(): the CLI exits 5, as for any second daemon
 
     # -- the steps -------------------------------------------------------------------------
 
@@ -348,16 +580,46 @@ class Service:
             on_fail(False)
             return False
         except StoreBusy as exc:
-            self.message = f"store busy: {exc}"
-            self._set_state("waiting for store")
             on_fail(False)
+            self.message = f"store busy: {exc}{self._held_note()}"
+            self._set_state(WAITING_FOR_STORE)
         except Exception as exc:
-            log.exception("work failed; will retry")
-            self.message = f"{type(exc).__name__}: {exc}"
-            self._set_state("error")
-            on_fail(True)
+            if self._store_failed(exc):
+                # Not the files' fault: nothing is counted towards giving up on them.
+                log.error("store unavailable, will retry: %s: %s", type(exc).__name__, exc)
+                on_fail(False)
+                self.message = f"store unavailable: {type(exc).__name__}: {exc}{self._held_note()}"
+            else:
+                log.exception("work failed; will retry")
+                on_fail(True)
+                self.message = f"{type(exc).__name__}: {exc}"
+            self._set_state(ERROR)
         self.publish()
         self.retry_at = self.clock() + RETRY_SECONDS
+        return False
+
+    def _held_note(self) -> str:
+        held = self.queue.held()
+        if not held:
+            return ""
+        paths = f"{held} changed path{'s' if held != 1 else ''}"
+        return f"; {paths} wait for it (retried every {RETRY_SECONDS:.0f} s)"
+
+    def _store_failed(self, exc: Exception) -> bool:
+        """Whether a failed step failed because of the store (unreadable, unwritable,
+        corrupt, gone) rather than because of what it worked on. I/O errors are the
+        store's (a bad image is caught where it is read, with a status); anything else
+        is the store's when a bare write open of it fails too."""
+        import duckdb
+
+        if isinstance(exc, StoreMissing | OSError | duckdb.IOException | duckdb.FatalException):
+            return True
+        probe = Store(self.s.db, lock_timeout=PROBE_SECONDS, guard=self.guard)
+        try:
+            with probe.writing():
+                pass
+        except Exception:
+            return True
         return False
 
     def _lost(self, why: str) -> None:
@@ -374,7 +636,7 @@ class Service:
         self.rebuilding = True
         self.guard.reset()
         self.reconcile_due.set()
-        self._set_state("store lost")
+        self._set_state(STORE_LOST)
         self.publish()
 
     def _reconciled(self) -> None:
@@ -389,7 +651,8 @@ class Service:
         if not self.ready:
             self.ready = True
             self.notifier.ready(f"watching {self.root}")
-            log.info("watching %s (%s)", self.root, type(self._observer).__name__)
+            kind = self.watcher.kind if self.watcher is not None else "no observer"
+            log.info("watching %s (%s)", self.root, kind)
 
     def step(self) -> bool:
         """One unit of work, if there is one now; True when it did some."""
@@ -401,6 +664,14 @@ class Service:
             what = "deleted" if gone else "replaced by another file"
             self._lost(f"store {self.s.db} was {what} while the daemon ran")
             return True
+        self._follow_lock()
+        if self._root_changed():
+            self._follow_root()
+            return True
+        if self.root_away:
+            # Nothing runs on a root that is not there: a reconcile would create an empty
+            # folder in its place, and a batch would take its files for deleted.
+            return False
         if self.clock() < self.retry_at:
             return False
         if self.governor.throttled:
@@ -440,11 +711,7 @@ class Service:
         return True
 
     def _idle(self) -> None:
-        if not self.stop_event.is_set() and self.state not in (
-            "error",
-            "waiting for store",
-            "store lost",
-        ):
+        if not self.stop_event.is_set() and self.state not in STICKY_STATES:
             self._set_state("throttled" if self.governor.throttled else "idle")
 
     def wait(self, limit: float = 1.0) -> None:
@@ -465,7 +732,16 @@ class Service:
         self.root.mkdir(parents=True, exist_ok=True)
         self.check_temperature()  # says once at start when there is no sensor
         self.publish()
-        self._observer = start_observer(self.root, self.queue, self.s.poll, {self.s.quarantine})
+        self.watcher = RootWatcher(
+            self.root,
+            self.queue,
+            self.s.poll,
+            {self.s.quarantine},
+            self._on_root_event,
+            tuple(self.s.extensions),
+        )
+        self._root_id = dir_identity(self.root)
+        self.watcher.start()
 
     def schedule(self) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
@@ -490,11 +766,9 @@ class Service:
         self.state = "stopped"
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
-        if self._observer is not None:
-            self._observer.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
         self.pipeline.close()
-        if self._observer is not None:
-            self._observer.join(timeout=10)
         self.publish()
 
     def run(self) -> int:
@@ -508,15 +782,22 @@ class Service:
             self.close()
         return 0
 
-    def request_stop(self, *_: object) -> None:
+    def request_stop(self, signum: int | None = None, _frame: object = None) -> None:
         if not self.stop_event.is_set():
-            log.info("stop requested: finishing the current step")
+            by = f" ({signal.Signals(signum).name})" if signum else ""
+            log.info("stop requested%s: finishing the current step", by)
         self.stop_event.set()
         self.queue.changed.set()
 
 
-def run_service(settings: Settings) -> int:
-    service = Service(settings)
-    signal.signal(signal.SIGTERM, service.request_stop)
-    signal.signal(signal.SIGINT, service.request_stop)
+# SIGHUP stops cleanly, like SIGTERM: a closed terminal ends `facelint daemon`/`up` with
+# the store closed and the status "stopped". Settings are read at start only, so there is
+# no reload: `systemctl restart` applies a change (the unit has no ExecReload=).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def run_service(settings: Settings, lock: DaemonLock | None = None) -> int:
+    service = Service(settings, lock=lock)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, service.request_stop)
     return service.run()

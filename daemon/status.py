@@ -12,8 +12,21 @@ from typing import Any
 
 import duckdb
 
-from daemon.common.statusfile import read_status_file
+from daemon.common.statusfile import DaemonStatus, read_status_file
 from daemon.config import Settings
+
+
+def _not_running(status: DaemonStatus) -> str:
+    """Why the file's state is not shown: its daemon said it stopped, or the file went
+    stale (the daemon died, hangs, or cannot write it; its log says which)."""
+    live = status.fields
+    if live.get("state") == "stopped" or status.age is None:
+        return status.summary
+    return (
+        f"{status.summary}: the status file says {live.get('state', '?')!r} but was not "
+        "written since, so that is no longer known: the daemon died, hangs, or cannot "
+        "write its status file (see its log)"
+    )
 
 
 def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
@@ -35,10 +48,12 @@ def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
         "temperature": live.get("temperature"),
         "throttled": live.get("throttled", False) if running else False,
         "last_reconcile": live.get("last_reconcile"),
-        "message": live.get("message", ""),
+        "message": live.get("message", "") if running else _not_running(status),
         "progress": live.get("progress") if running else None,
         # Kept until the daemon restarts (a lost store): what the user must not miss.
         "alert": live.get("alert", ""),
+        # Changed paths a store failure holds back (the daemon retries them).
+        "waiting_for_store": live.get("waiting_for_store", 0) if running else 0,
         "pid": live.get("pid"),
         "store": str(settings.db),
     }

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 
 from daemon.config import Settings
-from daemon.launch import dashboard_command, stop_process
-from daemon.service import daemon_lock, run_service
+from daemon.launch import start_dashboard, stop_process
+from daemon.service import DaemonLock, daemon_lock, run_service
 
 log = logging.getLogger("facelint.up")
 
 
 def run_up(settings: Settings) -> int:
     # The lock first: a second `up` on the same store must not even start a dashboard.
-    with daemon_lock(settings):
-        return _run_up(settings)
+    with daemon_lock(settings) as lock:
+        return _run_up(settings, lock)
 
 
-def _run_up(settings: Settings) -> int:
+def _run_up(settings: Settings, lock: DaemonLock) -> int:
     settings.root.mkdir(parents=True, exist_ok=True)
-    dashboard = subprocess.Popen(dashboard_command(settings))
+    # Dies with this process however it ends; a SIGTERM, SIGINT or SIGHUP stops the
+    # daemon cleanly and the `finally` below stops the dashboard.
+    dashboard = start_dashboard(settings)
     log.info(
         "dashboard on http://%s:%d/ ; daemon watching %s, store %s",
         settings.address,
@@ -29,7 +30,7 @@ def _run_up(settings: Settings) -> int:
         settings.db,
     )
     try:
-        code = run_service(settings)
+        code = run_service(settings, lock)
     finally:
         stop_process(dashboard, 15)
     return code

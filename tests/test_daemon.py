@@ -6,6 +6,7 @@ its steps, in-process, in tests/test_service_steps.py."""
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -163,3 +164,21 @@ def test_kill_9_during_a_batch_then_restart_is_consistent(tmp_path, run_scan):
     sql = "SELECT path_a, path_b FROM pairs ORDER BY 1, 2"
     assert query(db, sql) == query(fresh, sql)
     assert query(db, "SELECT count(*) - count(DISTINCT (lo, hi)) FROM pair_rows") == [(0,)]
+
+
+def test_sighup_stops_cleanly_like_sigterm(tree, tmp_path):
+    root, db = tree
+    d = DaemonProcess(root, db, tmp_path)
+    try:
+        d.wait_ready()
+        d.wait_idle()
+        d.proc.send_signal(signal.SIGHUP)
+        # Exit 0 after the cleanup (not killed by the signal): the store closed, the
+        # status says stopped, systemd was told.
+        assert d.proc.wait(timeout=60) == 0
+    finally:
+        d.close()
+    assert "stop requested (SIGHUP): finishing the current step" in d.log()
+    assert "STOPPING=1" in d.messages
+    assert d.status()["state"] == "stopped"
+    assert store_paths(db) == disk_paths(root)

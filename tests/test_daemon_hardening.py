@@ -121,9 +121,20 @@ def test_one_daemon_per_store_and_the_lock_survives_no_kill_9(tree, tmp_path):
     d = DaemonProcess(root, db, tmp_path)
     try:
         d.wait_ready()
-        for command in (["daemon"], ["up", "--port", str(_free_port())]):
+        # The same store by other names: a symbolic link, a hard link in another folder.
+        link = tmp_path / "link.duckdb"
+        link.symlink_to(db)
+        (tmp_path / "other").mkdir()
+        hard = tmp_path / "other" / "hard.duckdb"
+        os.link(db, hard)
+        for command, name in (
+            (["daemon"], db),
+            (["up", "--port", str(_free_port())], db),
+            (["daemon"], link),
+            (["daemon"], hard),
+        ):
             second = subprocess.run(
-                [sys.executable, "-m", "daemon.cli", *command, str(root), "--db", str(db)],
+                [sys.executable, "-m", "daemon.cli", *command, str(root), "--db", str(name)],
                 capture_output=True,
                 text=True,
                 env=env,

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+import threading
+
+import pytest
 
 from daemon import inventory
 from daemon.config import Settings
@@ -61,3 +65,53 @@ def test_diff_hashes_only_changed_files_and_finds_moves(tmp_path):
     assert [f.path for _, f in d.touched] == ["A/amy2.png"]
     assert [f.path for _, f, _ in d.changed] == ["A/amy3.png"]
     assert d.new == [] and d.removed == []
+
+
+def test_special_files_and_hard_links_are_skipped_with_their_reason(tmp_path):
+    root = tmp_path / "data"
+    (root / "A").mkdir(parents=True)
+    outside = tmp_path / "secret.png"
+    shutil.copy2(DEV_FACES / "Amy" / "amy1.png", outside)
+    shutil.copy2(DEV_FACES / "Amy" / "amy2.png", root / "A" / "plain.png")
+    os.mkfifo(root / "A" / "pipe.jpg")
+    os.link(outside, root / "A" / "linked.png")
+    expected = [
+        ("A/linked.png", inventory.HARD_LINK),
+        ("A/pipe.jpg", inventory.FIFO),
+    ]
+    try:
+        os.mknod(root / "A" / "null.png", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+        expected.insert(1, ("A/null.png", inventory.DEVICE))
+    except PermissionError:
+        pass  # not root: no device node to plant
+    s = Settings()
+    skipped: list[tuple[str, str]] = []
+    found = [f.path for f in inventory.walk(root, s.extensions, s.quarantine, skipped)]
+    assert found == ["A/plain.png"]
+    assert sorted(skipped) == expected
+    assert inventory.HARD_LINK.startswith("hard link: may name a file outside the root")
+    # The daemon's one path at a time says the same.
+    for rel, why in expected:
+        assert inventory.check_path(root, rel, s.extensions, s.quarantine) == (None, why)
+
+
+def test_hashing_never_blocks_on_a_fifo_or_follows_a_link(tmp_path):
+    fifo = tmp_path / "swapped.png"
+    os.mkfifo(fifo)  # put in a file's place after check_path looked: must not block
+    result: list[BaseException | str] = []
+
+    def hash_it() -> None:
+        try:
+            result.append(inventory.content_hash(fifo))
+        except OSError as exc:
+            result.append(exc)
+
+    worker = threading.Thread(target=hash_it, daemon=True)
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive(), "content_hash blocked on a FIFO"
+    assert isinstance(result[0], OSError) and "FIFO" in str(result[0])
+    link = tmp_path / "link.png"
+    link.symlink_to(DEV_FACES / "Amy" / "amy1.png")
+    with pytest.raises(OSError):
+        inventory.content_hash(link)

@@ -5,17 +5,23 @@ tests/test_daemon.py."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from daemon.cli import human_status
+from daemon.common.statusfile import STALE_SECONDS, read_status_file
 from daemon.config import Settings
 from daemon.notify import SystemdNotifier
-from daemon.service import Service
+from daemon.service import ROOT_MISSING, DaemonRunning, Service, daemon_lock
+from daemon.status import read_status
 from tests.conftest import DEV_FACES, copy_dev_faces
 
 
@@ -342,7 +348,7 @@ def test_the_polling_observer_for_network_mounts(tmp_path):
     service, clock = make_service(tmp_path, root, poll=True)
     db = service.s.db
     try:
-        assert "Polling" in type(service._observer).__name__
+        assert "Polling" in service.watcher.kind
         assert service.step()
         shutil.copy2(DEV_FACES / "Joe_Biden" / "biden2.jpg", root / "Amy" / "biden2.jpg")
         drain(
@@ -443,3 +449,280 @@ def test_an_empty_root_at_start_removes_nothing_but_ordinary_deletes_stay(tmp_pa
         assert store_paths(db) == set()
     finally:
         service.close()
+
+
+# -- the root going away and coming back ------------------------------------------------------
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["inotify", "polling"])
+def test_a_root_that_goes_is_said_and_followed_when_it_comes_back(tmp_path, caplog, poll):
+    root = copy_dev_faces(tmp_path / "data", ["Amy", "Penny"])
+    service, clock = make_service(tmp_path, root, poll=poll, quiet_seconds=0.5)
+    db = service.s.db
+    try:
+        assert service.step()
+        before = store_paths(db)
+        # rm -rf data: said at once, in the state, the message, the status file and the log.
+        with caplog.at_level("WARNING", logger="facelint"):
+            shutil.rmtree(root)
+            drain(service, clock, lambda: service.state == ROOT_MISSING, "root missing")
+        assert "is gone" in service.snapshot()["message"]
+        assert "is gone" in caplog.text
+        written = read_status_file(service.s.status_path()).fields
+        assert written["state"] == ROOT_MISSING and "is gone" in written["message"]
+        for _ in range(3):  # nothing runs on a missing root, and nothing is removed
+            service.step()
+            time.sleep(0.1)
+            clock.advance(10)
+        assert service.state == ROOT_MISSING
+        assert store_paths(db) == before and not root.exists()  # not even an empty data/
+
+        # A restore: a new data/ with files. Watched and reconciled at once.
+        copy_dev_faces(root, ["Amy", "Raj"])
+        drain(service, clock, lambda: store_paths(db) == real_files(root), "the restored tree")
+        # A file 15 s later is seen by the new watch.
+        clock.advance(15)
+        time.sleep(0.2)
+        shutil.copy2(DEV_FACES / "Leonard" / "leonard1.png", root / "Amy" / "leonard1.png")
+        drain(service, clock, lambda: "Amy/leonard1.png" in store_paths(db), "a new file")
+
+        # mv data away, add a file there, mv it back: the file added meanwhile is stored.
+        away = tmp_path / "away"
+        root.rename(away)
+        drain(service, clock, lambda: service.state == ROOT_MISSING, "root moved away")
+        shutil.copy2(DEV_FACES / "Penny" / "penny1.png", away / "Raj" / "penny1.png")
+        for _ in range(3):  # the old watch's events while away store nothing, lose nothing
+            service.step()
+            time.sleep(0.1)
+            clock.advance(10)
+        away.rename(root)
+        drain(service, clock, lambda: "Raj/penny1.png" in store_paths(db), "added while away")
+
+        # Away and back between two steps: the parent's watch (or the poll) still tells.
+        root.rename(away)
+        shutil.copy2(DEV_FACES / "Howard" / "howard1.png", away / "Raj" / "howard1.png")
+        away.rename(root)
+        drain(service, clock, lambda: "Raj/howard1.png" in store_paths(db), "away and back")
+        drain(service, clock, lambda: not len(service.queue), "an empty queue")
+        assert store_paths(db) == real_files(root)
+        assert service.state == "idle" and "is gone" not in service.message
+    finally:
+        service.close()
+
+
+# -- nothing outside the root, nothing followed, nothing opened that is not a file -----------
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["inotify", "polling"])
+def test_a_link_to_the_parent_never_keeps_the_queue_busy(tmp_path, caplog, poll):
+    root = copy_dev_faces(tmp_path / "data", ["Amy"])
+    service, clock = make_service(tmp_path, root, poll=poll)
+    try:
+        assert service.step()
+        with caplog.at_level("WARNING", logger="facelint"):
+            os.symlink("..", root / "up")
+            seen(service, "the link")
+            # The status file beside the store changes at every heartbeat; the link
+            # leads to its folder, which must not matter.
+            for _ in range(30):
+                service.heartbeat()
+                if not service.step():
+                    time.sleep(0.1)
+                    clock.advance(10)
+                if not len(service.queue) and "skipped up" in caplog.text:
+                    break
+            assert len(service.queue) == 0
+            for _ in range(5):  # and it stays empty
+                service.heartbeat()
+                time.sleep(0.3)
+                assert service.step() is False and len(service.queue) == 0
+        assert "skipped up: folder is a symbolic link: not followed" in caplog.text
+        assert store_paths(service.s.db) == real_files(root)
+    finally:
+        service.close()
+
+
+def test_fifos_and_hard_links_are_skipped_with_a_reason_and_never_opened(tmp_path, caplog):
+    root = copy_dev_faces(tmp_path / "data", ["Amy"])
+    outside = tmp_path / "outside.png"
+    shutil.copy2(DEV_FACES / "Penny" / "penny1.png", outside)
+    service, clock = make_service(tmp_path, root)
+    db = service.s.db
+    try:
+        assert service.step()
+        with caplog.at_level("WARNING", logger="facelint"):
+            os.mkfifo(root / "Amy" / "pipe.jpg")
+            os.link(outside, root / "Amy" / "outside.png")
+            shutil.copy2(DEV_FACES / "Leonard" / "leonard1.png", root / "Amy" / "leonard1.png")
+            drain(service, clock, lambda: "Amy/leonard1.png" in store_paths(db), "the plain file")
+            drain(service, clock, lambda: not len(service.queue), "an empty queue")
+        assert store_paths(db) == real_files(root) - {"Amy/pipe.jpg", "Amy/outside.png"}
+        assert "skipped Amy/pipe.jpg: named pipe (FIFO): not a regular file" in caplog.text
+        assert "skipped Amy/outside.png: hard link: may name a file outside the root" in (
+            caplog.text
+        )
+    finally:
+        service.close()
+
+
+# -- store errors lose nothing; a status that is not written is not believed ---------------
+
+
+def _chattr(flag: str, path: Path) -> None:
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed")
+    done = subprocess.run(["chattr", flag, str(path)], capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"chattr {flag} not permitted here: {done.stderr.decode().strip()}")
+
+
+@pytest.mark.parametrize("how", ["corrupt", "immutable"])
+def test_paths_that_fail_on_the_store_wait_for_it_and_are_never_dropped(tmp_path, how):
+    root = copy_dev_faces(tmp_path / "data", ["Amy", "Penny"])
+    service, clock = make_service(tmp_path, root)
+    db = service.s.db
+    try:
+        assert service.step()
+        before = store_paths(db)
+        original = db.read_bytes()
+        if how == "corrupt":
+            with db.open("r+b") as fh:  # in place: the same file, not a lost store
+                fh.write(b"\0" * 8192)
+        else:
+            _chattr("+i", db)
+        try:
+            for name in ("leonard1.png", "leonard2.png"):
+                shutil.copy2(DEV_FACES / "Leonard" / name, root / "Amy" / name)
+            seen(service, "the new files")
+            # Far more failures than a bad file gets (3, then split, then dropped).
+            for _ in range(12):
+                service.step()
+                time.sleep(0.05)
+                clock.advance(6)
+            assert len(service.queue) == 2 and service.queue.held() == 2
+            assert service.state == "error"
+            assert "store unavailable" in service.message
+            assert "2 changed paths wait for it" in service.message
+            written = read_status_file(service.s.status_path()).fields
+            assert written["waiting_for_store"] == 2
+            if how == "immutable":  # readable: `facelint status` shows them
+                rows = dict(human_status(read_status(service.s), time.time()))
+                assert rows["waiting for store"].startswith("2 changed paths")
+        finally:
+            if how == "corrupt":
+                with db.open("r+b") as fh:
+                    fh.write(original)
+            else:
+                _chattr("-i", db)
+        drain(
+            service,
+            clock,
+            lambda: store_paths(db) == before | {"Amy/leonard1.png", "Amy/leonard2.png"},
+            "the held paths stored",
+        )
+        drain(service, clock, lambda: not len(service.queue), "an empty queue")
+        assert service.state == "idle" and service.queue.held() == 0
+        assert service.snapshot()["waiting_for_store"] == 0
+    finally:
+        service.close()
+
+
+def test_a_status_file_that_cannot_be_written_reads_as_stale(tmp_path, caplog):
+    root = copy_dev_faces(tmp_path / "data", ["Amy"])
+    service, _ = make_service(tmp_path, root)
+    path = service.s.status_path()
+    try:
+        assert service.step()
+        service.heartbeat()
+        last = json.loads(path.read_text(encoding="utf-8"))
+        assert last["state"] == "idle"
+        _chattr("+i", path)
+        try:
+            with caplog.at_level("WARNING", logger="facelint"):
+                for _ in range(3):
+                    time.sleep(0.05)
+                    service.heartbeat()
+            # Not refreshed: the old file stays as it was, its heartbeat ageing.
+            assert json.loads(path.read_text(encoding="utf-8")) == last
+            assert caplog.text.count("cannot write status file") == 1  # said once
+        finally:
+            _chattr("-i", path)
+        # What `facelint status` prints once ten heartbeats were missed.
+        assert STALE_SECONDS <= 20
+        later = last["heartbeat"] + STALE_SECONDS + 1
+        out = read_status(service.s, now=later)
+        assert out["running"] is False and out["state"] == "daemon not running"
+        rows = dict(human_status(out, later))
+        assert rows["state"] == "daemon not running"
+        assert re.search(
+            r"last heartbeat \d+ s ago\): the status file says 'idle' but was not written",
+            rows["message"],
+        )
+        assert "cannot write its status file" in rows["message"]
+    finally:
+        service.close()
+
+
+# -- one daemon per store, whatever path names it ------------------------------------------
+
+REFUSED = r"another facelint daemon( \(pid \d+\))? already keeps the store"
+
+
+def refused(settings: Settings, db: Path, match: str = REFUSED) -> None:
+    """A second daemon_lock, naming the store by `db`, is refused."""
+    with pytest.raises(DaemonRunning, match=match), daemon_lock(settings.with_overrides(db=db)):
+        pass
+
+
+def test_one_daemon_per_store_through_a_symlink_or_a_hard_link(tmp_path):
+    db = tmp_path / "state" / "facelint.duckdb"
+    s = Settings(root=tmp_path / "data", db=db)
+    link = tmp_path / "link.duckdb"
+    hard = tmp_path / "elsewhere" / "hard.duckdb"
+    with daemon_lock(s):
+        assert db.is_file()  # created under the path lock, then locked by inode
+        link.symlink_to(db)
+        hard.parent.mkdir()
+        os.link(db, hard)
+        for other in (db, link, hard):
+            refused(s, other)
+        refused(s, hard, rf"\(pid {os.getpid()}\)")  # the holder's, found by identity
+    for other in (link, hard, db):  # released: any name locks again
+        with daemon_lock(s.with_overrides(db=other)):
+            pass
+
+
+def test_a_store_that_does_not_exist_yet_is_locked_whatever_names_it(tmp_path):
+    real = tmp_path / "new" / "real.duckdb"
+    real.parent.mkdir()
+    link = tmp_path / "link.duckdb"
+    link.symlink_to(real)  # dangling: the store does not exist yet
+    s = Settings(root=tmp_path / "data", db=link)
+    with daemon_lock(s):
+        assert real.is_file()
+        refused(s, real)
+
+
+def test_a_rebuilt_store_is_locked_too(tmp_path):
+    root = copy_dev_faces(tmp_path / "data", ["Amy"])
+    s = Settings(root=root, db=tmp_path / "facelint.duckdb", workers=1)
+    with daemon_lock(s) as lock:
+        clock = FakeClock()
+        service = Service(
+            s, temperature=lambda: None, notifier=SystemdNotifier({}), clock=clock, lock=lock
+        )
+        service.open()
+        try:
+            assert service.step()
+            first = lock.identity
+            s.db.unlink()
+            service.heartbeat()
+            assert service.step()  # said lost
+            assert service.step()  # rebuilt: a new file
+            service.step()
+            assert lock.identity is not None and lock.identity != first
+            hard = tmp_path / "hard.duckdb"
+            os.link(s.db, hard)
+            refused(s, hard)
+        finally:
+            service.close()

@@ -52,6 +52,9 @@ def test_daemon_unit_is_a_notify_service_with_a_watchdog():
     assert d["NotifyAccess"] == ["main"]
     assert d["WatchdogSec"] == ["120"]
     assert d["KillSignal"] == ["SIGTERM"]
+    # SIGHUP stops the daemon cleanly (tests/test_daemon.py); there is no reload to run.
+    assert "ExecReload" not in d
+    assert "SIGHUP" in DAEMON.read_text(encoding="utf-8")
     assert d["Restart"] == ["on-failure"]
     assert d["ExecStart"][0].split()[1:3] == ["daemon", "--root"]
     assert d["WantedBy"] == ["multi-user.target"]

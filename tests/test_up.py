@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +49,55 @@ def test_up_runs_daemon_and_dashboard_on_the_defaults(tmp_path):
     finally:
         d.close()
     wait_for(lambda: not healthy(port), 20, "the dashboard to stop with the daemon")
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGHUP], ids=["SIGKILL", "SIGHUP"])
+def test_the_dashboard_dies_with_up_however_up_ends(tmp_path, how):
+    port = free_port()
+    d = DaemonProcess(
+        tmp_path / "data",
+        tmp_path / "facelint.duckdb",
+        tmp_path,
+        env={"FACELINT_PORT": str(port)},
+        command=["up"],
+    )
+    kids: list[int] = []
+    try:
+        d.wait_ready()
+        wait_for(lambda: healthy(port), 60, "the dashboard's health endpoint")
+        kids = children(d.proc.pid)
+        assert kids, "up has no child process"
+        d.proc.send_signal(how)
+        code = d.proc.wait(timeout=60)
+        if how == signal.SIGHUP:
+            assert code == 0  # a clean stop, like SIGTERM
+        wait_for(lambda: port_free(port), 10, "the dashboard's port to be free")
+        wait_for(lambda: not any(alive(k) for k in kids), 10, "the dashboard to end")
+    finally:
+        for kid in kids:  # never leave one behind, whatever failed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(kid, signal.SIGKILL)
+        d.close()

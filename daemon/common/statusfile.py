@@ -21,9 +21,11 @@ from typing import Any
 
 from daemon.common.humanize import epoch
 
-# A heartbeat this old or older means the daemon is gone: it beats every 2 s
-# (daemon/service.py HEARTBEAT_SECONDS), so a minute is many missed beats, not a slow one.
-STALE_SECONDS = 60.0
+# A heartbeat this old or older means the daemon is gone, or cannot write this file: it
+# beats every 2 s (daemon/service.py HEARTBEAT_SECONDS) from a thread of its own, so ten
+# missed beats are not a slow one. A failed write leaves the old file as it was, so its
+# last state ("idle") is shown for this long at most, never for as long as writes fail.
+STALE_SECONDS = 20.0
 
 
 def write_status(path: Path, status: dict[str, Any]) -> None:

@@ -7,23 +7,20 @@ their models, ~110 MB each) behind.
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
+from daemon.common.parentdeath import die_with_parent
 from daemon.config import Settings
 from daemon.encoders import registry
 from daemon.encoders.base import Encoder, Encoding, encode_file
 from store.vocab import Status
 
-_PR_SET_PDEATHSIG = 1
 # How often a worker checks that its parent is alive where the kernel cannot tell it.
 PARENT_POLL_SECONDS = 1.0
 
@@ -34,17 +31,11 @@ _worker_max_pixels = 0
 def _exit_with_parent(parent: int) -> None:
     """Make this process end when `parent` does.
 
-    On Linux the kernel sends SIGKILL at the parent's death (prctl PR_SET_PDEATHSIG); a
-    watchdog thread covers other systems and the race where the parent died before prctl.
+    On Linux the kernel sends SIGKILL at the parent's death (daemon/common/parentdeath.py,
+    shared with the dashboard beside `facelint up`); a watchdog thread covers other
+    systems.
     """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:
-        os._exit(0)
+    die_with_parent(parent)
 
     def watch() -> None:
         while True:
