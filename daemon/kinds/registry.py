@@ -162,11 +162,14 @@ def find_suggestions(
     # By folder, content and path, never by file id (ids follow the order files arrived
     # in): the statistics, the members' lists and the evidence pairs all see the same
     # faces in the same order however the store was built.
-    paths = [snap.file_paths[p] for p in np.searchsorted(snap.file_ids, faces.ids[kept]).tolist()]
-    by_content = sorted(
-        range(len(kept)), key=lambda j: (faces.classes[kept[j]], faces.hashes[kept[j]], paths[j])
-    )
-    kept = kept[np.asarray(by_content, np.int64)]
+    # One string per face sorts as the tuple would (no name holds a NUL) in a third of
+    # the time.
+    positions = np.searchsorted(snap.file_ids, faces.ids[kept]).tolist()
+    sort_key = [
+        f"{faces.classes[i]}\0{faces.hashes[i]}\0{snap.file_paths[p]}"
+        for i, p in zip(kept.tolist(), positions, strict=True)
+    ]
+    kept = kept[np.asarray(sorted(range(len(kept)), key=sort_key.__getitem__), np.int64)]
     classes = [faces.classes[i] for i in kept]
     if len(kept) >= 3:
         names, codes = np.unique(np.asarray(classes), return_inverse=True)

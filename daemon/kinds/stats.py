@@ -117,8 +117,16 @@ class Density:
 def content_order(codes: np.ndarray, keys: Sequence[str]) -> np.ndarray:
     """The faces by folder code, then content key (stable: equal keys keep the caller's
     order, which find_suggestions makes the path order): the order the statistics index."""
-    if not len(keys):
+    n = len(keys)
+    if n == 0:
         return np.empty(0, np.int64)
+    # The daemon's faces come in this order already (find_suggestions): a check is a
+    # fraction of a sort (sorting 57,637 hashes took 0.1 s).
+    step = np.diff(codes)
+    if (step >= 0).all() and all(
+        keys[i] <= keys[i + 1] for i in np.flatnonzero(step == 0).tolist()
+    ):
+        return np.arange(n)
     _, rank = np.unique(np.asarray(keys), return_inverse=True)
     return np.lexsort((rank.ravel(), codes))
 
@@ -236,7 +244,6 @@ def _split_samples(
     members = np.flatnonzero(sizes[codes] >= sa + sb)
     if len(members) == 0:
         return np.empty(0)
-    n_f = len(sizes)
     folders = len(np.unique(codes[members]))
     out = []
     for _ in range(max(1, min(MAX_REDRAWS, -(-want // folders)))):
@@ -244,10 +251,11 @@ def _split_samples(
         c = codes[order]
         starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
         rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-        used = np.unique(c)
         in_a, in_b = rank < sa, (rank >= sa) & (rank < sa + sb)
-        a = group_sums(w[order[in_a]], c[in_a], n_f)[used]
-        b = group_sums(w[order[in_b]], c[in_b], n_f)[used]
+        # Every folder here gives exactly sa and sb faces, one folder after another: each
+        # group's sum is a reshaped sum (a tenth of the time of group_sums).
+        a = w[order[in_a]].reshape(folders, sa, -1).sum(axis=1)
+        b = w[order[in_b]].reshape(folders, sb, -1).sum(axis=1)
         na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
         out.append(np.einsum("ij,ij->i", a, b) / np.maximum(na * nb, 1e-12))
     return np.concatenate(out)
