@@ -332,7 +332,7 @@ class Models:
 
     Only then: models fitted on a set one face smaller are history, and would make the
     confidences depend on the order the files arrived in. Checking is exact and cheap
-    (the seed and two array comparisons); fitting again costs ~0.1 s at 57,637 faces."""
+    (the seed and two array comparisons); fitting again costs ~0.2 s at 57,637 faces."""
 
     nulls: Nulls
     same: SameDensities
