@@ -1,6 +1,6 @@
 """Statistics shared by the daemon's estimates (and light enough for the dashboard): a
-normal fitted to the upper tail of a sample, and when a data set has changed enough to
-estimate again.
+normal fitted to the upper tail of a sample, and when a data set has changed enough for
+the calibration to be estimated again.
 
 Both the calibration (daemon/calibration.py: raw cosines of image pairs from different
 folders) and the suggestions (daemon/kinds/stats.py: centroid cosines of folder pairs,
@@ -21,8 +21,9 @@ from statistics import NormalDist
 
 import numpy as np
 
-# Estimates made from the data (the calibration, the suggestions' models) are made again
-# when the number of faces changed by more than this fraction: in between they hold.
+# The calibration is estimated again when the number of faces changed by more than this
+# fraction: in between it holds, so scores stay put. (The suggestions' models are used
+# again only for exactly the faces they were fitted on: daemon/kinds/stats.py.)
 REESTIMATE_FRACTION = 0.01
 
 _NORMAL = NormalDist()

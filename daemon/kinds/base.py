@@ -85,7 +85,8 @@ class Scene:
             f"{self.threshold:g}, median {float(np.median(flat)):.2f}, "
             f"best {float(flat.max()):.2f}"
         )
-        best = np.argsort(-flat)[:EVIDENCE_PAIRS]
+        # Stable: equal scores (copies in one folder) come in the members' content order.
+        best = np.argsort(-flat, kind="stable")[:EVIDENCE_PAIRS]
         pairs = [
             (left[b // len(right)], right[b % len(right)], float(flat[b])) for b in best.tolist()
         ]

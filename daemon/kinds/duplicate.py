@@ -66,7 +66,7 @@ def copies(snap: Snapshot) -> list[tuple[str, int, list[int]]]:
         if h is not None:
             by_hash[h].append(pos)
     out = []
-    for h, positions in by_hash.items():
+    for h, positions in sorted(by_hash.items()):
         if len({snap.file_classes[p] for p in positions}) < 2:
             continue
         positions.sort(key=lambda p: snap.file_paths[p])

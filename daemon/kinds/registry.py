@@ -26,7 +26,15 @@ from daemon.kinds.base import (
     SuggestionKind,
     Survey,
 )
-from daemon.kinds.stats import MIN_FOLDERS, Found, Models, Statistics
+from daemon.kinds.stats import (
+    MIN_FOLDERS,
+    Found,
+    Models,
+    Statistics,
+    content_keys,
+    content_order,
+    content_seed,
+)
 from daemon.snapshot import Snapshot
 from store.scores import Calibration
 from store.suggestions import SuggestionRow
@@ -82,30 +90,45 @@ def suggest(
     codes: np.ndarray,
     src: np.ndarray,
     dst: np.ndarray,
-    seed: int = 0,
+    keys: list[str] | None = None,
     models: Models | None = None,
 ) -> tuple[list[Found], Models | None]:
     """The kinds' tests on the faces, and the models behind them (pass them back next
-    time: they are reused while the data set changes by little), from unit vectors,
-    folder codes (0..F-1, every code used) and the stored match lists (src, dst: file
-    indices of each image's best matches elsewhere)."""
+    time: they are used again when the faces are exactly the same), from unit vectors,
+    folder codes (0..F-1, every code used, in the folders' name order), the faces'
+    content keys (their content hashes; None: their vectors' bytes) and the stored match
+    lists (src, dst: indices of each image's best matches elsewhere).
+
+    A function of the data: the faces are put in content order before anything is drawn
+    and the draws are seeded from that content, so the same faces in any order (any
+    file ids) give the same suggestions; `Found.image` is an index of the order given."""
     n = len(unit)
     if n < 3:
         return [], models
-    rng = np.random.default_rng(seed)
     n_f = int(codes.max()) + 1
     if n_f < MIN_FOLDERS:
         # Too few folders to say how different people look: with two folders, every
         # "random" folder pair is the one pair in question.
         return [], models
-    stats = Statistics(unit, codes, src, dst, models, rng)
+    unit = np.asarray(unit, np.float32)
+    if keys is None:
+        keys = content_keys(unit)
+    order = content_order(codes, keys)
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    codes = codes[order]
+    seed = content_seed(codes, [keys[i] for i in order.tolist()])
+    stats = Statistics(unit[order], codes, rank[src], rank[dst], models, seed)
     found = [f for k in kinds() if isinstance(k, FromStatistics) for f in k.find(stats)]
-    return _one_per_image(found), stats.models
+    return [
+        dataclasses.replace(f, image=int(order[f.image])) if f.image >= 0 else f
+        for f in _one_per_image(found)
+    ], stats.models
 
 
 def _one_per_image(found: list[Found]) -> list[Found]:
     """An image gets one suggestion: the likeliest of those the kinds make of it (the
-    earlier kind on a tie). Folder suggestions first, then images by index."""
+    earlier kind on a tie). Folder suggestions first, then images in content order."""
     folders = [f for f in found if f.image < 0]
     best: dict[int, Found] = {}
     for f in found:
@@ -136,6 +159,17 @@ def find_suggestions(
     faces = snap.faces
     keep = np.array([fid not in left_out for fid in faces.ids.tolist()], dtype=bool)
     kept = np.flatnonzero(keep)
+    # By folder, content and path, never by file id (ids follow the order files arrived
+    # in): the statistics, the members' lists and the evidence pairs all see the same
+    # faces in the same order however the store was built.
+    # One string per face sorts as the tuple would (no name holds a NUL) in a third of
+    # the time.
+    positions = np.searchsorted(snap.file_ids, faces.ids[kept]).tolist()
+    sort_key = [
+        f"{faces.classes[i]}\0{faces.hashes[i]}\0{snap.file_paths[p]}"
+        for i, p in zip(kept.tolist(), positions, strict=True)
+    ]
+    kept = kept[np.asarray(sorted(range(len(kept)), key=sort_key.__getitem__), np.int64)]
     classes = [faces.classes[i] for i in kept]
     if len(kept) >= 3:
         names, codes = np.unique(np.asarray(classes), return_inverse=True)
@@ -143,7 +177,12 @@ def find_suggestions(
         remap[kept] = np.arange(len(kept))
         ok = (remap[src] >= 0) & (remap[dst] >= 0)
         found, out.models = suggest(
-            unit[kept], codes, remap[src[ok]], remap[dst[ok]], models=models
+            unit[kept],
+            codes,
+            remap[src[ok]],
+            remap[dst[ok]],
+            keys=[faces.hashes[i] for i in kept.tolist()],
+            models=models,
         )
         members: dict[int, list[int]] = defaultdict(list)
         for j, c in enumerate(codes):

@@ -23,16 +23,24 @@ kinds share is here:
   own folder (misfiled and stranger read it).
 - `Statistics.claims`: for each image, the other folder most likely to be its own and how
   likely (misfiled proposes it; stranger breaks a tie in a folder of two with it).
+
+The draws are a function of the data alone, never of file ids or of history: the faces
+come in a content order (folder, then content hash: `content_order`), every draw is
+seeded from the content it draws over (`content_seed`) and from its own name, and a
+kept model is used again only for exactly the faces it was fitted on (`Models.fits`).
+The same files give the same suggestions and confidences however they arrived.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
-from daemon.common.stats import Tail, changed_past, folder_tail
+from daemon.common.stats import Tail, folder_tail
 from store.vocab import Kind
 
 # Prior odds that an image was filed from another folder: scraped sets are mostly right,
@@ -61,6 +69,9 @@ CANDIDATE_Z = 3.09
 LOOSE_RATIO = 0.05
 # Image pairs shown with a suggestion.
 EVIDENCE_PAIRS = 12
+# The draws' names, so that each has a stream of its own (`draws`).
+NULL_DRAWS = 1
+SAME_DRAWS = 2
 
 
 @dataclass
@@ -101,6 +112,47 @@ class Density:
             return np.full(np.shape(x), 1.0)
         # Never below a floor: an estimate is zero past its data, which is not "impossible".
         return np.maximum(np.interp(x, self.GRID, self.values), self.floor)
+
+
+def content_order(codes: np.ndarray, keys: Sequence[str]) -> np.ndarray:
+    """The faces by folder code, then content key (stable: equal keys keep the caller's
+    order, which find_suggestions makes the path order): the order the statistics index."""
+    n = len(keys)
+    if n == 0:
+        return np.empty(0, np.int64)
+    # The daemon's faces come in this order already (find_suggestions): a check is a
+    # fraction of a sort (sorting 57,637 hashes took 0.1 s).
+    step = np.diff(codes)
+    if (step >= 0).all() and all(
+        keys[i] <= keys[i + 1] for i in np.flatnonzero(step == 0).tolist()
+    ):
+        return np.arange(n)
+    _, rank = np.unique(np.asarray(keys), return_inverse=True)
+    return np.lexsort((rank.ravel(), codes))
+
+
+def content_seed(codes: np.ndarray, keys: Sequence[str]) -> int:
+    """A seed that is a function of the data alone: the folder codes and content keys of
+    the faces in content order. The same files give the same draws whatever their ids
+    and whatever order they arrived in."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(np.ascontiguousarray(codes, dtype="<i8").tobytes())
+    digest.update("\n".join(keys).encode())
+    return int.from_bytes(digest.digest(), "little")
+
+
+def draws(seed: int, *name: int) -> np.random.Generator:
+    """The random stream of one draw: its data's seed and its own name, so that a draw
+    does not depend on which draws ran before it (the kinds ask for the one-person
+    densities lazily, in whatever order their tests need them)."""
+    return np.random.default_rng([seed, *name])
+
+
+def content_keys(unit: np.ndarray) -> list[str]:
+    """Content keys for faces known only by their vectors (synthetic data): each vector's
+    bytes, hashed."""
+    rows = np.ascontiguousarray(unit, dtype=np.float32)
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest() for row in rows]
 
 
 def centre(unit: np.ndarray) -> np.ndarray:
@@ -192,7 +244,6 @@ def _split_samples(
     members = np.flatnonzero(sizes[codes] >= sa + sb)
     if len(members) == 0:
         return np.empty(0)
-    n_f = len(sizes)
     folders = len(np.unique(codes[members]))
     out = []
     for _ in range(max(1, min(MAX_REDRAWS, -(-want // folders)))):
@@ -200,10 +251,11 @@ def _split_samples(
         c = codes[order]
         starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
         rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-        used = np.unique(c)
         in_a, in_b = rank < sa, (rank >= sa) & (rank < sa + sb)
-        a = group_sums(w[order[in_a]], c[in_a], n_f)[used]
-        b = group_sums(w[order[in_b]], c[in_b], n_f)[used]
+        # Every folder here gives exactly sa and sb faces, one folder after another: each
+        # group's sum is a reshaped sum (a tenth of the time of group_sums).
+        a = w[order[in_a]].reshape(folders, sa, -1).sum(axis=1)
+        b = w[order[in_b]].reshape(folders, sb, -1).sum(axis=1)
         na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
         out.append(np.einsum("ij,ij->i", a, b) / np.maximum(na * nb, 1e-12))
     return np.concatenate(out)
@@ -214,25 +266,27 @@ class SameDensities:
     off disjoint groups inside folders (folders are mostly right), pooled over larger
     classes where a class has too few folders to say."""
 
-    def __init__(
-        self, w: np.ndarray, codes: np.ndarray, sizes: np.ndarray, rng: np.random.Generator
-    ):
-        self._w, self._codes, self._sizes, self._rng = w, codes, sizes, rng
+    def __init__(self, w: np.ndarray, codes: np.ndarray, sizes: np.ndarray, seed: int):
+        self._w, self._codes, self._sizes, self._seed = w, codes, sizes, seed
         self._cache: dict[tuple[int, int], Density] = {}
+
+    def _sample(self, sa: int, sb: int, want: int) -> np.ndarray:
+        rng = draws(self._seed, SAME_DRAWS, sa, sb)
+        return _split_samples(self._w, self._codes, self._sizes, sa, sb, rng, want)
 
     def __call__(self, ca: int, cb: int) -> Density:
         key = (min(ca, cb), max(ca, cb))
         if key not in self._cache:
             sa, sb = int(SIZE_EDGES[key[0]]), int(SIZE_EDGES[key[1]])
             want = MIN_SAME_SAMPLES * 4
-            sample = _split_samples(self._w, self._codes, self._sizes, sa, sb, self._rng, want)
+            sample = self._sample(sa, sb, want)
             # Too few folders hold sa + sb images: smaller groups stand in (their
             # statistic is noisier, so this errs towards less confidence, not more).
             while len(sample) < MIN_SAME_SAMPLES and sb > 1:
                 sb = max(1, sb // 2)
                 if sa > sb:
                     sa = sb
-                sample = _split_samples(self._w, self._codes, self._sizes, sa, sb, self._rng, want)
+                sample = self._sample(sa, sb, want)
             self._cache[key] = Density(sample)
         return self._cache[key]
 
@@ -272,15 +326,28 @@ def group_sums(w: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
 
 @dataclass
 class Models:
-    """What the data says of one person and of different people: costly to estimate,
-    stable while the data set grows by little, so a daemon keeps them between runs."""
+    """What the data says of one person and of different people, kept by a daemon
+    between runs: a run whose faces did not change (a decision, a folder rename that
+    keeps the folders' order) uses them again.
+
+    Only then: models fitted on a set one face smaller are history, and would make the
+    confidences depend on the order the files arrived in. Checking is exact and cheap
+    (the seed and two array comparisons); fitting again costs ~0.2 s at 57,637 faces."""
 
     nulls: Nulls
     same: SameDensities
-    images: int
+    seed: int
+    w: np.ndarray  # the centred faces they were fitted on, in content order
+    codes: np.ndarray
 
-    def fits(self, n: int) -> bool:
-        return not changed_past(n, self.images)
+    def fits(self, seed: int, w: np.ndarray, codes: np.ndarray) -> bool:
+        """Whether a fresh fit on these faces would give exactly these models."""
+        return (
+            self.seed == seed
+            and self.w.shape == w.shape
+            and np.array_equal(self.codes, codes)
+            and np.array_equal(self.w, w)
+        )
 
 
 @dataclass(frozen=True)
@@ -298,9 +365,11 @@ class Statistics:
     """One run's view of the data, for the kinds' tests: centred faces, folder centroids
     and sizes, the models (made here when none fit), and what several kinds read.
 
-    The models' one-person densities are drawn on first use (SameDensities), so the order
-    in which kinds ask for them fixes the draws: the registry runs the kinds in `Kind`'s
-    order, every run, and `not_own` and `claims` are computed when first asked for."""
+    The faces come in content order (`content_order`) and `seed` is their
+    `content_seed`: then every index a draw picks names the same face in every build of
+    the same files. The one-person densities are drawn on first use (SameDensities),
+    each from a stream of its own, so the order the kinds ask in changes nothing;
+    `not_own` and `claims` are computed when first asked for."""
 
     def __init__(
         self,
@@ -309,7 +378,7 @@ class Statistics:
         src: np.ndarray,
         dst: np.ndarray,
         models: Models | None,
-        rng: np.random.Generator,
+        seed: int,
     ):
         n = len(unit)
         self.n = n
@@ -320,9 +389,13 @@ class Statistics:
         self.sizes = sizes = np.bincount(codes, minlength=n_f)
         self.cn = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
         self.cls = size_class(sizes)
-        if models is None or not models.fits(n):
+        if models is None or not models.fits(seed, w, codes):
             models = Models(
-                Nulls(self.cn, w, codes, sizes, rng), SameDensities(w, codes, sizes, rng), n
+                Nulls(self.cn, w, codes, sizes, draws(seed, NULL_DRAWS)),
+                SameDensities(w, codes, sizes, seed),
+                seed,
+                w,
+                codes,
             )
         self.models = models
         self.nulls = models.nulls
@@ -380,7 +453,8 @@ class Statistics:
                 genuine[sel] = self.same(0, c)(x[sel])
             ratio = not_own[s_u] * genuine / np.maximum(null, 1e-300)
             conf = odds_to_probability(ratio * MISFILED_RATE / n_f)
-            order = np.argsort(conf)  # each image's best destination is written last
+            # Each image's best destination is written last (on a tie, the later folder).
+            order = np.argsort(conf, kind="stable")
             best[s_u[order]] = conf[order]
             best_dest[s_u[order]] = d_u[order]
             best_x[s_u[order]] = x[order]
