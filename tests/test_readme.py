@@ -10,6 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from daemon.common.statusfile import STALE_SECONDS
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 CI = Path(__file__).resolve().parent.parent / ".ci" / "run"
 
@@ -224,7 +226,7 @@ QUOTED = (
 NOT_MEASURED = (
     ("re-estimated when the set grows by 1 %", "the pipeline's re-estimate rule"),
     ("refreshes itself every 5 s", "the Status page's refresh interval"),
-    ("heartbeat is older than 60 s", "the status file's staleness limit"),
+    (f"heartbeat is older than {STALE_SECONDS:g} s", "the status file's staleness limit"),
 )
 
 # A figure with a unit, as README writes one.
