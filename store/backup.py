@@ -162,9 +162,12 @@ def _check_document(doc: Any, name: str) -> Backup:
         raise BackupError(f"{name}: folders: not an object of folder id -> name")
     out = Backup()
     for key, value in raw_folders.items():
-        if not (isinstance(key, str) and key.isdigit() and isinstance(value, str) and value):
-            raise BackupError(f"{name}: folders: {key!r}: {value!r} is not a folder id and name")
-        out.folders[int(key)] = value
+        try:
+            if not (isinstance(key, str) and key.isdigit()):
+                raise ValueError("not a folder id")
+            out.folders[int(key)] = _folder(value)
+        except (TypeError, ValueError) as exc:
+            raise BackupError(f"{name}: folders: {key!r}: {value!r}: {exc}") from exc
     for section, spec in _SPECS.items():
         records = doc.get(section, [])
         if not isinstance(records, list):
@@ -187,6 +190,22 @@ def _text(v: Any) -> str:
 def _name(v: Any) -> str:
     if not _text(v):
         raise ValueError("empty")
+    return v
+
+
+def _folder(v: Any) -> str:
+    # Folder names reach file actions (a merge's target, an undo's way back): a backup
+    # must not plant one that is not a single plain component under the root.
+    if _name(v) in (".", "..") or "/" in v or "\x00" in v:
+        raise ValueError("not a plain folder name")
+    return v
+
+
+def _path(v: Any) -> str:
+    # A path under the root, as the store keeps it: relative, no step up or aside.
+    parts = _name(v).split("/")
+    if "\x00" in v or any(p in ("", ".", "..") for p in parts):
+        raise ValueError("not a path inside the data folder")
     return v
 
 
@@ -233,9 +252,9 @@ _SUGGESTION_ROW: dict[str, Check] = {
     "strength": (False, _number),
     "images": (False, _int),
     "evidence": (True, _text),
-    "class_a": (False, _text),
-    "class_b": (False, _text),
-    "path": (False, _text),
+    "class_a": (False, _folder),
+    "class_b": (False, _folder),
+    "path": (False, _path),
     "first_seen": (True, _time),
     "last_seen": (True, _time),
 }
@@ -253,15 +272,15 @@ _SPECS: dict[str, dict[str, Check]] = {
         "note": (False, _text),
         "decided_by": (False, _text),
         "decided_at": (True, _time),
-        "path_a": (False, _text),
-        "path_b": (False, _text),
+        "path_a": (False, _path),
+        "path_b": (False, _path),
     },
     "suggestion_decisions": {
         "id": (True, _name),
         "decision": (True, _one_of(tuple(d.value for d in SUGGESTION_DECISIONS))),
         "rank_score": (False, _number),
         "images": (False, _int),
-        "target": (False, _text),
+        "target": (False, _folder),
         "note": (False, _text),
         "decided_by": (False, _text),
         "decided_at": (True, _time),
@@ -272,19 +291,19 @@ _SPECS: dict[str, dict[str, Check]] = {
     "face_picks": {
         "hash": (True, _name),
         "model": (True, _name),
-        "class": (True, _name),
+        "class": (True, _folder),
         "face": (True, _face),
         "picked_by": (False, _text),
         "picked_at": (True, _time),
-        "path": (False, _text),
+        "path": (False, _path),
     },
     "actions": {
         "id": (True, _int),
         "acted_at": (True, _time),
         "who": (False, _text),
         "action": (True, _name),
-        "src": (True, _text),
-        "dst": (True, _text),
+        "src": (True, _path),
+        "dst": (True, _path),
         "hash_a": (False, _text),
         "hash_b": (False, _text),
         "undone_at": (False, _time),

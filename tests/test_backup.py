@@ -266,6 +266,24 @@ def test_an_older_facelints_decisions_csv_is_restored(dev_copy, tmp_path):
             b'{"format": "facelint-review-backup", "version": 1, "actions": [{"id": 1}]}',
             "actions[0]: acted_at is missing",
         ),
+        # What would reach a file action: a folder "." (a merge into the root), an undo
+        # that leads out of the data folder.
+        (
+            b'{"format": "facelint-review-backup", "version": 1, "folders": {"3": "."}}',
+            "not a plain folder name",
+        ),
+        (
+            b'{"format": "facelint-review-backup", "version": 1, "actions": [{"id": 1, '
+            b'"acted_at": "2026-01-01", "action": "move", "src": "../../etc/passwd", '
+            b'"dst": "Amy/x.jpg"}]}',
+            "not a path inside the data folder",
+        ),
+        (
+            b'{"format": "facelint-review-backup", "version": 1, "suggestion_decisions": '
+            b'[{"id": "same:1:2", "decision": "accepted", "decided_at": "2026-01-01", '
+            b'"target": "a/b"}]}',
+            "target 'a/b': not a plain folder name",
+        ),
     ],
 )
 def test_a_bad_or_foreign_file_is_refused_and_nothing_is_written(
