@@ -629,7 +629,8 @@ class Service:
             f"STORE LOST: {why} ({datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC). Nothing more "
             "was written to it; a full reconcile rebuilds what the files allow (images, "
             "embeddings, pairs). Review decisions cannot be rebuilt: they lived only in "
-            "that file; restore them from a backup made with `facelint export --decisions`."
+            "that file; restore them with `facelint import --decisions FILE` from a backup "
+            "made with `facelint export --decisions FILE`."
         )
         log.error("%s", self.alert)
         self.store_lost.clear()
