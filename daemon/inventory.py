@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
@@ -10,11 +9,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from daemon.common.hashing import content_hash
 from store.catalog import FileRow
 
 log = logging.getLogger("facelint.inventory")
-
-HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -206,14 +204,6 @@ def walk(
                 skipped.append((printable(rel), why))
             elif f is not None:
                 yield f
-
-
-def content_hash(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with path.open("rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def diff(
