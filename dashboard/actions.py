@@ -323,6 +323,7 @@ def _merged_content(
     """The content a merge may move from `path`: the image the store knows there; an
     image the store does not know yet was never reviewed, so the merge waits for it; a
     file that is no image (notes, a thumbnail cache) goes along as it is now."""
+    files.plain_source(settings.root, path)  # a link is refused as a link, first
     if stored is not None:
         if not stored.hash:
             raise FileActionRefused(f"{path} has no content hash yet: rescan first")

@@ -150,7 +150,9 @@ def check_content(root: Path, relpath: str, content: tuple[str, ...]) -> None:
         raise FileActionRefused(f"{why}: nothing moved")
 
 
-def _source(root: Path, relpath: str) -> Path:
+def plain_source(root: Path, relpath: str) -> Path:
+    """The file a move would take: a plain file inside the root, not a link; else
+    FileActionRefused (or UnsafePath) saying why."""
     _check_relpath(relpath)
     path = inside(root, relpath)
     # The unresolved path is what gets renamed: it must be the file itself, not a link
@@ -185,7 +187,7 @@ def plan_relabel(
     root: Path, relpath: str, target_class: str, content: tuple[str, ...], quarantine: str
 ) -> Move:
     """Move an image into the top of another class folder (that must exist)."""
-    _source(root, relpath)
+    plain_source(root, relpath)
     folder_name(target_class, "class")
     if target_class == quarantine:
         raise FileActionRefused(f"{target_class!r} is the quarantine folder, not a class")
@@ -198,7 +200,7 @@ def plan_relabel(
 
 def plan_quarantine(root: Path, relpath: str, quarantine: str, content: tuple[str, ...]) -> Move:
     """Move an image to <quarantine>/<its class>/<its name>: out of the data set, kept."""
-    _source(root, relpath)
+    plain_source(root, relpath)
     folder_name(quarantine, "quarantine folder")
     parts = relpath.split("/")
     folder = inside(root, f"{quarantine}/{parts[0]}")
@@ -213,7 +215,7 @@ def plan_undo(root: Path, moved_from: str, moved_to: str, content: tuple[str, ..
         raise FileActionRefused(
             f"cannot undo: {moved_from} exists again, and an undo never overwrites"
         )
-    _source(root, moved_to)
+    plain_source(root, moved_to)
     return Move(moved_to, moved_from, content)
 
 

@@ -37,7 +37,7 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
     # The content hash of the file an action moved: its undo moves that content back
     # only, never a file put in its place since (NULL for actions logged before).
-    5: ["ALTER TABLE actions ADD COLUMN hash VARCHAR"],
+    5: ["ALTER TABLE actions ADD COLUMN IF NOT EXISTS hash VARCHAR"],
 }
 
 # Actions that moved a file and can be undone; "undo" rows record the undoing itself.

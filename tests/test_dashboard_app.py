@@ -144,7 +144,7 @@ def test_status_page_reads_the_daemon_status_file(scanned_dev_loose, monkeypatch
     at = goto(start(monkeypatch, root, db, "--status-file", str(status)), "Status")
     text = shown(at)
     assert "[success] daemon running" in text
-    metrics = {m.label: m.value for m in at.metric}
+    metrics = {m.label: as_read(m.value) for m in at.metric}
     assert metrics["state"] == "encoding" and metrics["queue"] == "12"
     assert metrics["temperature"] == "55.0 °C"
     assert "Calibration" in text
