@@ -358,3 +358,35 @@ def test_person_page_shows_a_name_from_the_url_as_typed(scanned_dev, monkeypatch
     assert f"Pairs involving {ui.md(name)} (0)" in [s.value for s in at.subheader]
     # Nothing of the name reaches the markdown unescaped.
     assert name not in source and "](http://127" not in source
+
+
+# -- item 11: the Host header (the websocket itself: tests/test_dashboard_browser.py) ---------
+
+
+def test_the_dashboard_answers_to_its_own_address_and_named_hosts_only(tmp_path):
+    from daemon.config import ConfigError, Settings, load_settings
+    from daemon.launch import dashboard_command
+
+    def hosts(s: Settings) -> list[str]:
+        cmd = dashboard_command(s)
+        return [cmd[i + 1] for i, a in enumerate(cmd) if a == "--server.allowedHosts"]
+
+    def option(s: Settings, name: str) -> str:
+        cmd = dashboard_command(s)
+        return cmd[cmd.index(name) + 1]
+
+    local = Settings(db=tmp_path / "s.duckdb")
+    assert hosts(local) == ["127.0.0.1", "::1", "localhost"]
+    assert option(local, "--server.enableCORS") == "true"
+    assert option(local, "--server.enableXsrfProtection") == "true"
+    lan = Settings(db=tmp_path / "s.duckdb", address="192.168.1.5", allowed_hosts="Review.LAN")
+    assert {"192.168.1.5", "review.lan", "localhost"} <= set(hosts(lan))
+    import socket
+
+    every = Settings(db=tmp_path / "s.duckdb", address="0.0.0.0")
+    assert socket.gethostname().lower() in hosts(every) and "0.0.0.0" not in hosts(every)
+    # "*" would accept any Host again: refused with the setting named.
+    cfg = tmp_path / "facelint.toml"
+    cfg.write_text('allowed_hosts = ["*"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="allowed_hosts"):
+        load_settings(cfg, env={})
