@@ -30,16 +30,23 @@ RETRY_SECONDS = 2.0
 # Each is escaped with a backslash (CommonMark allows it for any ASCII punctuation).
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&@])")
 _BREAKS = {"\r\n": "\\r\\n", "\r": "\\r", "\n": "\\n"}
+# GFM turns `http://…`, `www.…` and `a@b.c` in plain text into links after escapes are
+# read (a backslash does not stop it): an invisible word joiner (U+2060) in each breaks
+# the pattern and shows nothing.
+WORD_JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(?i)(https?)(?=:)|(www)(?=\.)|(?=@)")
 
 
 def md(text: object) -> str:
     """`text` shown literally wherever Streamlit renders markdown (markdown, captions,
     headers, alerts, toasts, expander and widget labels, tooltips, st.table cells): a
     folder named `_Joe_Biden_`, `![x](http://…)` or `<img …>` shows as typed, with a line
-    break shown as `\\n` rather than starting a new block."""
+    break shown as `\\n` rather than starting a new block, and no web or mail address
+    made a link."""
     flat = str(text)
     for brk, shown in _BREAKS.items():
         flat = flat.replace(brk, shown)
+    flat = _AUTOLINK.sub(lambda m: (m.group(1) or m.group(2) or "") + WORD_JOINER, flat)
     return _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
 
 

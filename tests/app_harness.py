@@ -48,8 +48,9 @@ _ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 
 
 def as_read(markdown: str) -> str:
-    """Markdown source with its backslash escapes taken out: the text as it reads."""
-    return _ESCAPE.sub(r"\1", markdown)
+    """Markdown source with its backslash escapes (and md()'s invisible word joiners,
+    which keep addresses from becoming links) taken out: the text as it reads."""
+    return _ESCAPE.sub(r"\1", markdown).replace("\u2060", "")
 
 
 def markdown_source(at: AppTest) -> str:

@@ -333,6 +333,7 @@ PAYLOADS = (
     "<img src=x onerror=alert(1)>",
     "**bold**",
     "a\n# heading",
+    "mail x@y.com, visit www.example.com or HTTPS://example.com",
 )
 
 
@@ -342,6 +343,8 @@ def test_md_leaves_no_markdown_in_a_name(text):
     assert as_read(escaped) == text.replace("\n", "\\n")
     # No construct can start: every special character is escaped, no line break is left.
     assert "\n" not in escaped
+    # Nor can GFM make a link of an address in the text once the escapes are read.
+    assert not re.search(r"(?i)https?:|www\.|[\w.+-]@", escaped.replace("\\", "")), escaped
     for i, c in enumerate(escaped):
         if c in "![]()<>*_#:&@`$~|{}+-.":
             assert escaped[i - 1] == "\\", (text, escaped)
