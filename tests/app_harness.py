@@ -72,9 +72,7 @@ def shown(at: AppTest) -> str:
 def captions(at: AppTest) -> list[str]:
     """Captions of the images shown (the whole photos beside the faces have none), as
     they read."""
-    return [
-        as_read(img.caption) for e in at.get("image") for img in e.proto.imgs if img.caption
-    ]
+    return [as_read(img.caption) for e in at.get("image") for img in e.proto.imgs if img.caption]
 
 
 @contextmanager

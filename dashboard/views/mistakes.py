@@ -246,9 +246,7 @@ def render(settings: DashboardSettings) -> None:
         footer=footer,
         summary=summary,
         title=title,
-        card_choices=lambda card: card_for(card.s.kind).choices(
-            card, settings.allow_file_actions
-        ),
+        card_choices=lambda card: card_for(card.s.kind).choices(card, settings.allow_file_actions),
         empty=lambda: _live_empty(settings, state, kinds),
     )
     st.caption(shortcuts_help(queue))
