@@ -393,3 +393,23 @@ def test_the_dashboard_answers_to_its_own_address_and_named_hosts_only(tmp_path)
     cfg.write_text('allowed_hosts = ["*"]\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="allowed_hosts"):
         load_settings(cfg, env={})
+
+
+def test_an_action_logged_before_hashes_were_kept_is_undone_by_the_pairs_content(dev_copy):
+    """Actions from before store schema 5 have no `hash`: their undo checks the file
+    against the pair's two images instead, and still refuses anything else."""
+    root, db = dev_copy
+    pair = top_pair(db)
+    settings = settings_for(root, db, "--allow-file-actions")
+    done = actions.relabel(settings, pair, "a")
+    assert done.action_id is not None
+    with open_store(db) as con:
+        con.execute("UPDATE actions SET hash = NULL")
+    (move,) = logged(db)
+    original = (root / move.dst).read_bytes()
+    (root / move.dst).write_bytes((root / "Amy" / "amy1.png").read_bytes())
+    with pytest.raises(FileActionRefused, match="is not the image reviewed"):
+        actions.undo(settings, done.action_id)
+    (root / move.dst).write_bytes(original)
+    actions.undo(settings, done.action_id)
+    assert (root / pair.a.path).read_bytes() == original and not (root / move.dst).exists()
