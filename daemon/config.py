@@ -210,6 +210,12 @@ class Settings(BaseSettings):
     # -- the dashboard ------------------------------------------------------------------
     port: int = Field(8501, ge=1, le=65535, description="dashboard: the port it serves on")
     address: str = Field("127.0.0.1", min_length=1, description="dashboard: the bind address")
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="dashboard: host names it answers to besides its address, localhost and "
+        "this machine's name (a proxy's or the LAN's name; `*.x` a domain); comma-separated "
+        "in FACELINT_ALLOWED_HOSTS",
+    )
     allow_file_actions: bool = Field(
         False,
         description="dashboard: let the review pages move and quarantine files (off: "
@@ -272,6 +278,19 @@ class Settings(BaseSettings):
         for ext in out:
             if not ext.startswith("."):
                 raise ValueError(f"{ext!r} must start with '.' (as in '.jpg')")
+        return out
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _allowed_hosts(cls, value: Any) -> Any:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        out = tuple(str(i).strip().lower() for i in items if str(i).strip())
+        for host in out:
+            # A DNS-rebinding page names any host it likes: "*" would let it in again.
+            if host == "*" or any(c in host for c in "/@ "):
+                raise ValueError(f"{host!r} is not a host name (no '*' alone, no URL)")
         return out
 
     @field_validator("quarantine")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import logging
 import os
 import stat
@@ -11,11 +9,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from daemon.common.hashing import (  # noqa: F401 (the scan's reasons, re-read by tests)
+    DEVICE,
+    FIFO,
+    HARD_LINK,
+    SOCKET,
+    content_hash,
+    special_file,
+)
 from store.catalog import FileRow
 
 log = logging.getLogger("facelint.inventory")
-
-HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -49,12 +53,8 @@ def is_image_name(name: str, extensions: Iterable[str]) -> bool:
 NOT_UTF8 = "file name is not valid UTF-8"
 SYMLINK = "symbolic link: not followed"
 IN_ROOT = "image directly in the root: not in a class folder"
-FIFO = "named pipe (FIFO): not a regular file, never opened"
-DEVICE = "device node: not a regular file, never opened"
-SOCKET = "socket: not a regular file, never opened"
 # Another name of the same file may lie anywhere on the file system, and finding every
 # name of a file takes a walk of the whole disk: a file with several names is not read.
-HARD_LINK = "hard link: may name a file outside the root (give it its own copy to include it)"
 
 
 class EmptyRoot(RuntimeError):
@@ -166,18 +166,6 @@ def check_path(
     return DiskFile(relpath, parts[0], st.st_size, st.st_mtime_ns), None
 
 
-def special_file(mode: int) -> str | None:
-    """Why a path that is neither a regular file nor a link is not read; None for a folder
-    (an image-like folder name is just a folder)."""
-    if stat.S_ISFIFO(mode):
-        return FIFO
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return DEVICE
-    if stat.S_ISSOCK(mode):
-        return SOCKET
-    return None
-
-
 def walk(
     root: Path,
     extensions: Iterable[str],
@@ -227,22 +215,6 @@ def walk(
                 skipped.append((printable(rel), why))
             elif f is not None:
                 yield f
-
-
-def content_hash(path: Path) -> str:
-    """The file's BLAKE2b. Opened without following a link and without blocking, and
-    refused unless it is still a regular file with one name: check_path looked at the path
-    a moment ago, and a FIFO or a link put there since must neither block nor lead out."""
-    h = hashlib.blake2b(digest_size=16)
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-            why = special_file(st.st_mode) or (HARD_LINK if st.st_nlink > 1 else "not a file")
-            raise OSError(errno.EINVAL, why, str(path))
-        while chunk := fh.read(HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def diff(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +30,28 @@ def _app_path() -> Path:
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+# Bind addresses that mean "every interface": no one name says how the dashboard is reached.
+_EVERY_INTERFACE = ("0.0.0.0", "::", "")
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """The Host header values the dashboard answers to (Streamlit's server.allowedHosts).
+
+    A page elsewhere that points its own name at this address (DNS rebinding) sends that
+    name as Host, with a matching Origin, so Streamlit's same-origin check lets it in;
+    the Host check does not. Accepted: the address served, localhost, this machine's
+    names when it serves every interface, and `allowed_hosts` (a proxy's name, say).
+    """
+    hosts = {"localhost", "127.0.0.1", "::1"}
+    address = settings.address.strip().strip("[]").lower()
+    if address in _EVERY_INTERFACE:
+        for name in (socket.gethostname(), socket.getfqdn()):
+            hosts.add(name.lower())
+    else:
+        hosts.add(address)
+    hosts.update(settings.allowed_hosts)
+    return sorted(h for h in hosts if h)
+
 
 def dashboard_command(settings: Settings) -> list[str]:
     """The command line that serves the dashboard for these settings."""
@@ -42,6 +65,13 @@ def dashboard_command(settings: Settings) -> list[str]:
         settings.address,
         "--server.port",
         str(settings.port),
+        # Pinned, whatever a ~/.streamlit/config.toml says: a foreign Origin is refused
+        # (CORS), a form post needs the session's token (XSRF), a foreign Host is refused.
+        "--server.enableCORS",
+        "true",
+        "--server.enableXsrfProtection",
+        "true",
+        *[arg for host in allowed_hosts(settings) for arg in ("--server.allowedHosts", host)],
         "--server.headless",
         "true",
         "--browser.gatherUsageStats",

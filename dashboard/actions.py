@@ -5,6 +5,10 @@ A file action happens inside the store transaction that logs it: the rename runs
 the log insert and the commit, so a failed rename leaves no log entry, and a failed commit
 moves the file back. Only the files change; the daemon (or the next scan) sees the move
 and updates the store, carrying the file's identity and history along.
+
+Every move is for the content reviewed: the hash the store holds for the card's or the
+pair's image (a merge: each file's own), checked by dashboard/files.py before and after
+the rename, and logged with the action so that its undo moves that content back only.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 
+from daemon.common.hashing import content_hash
 from dashboard import db, files
 from dashboard.files import FileActionRefused
 from dashboard.settings import DashboardSettings
@@ -97,14 +102,14 @@ def _act(
         with db.writing(settings) as con:
             decisions.record_decision(con, *hashes, decision, settings.user)
             action_id = action_log.log_action(
-                con, action, move.src, move.dst, settings.user, hashes
+                con, action, move.src, move.dst, settings.user, hashes, content=move.content[0]
             )
             files.execute(settings.root, move)
             moved = True
     except BaseException:
         if moved:
             # Logged nothing, so move nothing: put the file back.
-            files.execute(settings.root, files.Move(move.dst, move.src))
+            files.execute(settings.root, files.Move(move.dst, move.src, move.content))
         raise
     return action_id
 
@@ -112,18 +117,28 @@ def _act(
 def relabel(settings: DashboardSettings, pair: PairView, side: str) -> Done:
     """Same person: move the image on `side` ("a" = left) into the other image's folder."""
     _require_file_actions(settings)
+    hashes = _hashes(pair)
     image, other = (pair.a, pair.b) if side == "a" else (pair.b, pair.a)
-    move = files.plan_relabel(settings.root, image.path, other.path.split("/", 1)[0])
-    action_id = _act(settings, move, "move", Decision.SAME, _hashes(pair))
+    move = files.plan_relabel(
+        settings.root,
+        image.path,
+        other.path.split("/", 1)[0],
+        (hashes[0] if side == "a" else hashes[1],),
+        settings.quarantine,
+    )
+    action_id = _act(settings, move, "move", Decision.SAME, hashes)
     return Done(f"moved {move.src} → {move.dst}", action_id)
 
 
 def quarantine(settings: DashboardSettings, pair: PairView, side: str) -> Done:
     """Take the image on `side` out of the data set, into the quarantine folder."""
     _require_file_actions(settings)
+    hashes = _hashes(pair)
     image = pair.a if side == "a" else pair.b
-    move = files.plan_quarantine(settings.root, image.path, settings.quarantine)
-    action_id = _act(settings, move, "quarantine", Decision.REMOVED, _hashes(pair))
+    move = files.plan_quarantine(
+        settings.root, image.path, settings.quarantine, (hashes[0] if side == "a" else hashes[1],)
+    )
+    action_id = _act(settings, move, "quarantine", Decision.REMOVED, hashes)
     return Done(f"removed {move.src} from the data set → {move.dst}", action_id)
 
 
@@ -151,10 +166,16 @@ def undo(settings: DashboardSettings, action_id: int) -> Done:
                     )
             sids = set()
             for act in acts:
-                back = files.plan_undo(settings.root, act.src, act.dst)
+                back = files.plan_undo(settings.root, act.src, act.dst, _moved_content(con, act))
                 action_log.mark_undone(con, act.id)
                 action_log.log_action(
-                    con, "undo", back.src, back.dst, settings.user, undo_of=act.id
+                    con,
+                    "undo",
+                    back.src,
+                    back.dst,
+                    settings.user,
+                    undo_of=act.id,
+                    content=back.content[0] if back.content else None,
                 )
                 if act.hash_a and act.hash_b:
                     decisions.clear_decision(
@@ -175,34 +196,69 @@ def undo(settings: DashboardSettings, action_id: int) -> Done:
     return Done(f"undone #{action_id} and its group: {len(done)} files moved back")
 
 
+def _moved_content(con: duckdb.DuckDBPyConnection, act: action_log.ActionRow) -> tuple[str, ...]:
+    """The content an action moved, which its undo may move back. Logged with the action;
+    for one logged before facelint recorded it: the pair's images, the suggestion's
+    image, or what the store has catalogued at its destination since."""
+    if act.hash:
+        return (act.hash,)
+    if act.hash_a and act.hash_b:
+        return (act.hash_a, act.hash_b)
+    sid = action_log.action_suggestion(con, act.id)
+    s = suggestions.get(con, sid) if sid is not None else None
+    if s is not None and s.kind != Kind.SAME_PERSON and s.hash:
+        return (s.hash,)
+    there = image_rows.images_by_path(con, [act.dst]).get(act.dst)
+    return (there.hash,) if there is not None and there.hash else ()
+
+
 def _put_back(settings: DashboardSettings, done: list[files.Move]) -> None:
     """Reverse moves already made when their transaction failed: the log holds none of
     them, so the disk must not either."""
     for move in reversed(done):
-        files.execute(settings.root, files.Move(move.dst, move.src))
+        files.execute(settings.root, files.Move(move.dst, move.src, move.content))
 
 
 # -- suggested mistakes ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """One move of a suggestion's decision: its source and the content it must have
+    are known up front; its destination is planned just before it is made."""
+
+    action: str
+    src: str
+    content: tuple[str, ...]
+    plan: Callable[[], files.Move]
+
+
 def _suggestion_moves(
     settings: DashboardSettings,
     s: suggestions.Suggestion,
-    plans: list[tuple[str, Callable[[], files.Move]]],
+    plans: list[_Planned],
     target: str | None,
 ) -> tuple[int, list[files.Move]]:
-    """Carry out an accepted suggestion: each move planned just before it is made (so
-    two files of one name get two free names), logged, tagged with one batch and the
-    suggestion, and the decision recorded, all in one write transaction."""
+    """Carry out an accepted suggestion: every file's content checked first (one that is
+    not what was reviewed refuses the whole decision, before anything moves), then each
+    move planned just before it is made (so two files of one name get two free names),
+    logged, tagged with one batch and the suggestion, and the decision recorded, all in
+    one write transaction."""
     _require_file_actions(settings)
+    for p in plans:
+        files.check_content(settings.root, p.src, p.content)
     done: list[files.Move] = []
     try:
         with db.writing(settings) as con:
             _still_there(con, s)
             ids = []
-            for action, plan in plans:
-                move = plan()
-                ids.append(action_log.log_action(con, action, move.src, move.dst, settings.user))
+            for p in plans:
+                move = p.plan()
+                ids.append(
+                    action_log.log_action(
+                        con, p.action, move.src, move.dst, settings.user, content=move.content[0]
+                    )
+                )
                 files.execute(settings.root, move)
                 done.append(move)
             if not ids:
@@ -227,7 +283,7 @@ def _still_there(con: duckdb.DuckDBPyConnection, s: suggestions.Suggestion) -> N
 
 def folder_files(settings: DashboardSettings, klass: str) -> list[str]:
     """Every file of a class folder on disk (root-relative), subfolders included."""
-    folder = files.inside(settings.root, klass)
+    folder = files.inside(settings.root, files.folder_name(klass))
     if not folder.is_dir():
         raise FileActionRefused(f"{klass} is not a folder in the root any more")
     base = files.resolved_root(settings.root)
@@ -243,15 +299,45 @@ def merge(settings: DashboardSettings, s: suggestions.Suggestion, keep: str) -> 
     if s.kind != Kind.SAME_PERSON or keep not in (s.class_a, s.class_b):
         raise FileActionRefused(f"{s.id}: {keep!r} is not one of this suggestion's folders")
     gone = s.class_b if keep == s.class_a else s.class_a
+    files.folder_name(keep, "surviving folder")
+    files.folder_name(gone, "merged folder")
     assert gone is not None
     moving = folder_files(settings, gone)
+    known = db.read(settings, lambda con: image_rows.images_by_path(con, moving))
 
-    def plan(path: str) -> Callable[[], files.Move]:
-        return lambda: files.plan_relabel(settings.root, path, keep)
+    def plan(path: str, content: tuple[str, ...]) -> Callable[[], files.Move]:
+        return lambda: files.plan_relabel(settings.root, path, keep, content, settings.quarantine)
 
-    first, done = _suggestion_moves(settings, s, [("move", plan(p)) for p in moving], keep)
+    planned = []
+    for path in moving:
+        content = _merged_content(settings, path, known.get(path))
+        planned.append(_Planned("move", path, content, plan(path, content)))
+    first, done = _suggestion_moves(settings, s, planned, keep)
     _remove_if_empty(settings, gone)
     return Done(f"merged {gone} into {keep}: {len(done)} files moved", first)
+
+
+def _merged_content(
+    settings: DashboardSettings, path: str, stored: image_rows.ImageInfo | None
+) -> tuple[str, ...]:
+    """The content a merge may move from `path`: the image the store knows there; an
+    image the store does not know yet was never reviewed, so the merge waits for it; a
+    file that is no image (notes, a thumbnail cache) goes along as it is now."""
+    files.plain_source(settings.root, path)  # a link is refused as a link, first
+    if stored is not None:
+        if not stored.hash:
+            raise FileActionRefused(f"{path} has no content hash yet: rescan first")
+        return (stored.hash,)
+    name = path.rsplit("/", 1)[-1]
+    if os.path.splitext(name)[1].lower() in settings.extensions and not name.startswith("."):
+        raise FileActionRefused(
+            f"{path} is not in the store yet (added since the last scan): nothing moved; "
+            "merge again once the daemon has seen it"
+        )
+    try:
+        return (content_hash(files.inside(settings.root, path)),)
+    except OSError as exc:
+        raise FileActionRefused(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def _remove_if_empty(settings: DashboardSettings, klass: str) -> None:
@@ -269,11 +355,30 @@ def move_image(settings: DashboardSettings, s: suggestions.Suggestion) -> Done:
     """A misfiled image goes to the proposed folder."""
     if s.kind != Kind.MISFILED or s.path is None or s.class_b is None:
         raise FileActionRefused(f"{s.id}: only a misfiled image has a proposed folder")
-    path, target = s.path, s.class_b
+    path, target, content = s.path, files.folder_name(s.class_b, "proposed folder"), _image_of(s)
     first, done = _suggestion_moves(
-        settings, s, [("move", lambda: files.plan_relabel(settings.root, path, target))], target
+        settings,
+        s,
+        [
+            _Planned(
+                "move",
+                path,
+                content,
+                lambda: files.plan_relabel(
+                    settings.root, path, target, content, settings.quarantine
+                ),
+            )
+        ],
+        target,
     )
     return Done(f"moved {done[0].src} → {done[0].dst}", first)
+
+
+def _image_of(s: suggestions.Suggestion) -> tuple[str, ...]:
+    """The content an image suggestion is about: the only file its decision may move."""
+    if not s.hash:
+        raise FileActionRefused(f"{s.id}: no content hash is known for its image: rescan first")
+    return (s.hash,)
 
 
 def quarantine_image(settings: DashboardSettings, s: suggestions.Suggestion) -> Done:
@@ -281,11 +386,18 @@ def quarantine_image(settings: DashboardSettings, s: suggestions.Suggestion) -> 
     quarantine folder)."""
     if s.kind == Kind.SAME_PERSON or s.path is None:
         raise FileActionRefused("a same-person suggestion has no one image to quarantine")
-    path = s.path
+    path, content = s.path, _image_of(s)
     first, done = _suggestion_moves(
         settings,
         s,
-        [("quarantine", lambda: files.plan_quarantine(settings.root, path, settings.quarantine))],
+        [
+            _Planned(
+                "quarantine",
+                path,
+                content,
+                lambda: files.plan_quarantine(settings.root, path, settings.quarantine, content),
+            )
+        ],
         settings.quarantine,
     )
     return Done(f"removed {done[0].src} from the data set → {done[0].dst}", first)
@@ -334,12 +446,9 @@ def pick_face(settings: DashboardSettings, image: image_rows.ImageInfo, face: in
         raise FileActionRefused("this image has no content hash yet: rescan first")
     try:
         with db.writing(settings) as con:
-            embeddings.record_face_pick(
-                con, image.hash, image.klass, face, settings.user, utcnow()
-            )
+            embeddings.record_face_pick(con, image.hash, image.klass, face, settings.user, utcnow())
     except ValueError as exc:  # no model in the store yet: said, not raised
         raise FileActionRefused(str(exc)) from exc
     return Done(
-        f"{image.name}: face {face + 1} stands for it in {image.klass} from the daemon's "
-        "next run"
+        f"{image.name}: face {face + 1} stands for it in {image.klass} from the daemon's next run"
     )

@@ -34,7 +34,7 @@ def _settings() -> DashboardSettings | None:
     try:
         return current()
     except (SettingsError, SystemExit) as exc:
-        st.error(f"dashboard arguments: {exc}")
+        st.error(ui.md(f"dashboard arguments: {exc}"))
         return None
 
 
@@ -52,7 +52,7 @@ def main() -> None:
         if not settings.allow_file_actions:
             st.caption("read-only for files (no --allow-file-actions)")
     if not settings.root.is_dir():
-        st.error(f"the data root {settings.root} is not a folder: no image can be shown")
+        st.error(ui.md(f"the data root {settings.root} is not a folder: no image can be shown"))
     # The outcome of the last file action or undo (the Pairs queue shows its own).
     ui.show_flash(lambda action_id: ui.act(actions.undo, settings, action_id))
     page.run()

@@ -3,7 +3,11 @@
 Paths come from the store (root-relative, POSIX separators) and the store is user-editable
 (`facelint sql --write`), so none is trusted: absolute paths and `..` are refused outright,
 and whatever is left must still resolve, symlinks followed, inside the resolved root.
-Moves never overwrite: the rename itself refuses an existing destination.
+Moves never overwrite: the rename itself refuses an existing destination. A move names the
+content it is for (the hash the store recorded for the image reviewed) and checks it
+before and after the rename: a file put in the reviewed one's place is never moved. Folder
+names from the store must be one plain path component each: a class `.` tampered into the
+store must not make a merge move the whole root.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from daemon.common.hashing import content_hash
 
 # An image larger than this is not shown (the encoder's pixel limit guards decoding).
 MAX_IMAGE_BYTES = 64 << 20
@@ -63,6 +69,32 @@ def inside(root: Path, relpath: str) -> Path:
     return target
 
 
+def folder_name(name: str | None, what: str = "folder") -> str:
+    """`name` when it is one plain folder name (a class, the quarantine folder), else
+    FileActionRefused: no separator, no NUL, not `.` or `..`, not hidden, not empty."""
+    if (
+        not name
+        or name in (".", "..")
+        or name.startswith(".")
+        or any(c in name for c in ("/", "\\", "\x00"))
+    ):
+        raise FileActionRefused(
+            f"{what} name {name!r} is not a single plain folder name (the store names it so, "
+            "edited by hand?): no file moved"
+        )
+    return name
+
+
+def _check_relpath(relpath: str) -> None:
+    """A file path from the store: <folder>/<...>/<name>, every part a real name."""
+    parts = relpath.split("/")
+    if len(parts) < 2 or any(p in ("", ".", "..") for p in parts):
+        raise FileActionRefused(
+            f"{relpath!r} is not a path <folder>/<file> inside the root: no file moved"
+        )
+    folder_name(parts[0], f"the folder of {relpath!r}: folder")
+
+
 def read_image_bytes(root: Path, relpath: str) -> bytes:
     """The bytes of an image inside the root: UnsafePath, FileNotFoundError or ValueError."""
     path = inside(root, relpath)
@@ -86,13 +118,42 @@ def exists(root: Path, relpath: str) -> bool:
 
 @dataclass(frozen=True)
 class Move:
-    """A planned move between two root-relative paths."""
+    """A planned move between two root-relative paths, for a file of known content."""
 
     src: str
     dst: str
+    # The content hashes (store/catalog's `hash`) the moved file may have: what was
+    # reviewed. Any other content is refused before and after the rename.
+    content: tuple[str, ...]
 
 
-def _source(root: Path, relpath: str) -> Path:
+def content_differs(root: Path, relpath: str, content: tuple[str, ...]) -> str | None:
+    """Why the file at relpath is not the content expected, or None when it is."""
+    if not content:
+        return f"{relpath}: no content hash is known for it (rescan first)"
+    try:
+        found = content_hash(inside(root, relpath))
+    except OSError as exc:
+        return f"{relpath} cannot be read to check its content: {exc.strerror or exc}"
+    if found not in content:
+        return (
+            f"{relpath} is not the image reviewed: its content changed since the store "
+            "saw it (replaced or edited?)"
+        )
+    return None
+
+
+def check_content(root: Path, relpath: str, content: tuple[str, ...]) -> None:
+    """FileActionRefused unless the file at relpath has one of the expected hashes."""
+    why = content_differs(root, relpath, content)
+    if why is not None:
+        raise FileActionRefused(f"{why}: nothing moved")
+
+
+def plain_source(root: Path, relpath: str) -> Path:
+    """The file a move would take: a plain file inside the root, not a link; else
+    FileActionRefused (or UnsafePath) saying why."""
+    _check_relpath(relpath)
     path = inside(root, relpath)
     # The unresolved path is what gets renamed: it must be the file itself, not a link
     # (the scanner never follows links either, so a link here is not what was reviewed).
@@ -122,41 +183,49 @@ def _relative(root: Path, path: Path) -> str:
     return path.relative_to(resolved_root(root)).as_posix()
 
 
-def plan_relabel(root: Path, relpath: str, target_class: str) -> Move:
+def plan_relabel(
+    root: Path, relpath: str, target_class: str, content: tuple[str, ...], quarantine: str
+) -> Move:
     """Move an image into the top of another class folder (that must exist)."""
-    _source(root, relpath)
-    if len(PurePosixPath(target_class).parts) != 1:
-        raise FileActionRefused(f"class {target_class!r} is not a single folder name")
+    plain_source(root, relpath)
+    folder_name(target_class, "class")
+    if target_class == quarantine:
+        raise FileActionRefused(f"{target_class!r} is the quarantine folder, not a class")
     folder = inside(root, target_class)
     if not folder.is_dir():
         raise FileActionRefused(f"class folder {target_class!r} is not a folder in the root")
     name = PurePosixPath(relpath).name
-    return Move(relpath, _relative(root, folder / _free_name(folder, name)))
+    return Move(relpath, _relative(root, folder / _free_name(folder, name)), content)
 
 
-def plan_quarantine(root: Path, relpath: str, quarantine: str) -> Move:
+def plan_quarantine(root: Path, relpath: str, quarantine: str, content: tuple[str, ...]) -> Move:
     """Move an image to <quarantine>/<its class>/<its name>: out of the data set, kept."""
-    _source(root, relpath)
-    parts = PurePosixPath(relpath).parts
+    plain_source(root, relpath)
+    folder_name(quarantine, "quarantine folder")
+    parts = relpath.split("/")
     folder = inside(root, f"{quarantine}/{parts[0]}")
-    return Move(relpath, _relative(root, folder / _free_name(folder, parts[-1])))
+    return Move(relpath, _relative(root, folder / _free_name(folder, parts[-1])), content)
 
 
-def plan_undo(root: Path, moved_from: str, moved_to: str) -> Move:
+def plan_undo(root: Path, moved_from: str, moved_to: str, content: tuple[str, ...]) -> Move:
     """Move a file back where an action took it from; refused if that place is taken."""
+    _check_relpath(moved_from)
     back = inside(root, moved_from)
     if back.exists() or back.is_symlink():
         raise FileActionRefused(
             f"cannot undo: {moved_from} exists again, and an undo never overwrites"
         )
-    _source(root, moved_to)
-    return Move(moved_to, moved_from)
+    plain_source(root, moved_to)
+    return Move(moved_to, moved_from, content)
 
 
 def execute(root: Path, move: Move) -> None:
-    """Do a planned move: FileActionRefused if anything changed since it was planned."""
+    """Do a planned move: FileActionRefused if anything changed since it was planned,
+    the file's content included (checked before the rename, and after it at its new
+    place, so a file swapped in between goes back where it was)."""
     src = inside(root, move.src)
     dst = inside(root, move.dst)
+    check_content(root, move.src, move.content)
     dst.parent.mkdir(parents=True, exist_ok=True)
     # mkdir may have followed a link made since planning: check again where it landed.
     if not dst.parent.resolve().is_relative_to(resolved_root(root)):
@@ -169,6 +238,12 @@ def execute(root: Path, move: Move) -> None:
         raise FileActionRefused(f"{move.src} is not on disk any more") from exc
     except OSError as exc:
         raise FileActionRefused(f"cannot move {move.src} to {move.dst}: {exc}") from exc
+    if content_differs(root, move.dst, move.content) is not None:
+        rename_no_replace(dst, src)
+        raise FileActionRefused(
+            f"{move.src} was replaced while it was being moved (not the image reviewed): "
+            "put back, nothing moved"
+        )
 
 
 _AT_FDCWD = -100

@@ -39,6 +39,7 @@ import duckdb
 import streamlit as st
 
 from dashboard.files import FileActionRefused, UnsafePath
+from dashboard.ui import md
 from store.connection import StoreBusy, StoreMissing
 
 T = TypeVar("T")
@@ -106,7 +107,7 @@ class CardQueue(Generic[T]):
     # Drawn above and under the cards, inside the fragment (counts, paging).
     header: Callable[[Sequence[T]], None] | None = None
     footer: Callable[[Sequence[T]], None] | None = None
-    # A line of markdown above a card's buttons (its score, say).
+    # A line of markdown above a card's buttons (its score, say): names in it through md().
     summary: Callable[[T], str] | None = None
     # One line standing for a decided card (its names, say).
     title: Callable[[T], str] | None = None
@@ -216,7 +217,7 @@ class CardQueue(Generic[T]):
                 choice.label,
                 key=f"q-{self.name}-{choice.value}",
                 shortcut=choice.shortcut,
-                help=choice.help or None,
+                help=md(choice.help) if choice.help else None,
                 type="primary" if choice.primary else "secondary",
                 disabled=focused is None,
                 on_click=self._decide_focused,
@@ -269,7 +270,7 @@ class CardQueue(Generic[T]):
             if decided is not None:
                 label = next((c.label for c in choices if c.value == decided), decided)
                 title = self.title(card) if self.title else card_key
-                st.caption(f"✓ {label} — {title}")
+                st.caption(md(f"✓ {label} — {title}"))
                 return
             # Compact: the card's content on the left, its decisions stacked on the right,
             # so several cards fit on one screen.
@@ -282,7 +283,7 @@ class CardQueue(Generic[T]):
                     st.button(
                         choice.label,
                         key=f"{choice.value}-{card_key}",
-                        help=choice.help or None,
+                        help=md(choice.help) if choice.help else None,
                         on_click=self._decide,
                         args=(card, choice.value),
                         width="stretch",
@@ -356,7 +357,8 @@ class CardQueue(Generic[T]):
             toast = self._get("toast")
             if toast is not None:
                 self._set("toast", None)
-                st.toast(toast[0], icon=toast[1])  # type: ignore[index]
+                # Messages are plain text, names and paths in them shown as typed.
+                st.toast(md(toast[0]), icon=toast[1])  # type: ignore[index]
             if not self._refresh():
                 return
             cards = self._cards()

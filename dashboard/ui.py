@@ -24,12 +24,30 @@ T = TypeVar("T")
 BUSY = "store busy, retrying"
 RETRY_SECONDS = 2.0
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+# The characters that start a construct Streamlit renders in markdown: emphasis, code,
+# links and images, HTML and entities (`<`, `&`), headings, lists, tables, math (`$`),
+# autolinks (`www.x`, `a@b.c`, `http://`), `:red[...]` and `:material/...:` directives.
+# Each is escaped with a backslash (CommonMark allows it for any ASCII punctuation).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&@])")
+_BREAKS = {"\r\n": "\\r\\n", "\r": "\\r", "\n": "\\n"}
+# GFM turns `http://…`, `www.…` and `a@b.c` in plain text into links after escapes are
+# read (a backslash does not stop it): an invisible word joiner (U+2060) in each breaks
+# the pattern and shows nothing.
+WORD_JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(?i)(https?)(?=:)|(www)(?=\.)|(?=@)")
 
 
-def md(text: str) -> str:
-    """`text` as literal markdown: a folder named `*x*` or `$y$` shows as typed."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+def md(text: object) -> str:
+    """`text` shown literally wherever Streamlit renders markdown (markdown, captions,
+    headers, alerts, toasts, expander and widget labels, tooltips, st.table cells): a
+    folder named `_Joe_Biden_`, `![x](http://…)` or `<img …>` shows as typed, with a line
+    break shown as `\\n` rather than starting a new block, and no web or mail address
+    made a link."""
+    flat = str(text)
+    for brk, shown in _BREAKS.items():
+        flat = flat.replace(brk, shown)
+    flat = _AUTOLINK.sub(lambda m: (m.group(1) or m.group(2) or "") + WORD_JOINER, flat)
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
 
 
 def search_url(klass: str) -> str:
@@ -58,7 +76,7 @@ def query(
             return st.session_state[f"_kept_{keep}"]
         busy_notice(str(exc))
     except StoreMissing as exc:
-        st.error(str(exc))
+        st.error(md(exc))
     except duckdb.Error as exc:
         st.error(
             "the store could not be read: it may be from a newer facelint or damaged "
@@ -127,9 +145,9 @@ def show_flash(undo: Callable[[int], None] | None) -> None:
     kind, message, action_id = item
     if kind == "success":
         # A confirmation beside where the reader looks, not at the top of a long page.
-        st.toast(message, icon="✅")
+        st.toast(md(message), icon="✅")
     else:
-        getattr(st, kind)(message)
+        getattr(st, kind)(md(message))
     if action_id is not None and undo is not None:
         st.button(
             f"undo #{action_id}", key=f"flash-undo-{action_id}", on_click=undo, args=(action_id,)
@@ -172,7 +190,8 @@ def show_image(
 ) -> bool:
     """Show one image of the store, read through the root-confined helper; False (with a
     message in its place) when it cannot be shown. `face`: the face crop (the stored box,
-    or `box`, with margin) instead of the whole image with the box drawn."""
+    or `box`, with margin) instead of the whole image with the box drawn. `caption` is
+    plain text, shown as typed."""
     try:
         shown = _rendered(
             str(settings.root),
@@ -184,15 +203,15 @@ def show_image(
             settings.max_pixels,  # what the encoder refused is refused here too
         )
     except UnsafePath as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return False
     except FileNotFoundError as exc:
-        st.warning(str(exc))
+        st.warning(md(exc))
         return False
     except (ImageReadError, OSError, ValueError) as exc:
         # Refused as the encoder refuses it (unreadable, over the pixel limit, a
         # decompression bomb), or the file could not be read: words, never a traceback.
-        st.warning(f"{image.path}: cannot show this image ({exc})")
+        st.warning(md(f"{image.path}: cannot show this image ({exc})"))
         return False
-    st.image(shown, caption=caption)
+    st.image(shown, caption=md(caption) if caption else None)
     return True

@@ -37,6 +37,9 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE SEQUENCE IF NOT EXISTS action_batches START 1",
         "ALTER TABLE actions ADD COLUMN suggestion VARCHAR",
     ],
+    # The content hash of the file an action moved: its undo moves that content back
+    # only, never a file put in its place since (NULL for actions logged before).
+    5: ["ALTER TABLE actions ADD COLUMN IF NOT EXISTS hash VARCHAR"],
 }
 
 # Actions that moved a file and can be undone; "undo" rows record the undoing itself.
@@ -55,13 +58,14 @@ class ActionRow:
     hash_b: str | None
     undone_at: datetime | None
     undo_of: int | None
+    hash: str | None = None  # the content moved
 
     @property
     def undoable(self) -> bool:
         return self.action in FILE_ACTIONS and self.undone_at is None
 
 
-_COLUMNS = "id, acted_at, who, action, src, dst, hash_a, hash_b, undone_at, undo_of"
+_COLUMNS = "id, acted_at, who, action, src, dst, hash_a, hash_b, undone_at, undo_of, hash"
 
 
 def log_action(
@@ -73,13 +77,15 @@ def log_action(
     hashes: tuple[str, str] | None = None,
     undo_of: int | None = None,
     now: datetime | None = None,
+    content: str | None = None,
 ) -> int:
-    """Record a file action (root-relative paths); returns its id."""
+    """Record a file action (root-relative paths, `content`: the moved file's hash);
+    returns its id."""
     h1, h2 = hashes if hashes is not None else (None, None)
     row = con.execute(
         f"""INSERT INTO actions ({_COLUMNS})
             VALUES (nextval('action_ids'), $now, $who, $action, $src, $dst,
-                    least($h1, $h2), greatest($h1, $h2), NULL, $undo_of)
+                    least($h1, $h2), greatest($h1, $h2), NULL, $undo_of, $content)
             RETURNING id""",
         {
             "now": now or utcnow(),
@@ -90,6 +96,7 @@ def log_action(
             "h1": h1,
             "h2": h2,
             "undo_of": undo_of,
+            "content": content,
         },
     ).fetchone()
     assert row is not None
@@ -260,6 +267,8 @@ def merge_actions(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any]]
             "undo_of": pa.array([mapped(r.get("undo_of"), ids) for r in fresh], pa.int64()),
             "batch": pa.array([mapped(r.get("batch"), batches) for r in fresh], pa.int64()),
             "suggestion": pa.array([r.get("suggestion") for r in fresh], pa.string()),
+            # What the action moved (schema 5): an undo checks it; older backups lack it.
+            "hash": pa.array([r.get("hash") for r in fresh], pa.string()),
         }
     )
     with registered(con, "incoming_actions", table):

@@ -310,6 +310,7 @@ _SPECS: dict[str, dict[str, Check]] = {
         "undo_of": (False, _int),
         "batch": (False, _int),
         "suggestion": (False, _text),
+        "hash": (False, _text),
     },
 }
 

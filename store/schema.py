@@ -17,7 +17,7 @@ import duckdb
 
 from store import actions, catalog, decisions, embeddings, folders, matches, meta, runs, suggestions
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Within one version, a module's statements may read tables of modules before it: version
 # 2 fills `folders` from the files' classes, then gives each file its folder's id.

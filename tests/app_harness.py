@@ -3,6 +3,7 @@ and reading what it shows: shared by the dashboard's AppTest suites."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -10,7 +11,15 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import REPO, store_held_by_another_process
 
-__all__ = ["APP", "SHORT_LOCK_WAIT", "captions", "shown", "start", "store_held_by_another_process"]
+__all__ = [
+    "APP",
+    "SHORT_LOCK_WAIT",
+    "as_read",
+    "captions",
+    "shown",
+    "start",
+    "store_held_by_another_process",
+]
 
 APP = str(REPO / "dashboard" / "app.py")
 # For tests of a held store: how long a page waits before it says busy (start() waits 1 s).
@@ -42,16 +51,34 @@ def start(
     return at
 
 
-def shown(at: AppTest) -> str:
-    """Every text the page shows, one string."""
+# A backslash before ASCII punctuation: markdown's escape (dashboard/ui.py: md), which the
+# reader never sees.
+_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def as_read(markdown: str) -> str:
+    """Markdown source with its backslash escapes (and md()'s invisible word joiners,
+    which keep addresses from becoming links) taken out: the text as it reads."""
+    return _ESCAPE.sub(r"\1", markdown).replace("\u2060", "")
+
+
+def markdown_source(at: AppTest) -> str:
+    """Every markdown text the page sends, escapes and all, one string."""
     parts: list[str] = []
     for kind in ("title", "header", "subheader", "markdown", "caption"):
         parts += [str(e.value) for e in getattr(at, kind)]
     for kind in ("info", "warning", "error", "success"):
         parts += [f"[{kind}] {e.value}" for e in getattr(at, kind)]
+    parts += [f"[toast] {t.value}" for t in at.toast]
     return "\n".join(parts)
 
 
+def shown(at: AppTest) -> str:
+    """Every text the page shows, one string, as it reads (markup such as ** stays)."""
+    return as_read(markdown_source(at))
+
+
 def captions(at: AppTest) -> list[str]:
-    """Captions of the images shown (the whole photos beside the faces have none)."""
-    return [img.caption for e in at.get("image") for img in e.proto.imgs if img.caption]
+    """Captions of the images shown (the whole photos beside the faces have none), as
+    they read."""
+    return [as_read(img.caption) for e in at.get("image") for img in e.proto.imgs if img.caption]

@@ -25,6 +25,7 @@ from daemon.common.statusfile import (
 )
 from daemon.config import Settings
 from dashboard import images
+from tests.app_harness import as_read
 from tests.conftest import DEV_FACES
 
 MAX_PIXELS = Settings().max_pixels
@@ -117,7 +118,7 @@ def test_the_dashboard_says_why_it_cannot_show_a_huge_image(tmp_path, width, hei
     at = AppTest.from_function(_show, args=(str(tmp_path), "Amy/huge.png"), default_timeout=30)
     at.run()
     assert not at.exception, at.exception
-    assert [w.value for w in at.warning] == [
+    assert [as_read(w.value) for w in at.warning] == [
         f"Amy/huge.png: cannot show this image ({_refusal(tmp_path / 'Amy' / 'huge.png')})"
     ]
     assert "shown: False" in [m.value for m in at.markdown]

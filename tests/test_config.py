@@ -78,6 +78,7 @@ EVERY_SETTING = {
     "allow_empty": True,
     "port": 8600,
     "address": "0.0.0.0",
+    "allowed_hosts": ("review.lan", "*.example.org"),
     "allow_file_actions": True,
     "quarantine": "trash",
     "user": "reviewer one",

@@ -458,3 +458,177 @@ def test_merge_by_keyboard_moves_the_folder_and_undo_moves_it_back(dev_copy, bro
             arg=card_class,
             timeout=30_000,
         )
+
+
+# -- names with markdown and HTML in them (issue 16, item 9) ---------------------------------
+
+# Folder and file names cannot hold '/': these point the browser at 127.0.0.1:9 with
+# backslashes, which browsers read as slashes. The URL payloads (?name=) use '/' itself.
+IMG_NAME = r"![x](http:\\127.0.0.1:9\x.png)"
+LINK_FOLDER = r"[link](http:\\127.0.0.1:9\)"
+HTML_NAME = "<img src=x onerror=alert(1)>"
+ITALIC_FOLDER = "_Joe_Biden_"
+BOLD_NAME = f"**bold** {HTML_NAME}.jpg"
+URL_NAMES = (
+    "![x](http://127.0.0.1:9/x.png)",
+    "[session expired, sign in](http://127.0.0.1:9/)",
+    ITALIC_FOLDER,
+)
+# What a page must not have built out of a name: a link or an image pointing at the
+# attacker's address, an image from `<img src=x>`, emphasis or a heading made of a name.
+_BUILT_FROM_A_NAME = """() => {
+    const found = [];
+    const attacker = (u) => { try { const p = new URL(u, location.href);
+        return p.port === '9' || p.pathname.endsWith('/x') || p.pathname.endsWith('x.png');
+    } catch (e) { return false; } };
+    for (const a of document.querySelectorAll('a[href]'))
+        if (attacker(a.getAttribute('href'))) found.push('a ' + a.getAttribute('href'));
+    for (const i of document.querySelectorAll('img'))
+        if (i.hasAttribute('onerror') || attacker(i.getAttribute('src') || ''))
+            found.push('img ' + i.getAttribute('src'));
+    for (const e of document.querySelectorAll('em, strong, del, h1, h2, h3, h4, h5, h6'))
+        if (['Joe_Biden', 'bold', 'heading', 'x', 'link'].includes(e.innerText.trim()))
+            found.push(e.tagName + ' ' + e.innerText);
+    return found;
+}"""
+
+
+def _plant_names(root: Path) -> dict[str, str]:
+    """Rename the dev set's Biden pair and add a problem image, all with payload names;
+    returns the root-relative paths planted."""
+    (root / "Joe_Biden").rename(root / ITALIC_FOLDER)
+    (root / ITALIC_FOLDER / "biden2.jpg").rename(root / ITALIC_FOLDER / f"{IMG_NAME}.jpg")
+    joseph = root / "Joseph_Biden"
+    (joseph / "Joseph_Biden_0004.jpg").rename(joseph / BOLD_NAME)
+    (root / LINK_FOLDER).mkdir()
+    (root / LINK_FOLDER / f"{HTML_NAME}.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    return {
+        "biden2": f"{ITALIC_FOLDER}/{IMG_NAME}.jpg",
+        "joseph4": f"Joseph_Biden/{BOLD_NAME}",
+        "broken": f"{LINK_FOLDER}/{HTML_NAME}.png",
+    }
+
+
+def test_markdown_and_html_in_names_show_as_typed_on_every_page(dev_copy, run_scan, tmp_path):
+    """Folders and files named with markdown and HTML, a status file and URL parameters
+    carrying more: every page in Chromium shows them literally, builds no link, image or
+    emphasis from them, and the browser asks 127.0.0.1:9 for nothing."""
+    import json
+    from urllib.parse import quote, urlparse
+
+    from PIL import Image, ImageOps
+    from playwright.sync_api import expect
+
+    root, db = dev_copy
+    planted = _plant_names(root)
+    run_scan(root, db)
+    status = tmp_path / "status.json"
+    status.write_text(
+        json.dumps(
+            {
+                "state": f"encoding {IMG_NAME}",
+                "heartbeat": time.time() + 3600,
+                "pid": 1,
+                "message": f"cannot read {URL_NAMES[0]} {URL_NAMES[1]}",
+            }
+        ),
+        encoding="utf-8",
+    )
+    photo = tmp_path / "flipped.jpg"
+    with Image.open(root / "Joseph_Biden" / "Joseph_Biden_0001.jpg") as im:
+        ImageOps.mirror(im.convert("RGB")).save(photo, quality=90)
+
+    requests: list[str] = []
+    dialogs: list[str] = []
+    args = ("--allow-file-actions", "--status-file", str(status))
+    with serving(db, root, *args) as url, browser_page() as page:
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+        def visit(path: str, header: str, *literal: str) -> None:
+            page.goto(url + path, wait_until="domcontentloaded")
+            expect(page.get_by_role("heading", name=header).first).to_be_visible(
+                timeout=60_000
+            )
+            # As the reader reads it: md()'s invisible word joiners (no autolinks) left out.
+            page.wait_for_function(
+                """want => { const t = document.body.innerText.replaceAll('\\u2060', '');
+                            return want.every(w => t.includes(w)); }""",
+                arg=list(literal),
+                timeout=30_000,
+            )
+            page.wait_for_timeout(1500)  # images and late fragments
+            assert page.locator('[data-testid="stException"]').count() == 0, path
+            assert page.evaluate(_BUILT_FROM_A_NAME) == [], path
+
+        visit("", "Review", ITALIC_FOLDER, BOLD_NAME)
+        visit("pairs", "Pairs", ITALIC_FOLDER, f"{IMG_NAME}.jpg", BOLD_NAME)
+        # A file action and its toast (one of the planted names moved), then the log.
+        page.get_by_role("button", name="move to the right folder").first.click()
+        toast = page.locator('[data-testid="stToast"]').filter(has_text="moved ")
+        expect(toast.first).to_be_visible(timeout=30_000)
+        said = toast.first.inner_text()
+        assert planted["biden2"] in said or planted["joseph4"] in said, said
+        assert page.evaluate(_BUILT_FROM_A_NAME) == []
+        visit("actions", "File actions", "move: ", ITALIC_FOLDER)
+        for name in URL_NAMES:
+            visit(f"person?name={quote(name)}", "Person", f"Pairs involving {name}")
+        visit("problems", "Problems", LINK_FOLDER, f"{HTML_NAME}.png")
+        visit("status", "Status", f"encoding {IMG_NAME}", URL_NAMES[1])
+        visit("search", "Search by photo")
+        page.locator('input[type="file"]').set_input_files(str(photo))
+        expect(page.get_by_text("1 face(s) in the photo")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text(ITALIC_FOLDER).first).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(1500)
+        assert page.evaluate(_BUILT_FROM_A_NAME) == []
+    assert [r for r in requests if urlparse(r).port == 9] == []
+    assert dialogs == []
+
+
+# -- the Host header (issue 16, item 11) -------------------------------------------------------
+
+
+def _upgrade(port: int, host: str, origin: str) -> str:
+    """The status line Streamlit answers a websocket upgrade of /_stcore/stream with."""
+    request = (
+        "GET /_stcore/stream HTTP/1.1\r\n"
+        f"Host: {host}\r\n"
+        f"Origin: {origin}\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: streamlit\r\n"
+        "\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(request.encode("ascii"))
+        return s.recv(4096).decode("latin-1").split("\r\n", 1)[0]
+
+
+def test_a_websocket_with_a_foreign_host_is_refused(scanned_dev, tmp_path):
+    """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 opens the
+    dashboard's websocket with Host and Origin both evil.example, so the same-origin check
+    passes. The dashboard `facelint dashboard` serves refuses it by its Host."""
+    from daemon.config import Settings
+    from daemon.launch import dashboard_command
+
+    root, db = scanned_dev
+    port = _free_port()
+    log_path = tmp_path / "dashboard.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            dashboard_command(Settings(root=root, db=db, port=port)),
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_healthy(proc, port, log_path)
+            for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+                assert _upgrade(port, host, f"http://{host}").split(" ")[1] == "101", host
+            for host in ("evil.example", f"evil.example:{port}"):
+                answer = _upgrade(port, host, f"http://{host}")
+                assert answer.split(" ")[1] == "403", (host, answer)
+        finally:
+            _stop(proc)

@@ -67,8 +67,8 @@ def test_the_queue_is_the_landing_page_and_records_decisions_without_file_action
     # Best first: the Biden split, both folders with their sizes, evidence, confidence.
     biden = suggestion(db, "same_person")
     assert focus(at) == biden.id.replace(":", "-")
-    assert "**Joe\\_Biden** · 2 images" in text and "**Joseph\\_Biden** · 5 images" in text
-    assert "9 of 10 image pairs ≥ 0\\.4" in text  # as typed: markdown-escaped
+    assert "**Joe_Biden** · 2 images" in text and "**Joseph_Biden** · 5 images" in text
+    assert "9 of 10 image pairs ≥ 0.4" in text
     assert f"confidence **{biden.rank_score:.2f}**" in text
     # Both folders' faces side by side: 2 + 5 crops.
     captions = image_captions(at)
@@ -135,7 +135,7 @@ def test_duplicate_card_quarantines_the_copy_and_undo_puts_it_back(dev_copy, run
     dup = suggestion(db, "duplicate")
     text = shown(at)
     assert "the copy" in text and "the first copy" in text
-    assert "**Raj/penny1\\.png**" in text and "**Penny/penny1\\.png**" in text
+    assert "**Raj/penny1.png**" in text and "**Penny/penny1.png**" in text
     labels = [b.label for b in at.button if b.key and b.key.endswith(focus(at))]
     assert labels == ["quarantine", "keep both", "skip"]
     toolbar(at, "accept")
@@ -154,7 +154,7 @@ def test_misfiled_card_moves_the_image_to_the_proposed_folder(dev_copy, run_scan
     mis = suggestion(db, "misfiled")
     text = shown(at)
     assert "its folder now" in text and "the proposed folder" in text
-    assert "**Sheldon**" in text and "**Barack\\_Obama**" in text
+    assert "**Sheldon**" in text and "**Barack_Obama**" in text
     labels = [b.label for b in at.button if b.key and b.key.endswith(focus(at))]
     assert labels == ["move image", "quarantine", "filed right", "skip"]
     # The image large (face, photo) and both folders' strips beside it.

@@ -17,7 +17,14 @@ from store import decisions, meta
 from store.connection import open_store
 from store.queries import pairs_page
 from store.queries.pairs_page import PairFilter
-from tests.app_harness import APP, SHORT_LOCK_WAIT, shown, start, store_held_by_another_process
+from tests.app_harness import (
+    APP,
+    SHORT_LOCK_WAIT,
+    as_read,
+    shown,
+    start,
+    store_held_by_another_process,
+)
 
 FACELINT = Path(sys.executable).with_name("facelint")
 
@@ -110,7 +117,7 @@ def test_person_page_opens_the_5999th_of_6000_folders_by_typing(tmp_path, monkey
     at.text_input(key="person_search").set_value("person_05998").run()
     assert not at.exception, at.exception
     assert at.selectbox[0].value == "person_05998"
-    assert "## person\\_05998" in shown(at)
+    assert "## person_05998" in shown(at)
     assert at.query_params["name"] == "person_05998"
     # Part of a name narrows the list, and what is not shown is said.
     at.text_input(key="person_search").set_value("person_05").run()
@@ -124,7 +131,7 @@ def test_bookmarked_person_url_opens_that_person(scanned_dev, monkeypatch):
     at.query_params["name"] = "Michael_Caine"
     at.run()
     at.switch_page("views/person.py").run()
-    assert "## Michael\\_Caine" in shown(at)
+    assert "## Michael_Caine" in shown(at)
 
 
 def test_busy_store_keeps_the_page_and_says_why(scanned_dev, monkeypatch):
@@ -156,7 +163,7 @@ def test_problems_lists_whole_picture_images_and_pages_hubs(dev_copy, monkeypatc
     at = start(monkeypatch, root, db)
     at.switch_page("views/problems.py").run()
     text = shown(at)
-    assert "Amy** / amy1\\.png" in text
+    assert "Amy** / amy1.png" in text
     assert "whole_image: no face box found" in text
     assert "hubs: showing 1–" in text
     at.multiselect(key="problem_statuses").set_value(["whole_image"]).run()
@@ -358,7 +365,7 @@ def test_one_image_matching_a_whole_folder_is_decided_in_one_go(dev_copy_loose, 
     root, db = dev_copy_loose
     at = start(monkeypatch, root, db)
     # biden2.jpg (Joe_Biden) matches all 5 images of Joseph_Biden.
-    assert "biden2\\.jpg matches 5 images of Joseph\\_Biden" in shown(at)
+    assert "biden2.jpg matches 5 images of Joseph_Biden" in shown(at)
     key = next(b.key for b in at.button if b.key and b.key.startswith("group-different-a-"))
     at.button(key=key).click().run()
     assert not at.exception, at.exception
@@ -367,4 +374,4 @@ def test_one_image_matching_a_whole_folder_is_decided_in_one_go(dev_copy_loose, 
     assert sorted(p.b.path for p in different if p.a.path == "Joe_Biden/biden2.jpg") == [
         f"Joseph_Biden/Joseph_Biden_000{i}.jpg" for i in range(1, 6)
     ]
-    assert any("5 images of Joseph_Biden: different" in str(t.value) for t in at.toast)
+    assert any("5 images of Joseph_Biden: different" in as_read(t.value) for t in at.toast)

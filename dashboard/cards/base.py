@@ -130,7 +130,7 @@ def strip(
 
 def the_image(settings: DashboardSettings, image: ImageInfo | None, path: str | None) -> None:
     if image is None:
-        st.warning(f"{path} is not in the store any more (moved since the last scan?)")
+        st.warning(ui.md(f"{path} is not in the store any more (moved since the last scan?)"))
         return
     st.markdown(f"**{ui.md(image.path)}**")
     face, photo = st.columns([FACE, PHOTO], vertical_alignment="top")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from dashboard import actions
+from dashboard import actions, ui
 from dashboard.actions import Done
 from dashboard.cards.base import (
     ACCEPT,
@@ -77,6 +77,7 @@ class SamePersonCard(CardKind):
                 "surviving name (the other folder's files move into it)",
                 names,
                 index=names.index(surviving(card)),
+                format_func=ui.md,  # radio options render markdown
                 key=_keep_key(card),
                 horizontal=True,
             )

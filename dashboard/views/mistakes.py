@@ -172,7 +172,8 @@ def render(settings: DashboardSettings) -> None:
 
     def summary(card: Card) -> str:
         s = card.s
-        decided = f"  \n**{s.state}**" + (f" by {ui.md(s.decided_by)}" if s.decided_by else "")
+        by = f" by {ui.md(s.decided_by)}" if s.decided_by else ""
+        decided = f"  \n**{ui.md(s.state)}**{by}"
         return f"confidence **{s.rank_score:.2f}**" + (decided if s.state != State.OPEN else "")
 
     def title(card: Card) -> str:
@@ -245,9 +246,7 @@ def render(settings: DashboardSettings) -> None:
         footer=footer,
         summary=summary,
         title=title,
-        card_choices=lambda card: card_for(card.s.kind).choices(
-            card, settings.allow_file_actions
-        ),
+        card_choices=lambda card: card_for(card.s.kind).choices(card, settings.allow_file_actions),
         empty=lambda: _live_empty(settings, state, kinds),
     )
     st.caption(shortcuts_help(queue))
@@ -264,7 +263,7 @@ def _live_empty(settings: DashboardSettings, state: str, kinds: tuple[str, ...])
     def live() -> None:
         line = live_line(settings)
         st.info(
-            (f"{line}. " if line else "")
+            (ui.md(f"{line}. ") if line else "")
             + "Nothing to review: new suggestions appear here as the daemon finds them."
         )
         found = ui.query(settings, lambda con: suggestions.count(con, State.OPEN, kinds))

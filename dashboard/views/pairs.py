@@ -133,8 +133,10 @@ def _moved_note(image: image_rows.ImageInfo, moves: dict[str, ActionRow]) -> Non
     move = moves.get(image.path)
     if move is not None:
         st.info(
-            f"{image.path} was moved to {move.dst} (action #{move.id}); the store follows "
-            "when the daemon or the next scan sees it."
+            ui.md(
+                f"{image.path} was moved to {move.dst} (action #{move.id}); the store "
+                "follows when the daemon or the next scan sees it."
+            )
         )
 
 
@@ -170,7 +172,7 @@ def _side(
         move_col.button(
             f"move to the {there} folder",
             key=f"move-{side}-{pair.lo}-{pair.hi}",
-            help=f"same person: moves {image.path} into {other.klass}/",
+            help=ui.md(f"same person: moves {image.path} into {other.klass}/"),
             on_click=_reloading,
             args=(actions.relabel, settings, pair, side),
             disabled=not shown,
@@ -178,7 +180,9 @@ def _side(
         remove_col.button(
             f"remove {label}",
             key=f"remove-{side}-{pair.lo}-{pair.hi}",
-            help=f"moves {image.path} to {settings.quarantine}/{image.klass}/ (kept, not deleted)",
+            help=ui.md(
+                f"moves {image.path} to {settings.quarantine}/{image.klass}/ (kept, not deleted)"
+            ),
             on_click=_reloading,
             args=(actions.quarantine, settings, pair, side),
             disabled=not shown,
@@ -233,7 +237,7 @@ def render(settings: DashboardSettings) -> None:
         return st.session_state.get("pairs_meta", {})
 
     def summary(pair: PairView) -> str:
-        decided = f"  \ndecision: **{pair.decision}**" if pair.decision else ""
+        decided = f"  \ndecision: **{ui.md(pair.decision)}**" if pair.decision else ""
         return f"score **{pair.score:.3f}**  \ncosine {pair.cosine:.3f}{decided}"
 
     def title(pair: PairView) -> str:
@@ -266,7 +270,7 @@ def render(settings: DashboardSettings) -> None:
         st.button(
             f"different people, all {n}",
             key=f"group-different-{side}-{pair_key(pair)}",
-            help=f"{image.name} is not {other.klass}: records 'different' for all {n} pairs",
+            help=ui.md(f"{image.name} is not {other.klass}: records 'different' for all {n} pairs"),
             on_click=_reloading,
             args=(actions.decide_group, settings, image, other.klass, flt, Decision.DIFFERENT),
         )
@@ -360,7 +364,7 @@ def _live_empty(settings: DashboardSettings, flt: PairFilter) -> None:
     def live() -> None:
         line = live_line(settings)
         if line:
-            st.info(f"{line}. New pairs appear here as they are found.")
+            st.info(ui.md(f"{line}. New pairs appear here as they are found."))
         count = ui.query(settings, lambda con: pairs_page.count_pairs(con, flt))
         if count:
             # Pairs arrived: redraw the queue with them.

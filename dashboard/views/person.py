@@ -118,7 +118,7 @@ def render(settings: DashboardSettings) -> None:
     if counted is None:
         return
     _, groups_total, pair_total = counted
-    st.subheader(f"Pairs involving {klass} ({pair_total:,})")
+    st.subheader(f"Pairs involving {ui.md(klass)} ({pair_total:,})")
     if not pair_total:
         st.write("No pair involves this class.")
         return

@@ -68,7 +68,7 @@ def _grid(settings: DashboardSettings, items: list[image_rows.ImageInfo], hubs: 
                 status = image.status or ""
                 if image.whole_image and status in USABLE:
                     status = "whole_image"
-                st.caption(f"{status}: {image.message or EXPLAIN.get(status, '')}")
+                st.caption(ui.md(f"{status}: {image.message or EXPLAIN.get(status, '')}"))
                 if status in FIX:
                     st.caption(f"fix: {FIX[status]}")
                 if status == Status.MULTI_FACE:

@@ -15,11 +15,13 @@ from types import SimpleNamespace
 
 import streamlit as st
 
-from dashboard import ui
+from daemon.common.imaging import ImageReadError
+from dashboard import images, ui
 from dashboard.settings import DashboardSettings, current
 
 COLUMNS = 5
 FACE_SIDE = 160
+YOUR_PHOTO_SIDE = 160
 # Loading the model and encoding one photo takes a few seconds on a busy machine.
 TIMEOUT_SECONDS = 120
 
@@ -36,6 +38,17 @@ def run_search(settings: DashboardSettings, photo: Path, n: int) -> dict:
         lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
         raise RuntimeError(lines[-1] if lines else f"facelint search exited {done.returncode}")
     return json.loads(done.stdout)
+
+
+def _your_photo(settings: DashboardSettings, data: bytes) -> None:
+    """The uploaded photo, decoded as the encoder decodes it (its pixel limit included):
+    Streamlit's own st.image would decode any upload, a decompression bomb too."""
+    try:
+        shown = images.render(data, None, YOUR_PHOTO_SIDE, settings.max_pixels)
+    except ImageReadError as exc:
+        st.warning(ui.md(f"your photo cannot be shown: {exc}"))
+        return
+    st.image(shown, caption="your photo")
 
 
 def render(settings: DashboardSettings) -> None:
@@ -60,7 +73,7 @@ def render(settings: DashboardSettings) -> None:
                 try:
                     result = run_search(settings, photo, int(n))
                 except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
-                    st.error(f"search failed: {exc}")
+                    st.error(ui.md(f"search failed: {exc}"))
                     return
         st.session_state["search_key"] = ckey
         st.session_state["search_result"] = result
@@ -68,9 +81,9 @@ def render(settings: DashboardSettings) -> None:
     hits = result.get("results", [])
     st.caption(
         f"{result.get('faces', 0)} face(s) in the photo; the {len(hits)} nearest stored "
-        f"faces, best first ({result.get('model', '')})"
+        f"faces, best first ({ui.md(result.get('model', ''))})"
     )
-    st.image(upload.getvalue(), caption="your photo", width=160)
+    _your_photo(settings, upload.getvalue())
     for start in range(0, len(hits), COLUMNS):
         for col, hit in zip(st.columns(COLUMNS), hits[start : start + COLUMNS], strict=False):
             with col:
@@ -78,7 +91,7 @@ def render(settings: DashboardSettings) -> None:
                 image = SimpleNamespace(path=hit["path"], box=box)
                 ui.show_image(settings, image, FACE_SIDE, caption=f"{hit['score']:.3f}", face=True)
                 st.markdown(f"**{ui.md(hit['folder'])}**")
-                st.caption(hit["path"].rsplit("/", 1)[-1])
+                st.caption(ui.md(hit["path"].rsplit("/", 1)[-1]))
                 st.page_link(
                     "views/person.py",
                     label="person page",

@@ -16,33 +16,35 @@ REFRESH_SECONDS = 5
 def _daemon(settings: DashboardSettings) -> None:
     st.subheader("Daemon")
     status = read_status_file(settings.status_path())
-    (st.success if status.running else st.error)(status.summary)
+    # The status file is written by the daemon but readable by anyone who can write it:
+    # every value from it is shown as typed (ui.md), like names from the store.
+    (st.success if status.running else st.error)(ui.md(status.summary))
     f = status.fields
     if not f:
-        st.caption(f"status file: {settings.status_path()}")
+        st.caption(ui.md(f"status file: {settings.status_path()}"))
         return
     cols = st.columns(4)
-    cols[0].metric("state", str(f.get("state", "—")))
-    cols[1].metric("queue", str(f.get("queue", "—")))
-    cols[2].metric("throughput (images/s)", str(f.get("throughput", "—")))
+    cols[0].metric("state", ui.md(f.get("state", "—")))
+    cols[1].metric("queue", ui.md(f.get("queue", "—")))
+    cols[2].metric("throughput (images/s)", ui.md(f.get("throughput", "—")))
     throttled = f.get("throttled")
     temp = f.get("temperature")
     cols[3].metric(
         "throttled" if throttled else "temperature",
-        "yes" if throttled else ("no sensor" if temp is None else f"{temp} °C"),
+        "yes" if throttled else ("no sensor" if temp is None else ui.md(f"{temp} °C")),
     )
     st.table(
         {
-            "heartbeat": [humanize.moment(f.get("heartbeat"))],
-            "pid": [str(f.get("pid", "—"))],
-            "last reconcile": [humanize.moment(f.get("last_reconcile"))],
-            "encoded in all": [str(f.get("encoded_total", "—"))],
-            "images": [str(f.get("images", "—"))],
-            "pairs": [str(f.get("pairs", "—"))],
-            "message": [str(f.get("message") or "")],
+            "heartbeat": [ui.md(humanize.moment(f.get("heartbeat")))],
+            "pid": [ui.md(f.get("pid", "—"))],
+            "last reconcile": [ui.md(humanize.moment(f.get("last_reconcile")))],
+            "encoded in all": [ui.md(f.get("encoded_total", "—"))],
+            "images": [ui.md(f.get("images", "—"))],
+            "pairs": [ui.md(f.get("pairs", "—"))],
+            "message": [ui.md(f.get("message") or "")],
         }
     )
-    st.caption(f"status file: {settings.status_path()}")
+    st.caption(ui.md(f"status file: {settings.status_path()}"))
 
 
 def _store(settings: DashboardSettings) -> None:
@@ -60,21 +62,21 @@ def _store(settings: DashboardSettings) -> None:
     cols[1].metric("waiting to compare", f"{totals['pending']:,}")
     cols[2].metric("encoded in all", f"{totals['encoded_total']:,}")
     cols[3].metric("decisions", f"{sum(totals['decisions'].values()):,}")
-    st.caption(f"model: {totals['model'] or '—'}")
+    st.caption(ui.md(f"model: {totals['model'] or '—'}"))
     st.markdown("**Images by status**")
-    st.table({k: [v] for k, v in sorted(totals["statuses"].items())})
+    st.table({ui.md(k): [v] for k, v in sorted(totals["statuses"].items())})
     if totals["decisions"]:
         st.markdown("**Decisions**")
-        st.table({k: [v] for k, v in sorted(totals["decisions"].items())})
+        st.table({ui.md(k): [v] for k, v in sorted(totals["decisions"].items())})
     cal = totals["calibration"]
     st.markdown("**Calibration**")
     if cal is None:
         st.write("not calibrated yet (no comparison has run)")
     else:
         st.write(
-            f"{cal['kind']}: raw cosine {cal['zero_cos']:.4f} ↦ score 0, "
+            f"{ui.md(cal['kind'])}: raw cosine {cal['zero_cos']:.4f} ↦ score 0, "
             f"{cal['anchor_cos']:.4f} ↦ the anchor score; estimated on {cal['images']:,} "
-            f"images at {cal['computed_at']}"
+            f"images at {ui.md(cal['computed_at'])}"
         )
         false_rate, recall = cal.get("false_matches_per_image"), cal.get("recall")
         cols = st.columns(3)
@@ -92,7 +94,7 @@ def _store(settings: DashboardSettings) -> None:
         cols[2].metric("open suggestions", f"{totals.get('open_suggestions', 0):,}")
     last = totals["last_run"]
     if last:
-        st.caption(f"last run: {last['kind']}, finished {last['finished_at']}")
+        st.caption(ui.md(f"last run: {last['kind']}, finished {last['finished_at']}"))
 
 
 def live_line(settings: DashboardSettings) -> str:
@@ -139,7 +141,7 @@ def render(settings: DashboardSettings) -> None:
     def live() -> None:
         line = live_line(settings)
         if line:
-            st.info(line)
+            st.info(ui.md(line))
         _daemon(settings)
         _store(settings)
 
@@ -147,7 +149,8 @@ def render(settings: DashboardSettings) -> None:
     _histogram(settings)
     st.subheader("This dashboard")
     st.write(
-        f"root `{settings.root}` · store `{settings.db}` · reviewer `{settings.user}` · "
+        f"root {ui.md(settings.root)} · store {ui.md(settings.db)} · reviewer "
+        f"{ui.md(settings.user)} · "
         + (
             "file actions **on**"
             if settings.allow_file_actions
