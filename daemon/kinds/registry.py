@@ -11,13 +11,13 @@ order. A kind the vocabulary does not know, or one without its module, raises
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
 
+from daemon.common.kindmodules import kind_module
 from daemon.kinds.base import (
     EvidencePair,
     FromSnapshot,
@@ -53,24 +53,7 @@ class UnknownKind(LookupError):
 @cache
 def kind_of(kind: str) -> SuggestionKind:
     """The kind's module's `KIND`."""
-    try:
-        member = Kind(kind)
-    except ValueError:
-        known = ", ".join(Kind)
-        raise UnknownKind(f"unknown suggestion kind {kind!r}: one of {known}") from None
-    name = f"{__package__}.{member.value}"
-    try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        raise UnknownKind(
-            f"suggestion kind {kind!r} has no module daemon/kinds/{member.value}.py"
-        ) from None
-    found = getattr(module, "KIND", None)
-    if not isinstance(found, SuggestionKind) or found.kind != member:
-        raise UnknownKind(f"daemon/kinds/{member.value}.py holds no KIND for {kind!r}")
-    return found
+    return kind_module(kind, __package__, "KIND", SuggestionKind, UnknownKind)
 
 
 def kinds() -> list[SuggestionKind]:
