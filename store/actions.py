@@ -113,9 +113,7 @@ def mark_undone(
 
 
 def get_action(con: duckdb.DuckDBPyConnection, action_id: int) -> ActionRow | None:
-    rows = rows_as(
-        ActionRow, con, f"SELECT {_COLUMNS} FROM actions WHERE id = ?", [int(action_id)]
-    )
+    rows = rows_as(ActionRow, con, f"SELECT {_COLUMNS} FROM actions WHERE id = ?", [int(action_id)])
     return rows[0] if rows else None
 
 

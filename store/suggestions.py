@@ -278,8 +278,7 @@ def decide(
         raise ValueError(
             f"unknown decision {decision!r}: one of {', '.join(map(str, SUGGESTION_DECISIONS))}"
         )
-    row = first_row(con, "SELECT rank_score, images, kind FROM suggestion_rows WHERE id = ?",
-                    [sid])
+    row = first_row(con, "SELECT rank_score, images, kind FROM suggestion_rows WHERE id = ?", [sid])
     if row is None:
         raise KeyError(f"no suggestion {sid!r}")
     con.execute(

@@ -547,9 +547,7 @@ def test_markdown_and_html_in_names_show_as_typed_on_every_page(dev_copy, run_sc
 
         def visit(path: str, header: str, *literal: str) -> None:
             page.goto(url + path, wait_until="domcontentloaded")
-            expect(page.get_by_role("heading", name=header).first).to_be_visible(
-                timeout=60_000
-            )
+            expect(page.get_by_role("heading", name=header).first).to_be_visible(timeout=60_000)
             # As the reader reads it: md()'s invisible word joiners (no autolinks) left out.
             page.wait_for_function(
                 """want => { const t = document.body.innerText.replaceAll('\\u2060', '');
