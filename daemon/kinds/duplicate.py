@@ -66,13 +66,15 @@ def copies(snap: Snapshot) -> list[tuple[str, int, list[int]]]:
         if h is not None:
             by_hash[h].append(pos)
     out = []
-    for h, positions in sorted(by_hash.items()):
-        if len({snap.file_classes[p] for p in positions}) < 2:
+    for h, positions in by_hash.items():
+        if len(positions) < 2 or len({snap.file_classes[p] for p in positions}) < 2:
             continue
         positions.sort(key=lambda p: snap.file_paths[p])
         first = positions[0]
         others = [p for p in positions[1:] if snap.file_classes[p] != snap.file_classes[first]]
         out.append((h, first, others))
+    # By content, not by the order the files arrived in (few entries: cheap to sort).
+    out.sort(key=lambda entry: entry[0])
     return out
 
 
