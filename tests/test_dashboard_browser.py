@@ -6,6 +6,7 @@ executable path: `playwright install` is never needed (and would download a brow
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -408,13 +409,20 @@ def _suggestion_state(db: Path, sid: str) -> str | None:
     return None if found is None else found.state
 
 
-def test_merge_by_keyboard_moves_the_folder_and_undo_moves_it_back(dev_copy, browser):
+def test_merge_by_keyboard_moves_the_folder_and_undo_moves_it_back(dev_copy, run_scan, browser):
     """With file actions on: A on the focused Biden card merges Joe_Biden into the larger
     Joseph_Biden on disk and the suggestion leaves the queue (accepted in the store); U
     moves every file back and the suggestion is open again."""
     from playwright.sync_api import expect
 
     root, db = dev_copy
+    # A stranger planted too (Anthony Hopkins's photo in Michael Caine's folder, no folder
+    # of his own), so the queue holds more than the card decided here.
+    (root / "Anthony_Hopkins" / "Anthony_Hopkins_0001.jpg").rename(
+        root / "Michael_Caine" / "Anthony_Hopkins_0001.jpg"
+    )
+    shutil.rmtree(root / "Anthony_Hopkins")
+    run_scan(root, db)
     before = {k: _listing(root, k) for k in ("Joe_Biden", "Joseph_Biden")}
     merged = sorted(before["Joe_Biden"] + before["Joseph_Biden"])
     with open_store(db, read_only=True, timeout=10) as con:
@@ -509,7 +517,9 @@ def _plant_names(root: Path) -> dict[str, str]:
     }
 
 
-def test_markdown_and_html_in_names_show_as_typed_on_every_page(dev_copy, run_scan, tmp_path):
+def test_markdown_and_html_in_names_show_as_typed_on_every_page(
+    dev_copy, run_scan, tmp_path, browser
+):
     """Folders and files named with markdown and HTML, a status file and URL parameters
     carrying more: every page in Chromium shows them literally, builds no link, image or
     emphasis from them, and the browser asks 127.0.0.1:9 for nothing."""
@@ -541,7 +551,7 @@ def test_markdown_and_html_in_names_show_as_typed_on_every_page(dev_copy, run_sc
     requests: list[str] = []
     dialogs: list[str] = []
     args = ("--allow-file-actions", "--status-file", str(status))
-    with serving(db, root, *args) as url, browser_page() as page:
+    with serving(db, root, *args) as url, browser_page(browser) as page:
         page.on("request", lambda r: requests.append(r.url))
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
 

@@ -28,9 +28,7 @@ def queue(db: Path) -> list[tuple]:
         con.close()
 
 
-def test_a_copy_in_another_folder_is_a_duplicate_and_a_misfile_names_its_home(
-    dev_copy, run_scan
-):
+def test_a_copy_in_another_folder_is_a_duplicate_and_a_misfile_names_its_home(dev_copy, run_scan):
     root, db = dev_copy
     shutil.copy2(root / "Penny" / "penny1.png", root / "Raj" / "penny1.png")
     (root / "Barack_Obama" / "obama1.jpg").rename(root / "Sheldon" / "obama1.jpg")
@@ -89,8 +87,20 @@ def test_a_rejected_suggestion_comes_back_only_when_its_evidence_grew():
 
     def row(score: float, images: int) -> SuggestionRow:
         return SuggestionRow(
-            "same:1:2", "same_person", "m", 1, 2, None, None, score, 0.5, images, "ev",
-            "A", "B", None,
+            "same:1:2",
+            "same_person",
+            "m",
+            1,
+            2,
+            None,
+            None,
+            score,
+            0.5,
+            images,
+            "ev",
+            "A",
+            "B",
+            None,
         )
 
     snap = SimpleNamespace(decisions={"same:1:2": past})
