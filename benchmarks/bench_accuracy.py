@@ -121,6 +121,10 @@ def plant(
     rng.shuffle(candidates)
     others = [p for p in people if p not in touched]
     for who in candidates[:n_mis]:
+        if not any(p != who and p not in touched for p in others):
+            # Fewer people than plants (55 East Asian people against 40 splits and 40
+            # misfiles): the draw below would never end. Plant no more misfiles.
+            break
         rel = sorted(by_person[who])[int(rng.integers(len(by_person[who])))]
         into = who
         while into == who or into in touched:
