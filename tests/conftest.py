@@ -8,6 +8,7 @@ content's encoding by hash and encodes nothing. Tests of encoding itself build t
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,18 @@ def _main_module_kept():
     yield
     if main is not None:
         sys.modules["__main__"] = main
+
+
+def real_files(root: Path) -> set[str]:
+    """Regular files reached without following any link: what must be stored."""
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            full = Path(dirpath) / name
+            if not full.is_symlink():
+                out.add(full.relative_to(root).as_posix())
+    return out
 
 
 def copy_dev_faces(dest: Path, classes: list[str] | None = None) -> Path:

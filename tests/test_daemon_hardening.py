@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEV_FACES, REPO, copy_dev_faces
+from tests.conftest import DEV_FACES, REPO, copy_dev_faces, real_files
 from tests.daemon_harness import DaemonProcess, query, query_when_free, wait_for
 
 pytestmark = pytest.mark.slow
@@ -25,18 +25,6 @@ SMALL = ["Amy", "Penny", "Raj"]
 
 def store_paths(db: Path) -> set[str]:
     return {r[0] for r in query_when_free(db, "SELECT path, 1 FROM files")}
-
-
-def real_files(root: Path) -> set[str]:
-    """Regular files reached without following any link: what must be stored."""
-    out = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            full = Path(dirpath) / name
-            if not full.is_symlink():
-                out.add(full.relative_to(root).as_posix())
-    return out
 
 
 @pytest.fixture

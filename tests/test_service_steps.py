@@ -22,7 +22,7 @@ from daemon.config import Settings
 from daemon.notify import SystemdNotifier
 from daemon.service import ROOT_MISSING, DaemonRunning, Service, daemon_lock
 from daemon.status import read_status
-from tests.conftest import DEV_FACES, copy_dev_faces
+from tests.conftest import DEV_FACES, copy_dev_faces, real_files
 
 
 class FakeClock:
@@ -249,18 +249,6 @@ def drain(service: Service, clock: FakeClock, until, what: str, rounds: int = 40
             time.sleep(0.1)  # the observer may still be reporting
             clock.advance(10)
     raise AssertionError(f"never reached: {what}")
-
-
-def real_files(root: Path) -> set[str]:
-    """Regular files reached without following any link: what must be stored."""
-    out = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            full = Path(dirpath) / name
-            if not full.is_symlink():
-                out.add(full.relative_to(root).as_posix())
-    return out
 
 
 def test_a_burst_of_200_files_is_stored_once_each(tmp_path):
