@@ -9,14 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon.common.hashing import (  # noqa: F401 (the scan's reasons, re-read by tests)
-    DEVICE,
-    FIFO,
-    HARD_LINK,
-    SOCKET,
-    content_hash,
-    special_file,
-)
+from daemon.common.hashing import HARD_LINK, content_hash, special_file
 from store.catalog import FileRow
 
 log = logging.getLogger("facelint.inventory")

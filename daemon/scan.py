@@ -8,6 +8,7 @@ once, read-only, and writes nothing. `apply` writes the diff in one transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def detect(
     model: str,
     stats: RunStats,
     paths: list[str] | None = None,
-    folders: list[str] = (),  # type: ignore[assignment]
+    folders: Sequence[str] = (),
 ) -> Detected:
     """Compare the disk with the store: the whole tree (paths=None), or only the given
     root-relative paths and folders (the daemon's events), by the scan's one rule

@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from daemon import inventory
+from daemon.common import hashing
 from daemon.config import Settings
 from store.catalog import FileRow
 from tests.conftest import DEV_FACES
@@ -76,12 +77,12 @@ def test_special_files_and_hard_links_are_skipped_with_their_reason(tmp_path):
     os.mkfifo(root / "A" / "pipe.jpg")
     os.link(outside, root / "A" / "linked.png")
     expected = [
-        ("A/linked.png", inventory.HARD_LINK),
-        ("A/pipe.jpg", inventory.FIFO),
+        ("A/linked.png", hashing.HARD_LINK),
+        ("A/pipe.jpg", hashing.FIFO),
     ]
     try:
         os.mknod(root / "A" / "null.png", stat.S_IFCHR | 0o600, os.makedev(1, 3))
-        expected.insert(1, ("A/null.png", inventory.DEVICE))
+        expected.insert(1, ("A/null.png", hashing.DEVICE))
     except PermissionError:
         pass  # not root: no device node to plant
     s = Settings()
@@ -89,7 +90,7 @@ def test_special_files_and_hard_links_are_skipped_with_their_reason(tmp_path):
     found = [f.path for f in inventory.walk(root, s.extensions, s.quarantine, skipped)]
     assert found == ["A/plain.png"]
     assert sorted(skipped) == expected
-    assert inventory.HARD_LINK.startswith("hard link: may name a file outside the root")
+    assert hashing.HARD_LINK.startswith("hard link: may name a file outside the root")
     # The daemon's one path at a time says the same.
     for rel, why in expected:
         assert inventory.check_path(root, rel, s.extensions, s.quarantine) == (None, why)
@@ -102,7 +103,7 @@ def test_hashing_never_blocks_on_a_fifo_or_follows_a_link(tmp_path):
 
     def hash_it() -> None:
         try:
-            result.append(inventory.content_hash(fifo))
+            result.append(hashing.content_hash(fifo))
         except OSError as exc:
             result.append(exc)
 
@@ -114,4 +115,4 @@ def test_hashing_never_blocks_on_a_fifo_or_follows_a_link(tmp_path):
     link = tmp_path / "link.png"
     link.symlink_to(DEV_FACES / "Amy" / "amy1.png")
     with pytest.raises(OSError):
-        inventory.content_hash(link)
+        hashing.content_hash(link)

@@ -38,20 +38,20 @@ class Duplicate(FromSnapshot):
                     f"in {first_class}"
                 )
                 row = SuggestionRow(
-                    sid,
-                    self.kind,
-                    None,
-                    fid,
-                    folder_of_class[first_class],
-                    h,
-                    int(snap.file_ids[p]),
-                    1.0,
-                    1.0,
-                    2,
-                    text,
-                    klass,
-                    first_class,
-                    snap.file_paths[p],
+                    id=sid,
+                    kind=self.kind,
+                    model=None,
+                    folder_a=fid,
+                    folder_b=folder_of_class[first_class],
+                    hash=h,
+                    file_id=int(snap.file_ids[p]),
+                    rank_score=1.0,
+                    strength=1.0,
+                    images=2,
+                    evidence=text,
+                    class_a_name=klass,
+                    class_b_name=first_class,
+                    path_name=snap.file_paths[p],
                 )
                 pair = (sid, int(snap.file_ids[p]), int(snap.file_ids[first]), 1.0)
                 out.found.append(Described(row, [pair]))

@@ -52,20 +52,20 @@ class Misfiled(FromStatistics):
             f"(confidence {found.confidence:.2f})"
         )
         row = SuggestionRow(
-            sid,
-            self.kind,
-            scene.model,
-            fa,
-            fb,
-            h,
-            int(scene.ids[i]),
-            found.confidence,
-            found.stat,
-            found.images,
-            text,
-            a_name,
-            b_name,
-            scene.path(i),
+            id=sid,
+            kind=self.kind,
+            model=scene.model,
+            folder_a=fa,
+            folder_b=fb,
+            hash=h,
+            file_id=int(scene.ids[i]),
+            rank_score=found.confidence,
+            strength=found.stat,
+            images=found.images,
+            evidence=text,
+            class_a_name=a_name,
+            class_b_name=b_name,
+            path_name=scene.path(i),
         )
         return Described(row, scene.evidence(sid, pairs))
 

@@ -90,20 +90,20 @@ class SamePerson(FromStatistics):
             f"faces agree at {found.stat:.2f} (confidence {found.confidence:.2f})"
         )
         row = SuggestionRow(
-            sid,
-            self.kind,
-            scene.model,
-            fa,
-            fb,
-            None,
-            None,
-            found.confidence,
-            found.stat,
-            found.images,
-            text,
-            a_name,
-            b_name,
-            None,
+            id=sid,
+            kind=self.kind,
+            model=scene.model,
+            folder_a=fa,
+            folder_b=fb,
+            hash=None,
+            file_id=None,
+            rank_score=found.confidence,
+            strength=found.stat,
+            images=found.images,
+            evidence=text,
+            class_a_name=a_name,
+            class_b_name=b_name,
+            path_name=None,
         )
         return Described(row, scene.evidence(sid, pairs))
 

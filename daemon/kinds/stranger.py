@@ -64,20 +64,20 @@ class Stranger(FromStatistics):
             f"well (confidence {found.confidence:.2f})"
         )
         row = SuggestionRow(
-            sid,
-            self.kind,
-            scene.model,
-            fa,
-            None,
-            h,
-            int(scene.ids[i]),
-            found.confidence,
-            found.stat,
-            found.images,
-            text,
-            a_name,
-            None,
-            scene.path(i),
+            id=sid,
+            kind=self.kind,
+            model=scene.model,
+            folder_a=fa,
+            folder_b=None,
+            hash=h,
+            file_id=int(scene.ids[i]),
+            rank_score=found.confidence,
+            strength=found.stat,
+            images=found.images,
+            evidence=text,
+            class_a_name=a_name,
+            class_b_name=None,
+            path_name=scene.path(i),
         )
         return Described(row, scene.evidence(sid, pairs))
 
