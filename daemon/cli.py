@@ -254,12 +254,8 @@ def cmd_scan(s: Settings, args: argparse.Namespace) -> int:
     from daemon.pipeline import Pipeline
     from daemon.progress import TerminalProgress
 
-    def waiting(waited: float, why: str) -> None:
-        if waited == 0 or int(waited) % 5 == 0:
-            log.info("store is locked by another process; waiting (%.0f s)", waited)
-
     progress = TerminalProgress()
-    pipeline = Pipeline(s, on_progress=progress, on_wait=waiting)
+    pipeline = Pipeline(s, on_progress=progress, on_wait=_wait_reporter(s, write=True))
     try:
         stats = pipeline.run()
     finally:
@@ -347,11 +343,32 @@ def _pad(text: str, width: int) -> str:
     return text + " " * (width - _width(text))
 
 
-def cmd_top(s: Settings, args: argparse.Namespace) -> int:
+def _say(text: str) -> None:
+    print(f"facelint: {terminal_safe(text)}", file=sys.stderr, flush=True)
+
+
+def _wait_reporter(s: Settings, write: bool) -> Any:
+    """The on_wait of a CLI open: says on stderr, at the first retry, who holds the store
+    and how long this command waits (`read_wait` for reads, `lock_timeout` for writes)."""
+    from daemon.common.storewait import WaitReporter
+
+    limit, setting = (s.lock_timeout, "lock_timeout") if write else (s.read_wait, "read_wait")
+    return WaitReporter(s.db, s.status_path(), limit, setting, _say)
+
+
+def _store(s: Settings, write: bool = False) -> Any:
+    """The store as a CLI command opens it: reads wait `read_wait`, writes
+    `lock_timeout`, and either says its wait out loud."""
     from store.db import Store
+
+    limit = s.lock_timeout if write else s.read_wait
+    return Store(s.db, lock_timeout=limit, on_wait=_wait_reporter(s, write))
+
+
+def cmd_top(s: Settings, args: argparse.Namespace) -> int:
     from store.queries.reports import TOP_COLUMNS, top_pairs
 
-    with Store(s.db, lock_timeout=s.lock_timeout).reading() as con:
+    with _store(s).reading() as con:
         pairs = top_pairs(con, args.n, include_reviewed=args.all)
     _emit(TOP_COLUMNS, [[p[c] for c in TOP_COLUMNS] for p in pairs], args.format)
     return 0
@@ -359,11 +376,10 @@ def cmd_top(s: Settings, args: argparse.Namespace) -> int:
 
 def cmd_export(s: Settings, args: argparse.Namespace) -> int:
     from store import backup
-    from store.db import Store
     from store.queries.reports import export_csv, write_file
 
     dest = args.csv if args.csv is not None else args.decisions
-    with Store(s.db, lock_timeout=s.lock_timeout).reading() as con:
+    with _store(s).reading() as con:
         doc = None if args.csv is not None else backup.export_review(con)
 
         def write(fh: TextIO) -> int:
@@ -381,7 +397,6 @@ def cmd_export(s: Settings, args: argparse.Namespace) -> int:
 def cmd_import(s: Settings, args: argparse.Namespace) -> int:
     from store import backup
     from store.connection import StoreMissing
-    from store.db import Store
 
     source = str(args.decisions)
     try:
@@ -399,7 +414,7 @@ def cmd_import(s: Settings, args: argparse.Namespace) -> int:
     except backup.BackupError as exc:
         print(f"facelint: {exc}; nothing imported", file=sys.stderr)
         return 2
-    store = Store(s.db, lock_timeout=s.lock_timeout)
+    store = _store(s, write=True)
     if not store.exists():
         # A typo in --db must not make a store of its own: restore into a scanned one.
         raise StoreMissing(f"no store at {s.db}: run `facelint scan` first, then import")
@@ -420,10 +435,9 @@ def cmd_import(s: Settings, args: argparse.Namespace) -> int:
 def cmd_sql(s: Settings, args: argparse.Namespace) -> int:
     import duckdb
 
-    from store.db import Store
     from store.queries.reports import SqlRefused, check_sql, run_sql
 
-    store = Store(s.db, lock_timeout=s.lock_timeout)
+    store = _store(s, write=args.write)
     try:
         check_sql(args.query)
         with store.writing() if args.write else store.reading() as con:
@@ -446,7 +460,7 @@ def cmd_sql(s: Settings, args: argparse.Namespace) -> int:
 def cmd_status(s: Settings, args: argparse.Namespace) -> int:
     from daemon.status import read_status
 
-    status = read_status(s)
+    status = read_status(s, on_wait=_wait_reporter(s, write=False))
     # A store that cannot be read is an error (exit 4), said after everything the
     # daemon's status file still tells; a busy or missing one is a note.
     code = 4 if status.get("store_error") else 0
@@ -535,20 +549,33 @@ def human_status(status: dict[str, Any], now: float) -> list[tuple[str, str]]:
 
 
 def cmd_search(s: Settings, args: argparse.Namespace) -> int:
-    from daemon.search import SearchError, search
+    from daemon.common.searchclient import DaemonAbsent, SearchRefused
+    from daemon.search import SearchError, search, search_by_daemon
 
     try:
-        result = search(s, args.photo, args.n)
-    except SearchError as exc:
-        print(f"facelint: {exc}", file=sys.stderr)
+        try:
+            # The running daemon has the model loaded: about a second instead of several.
+            result = search_by_daemon(s, args.photo, args.n)
+        except DaemonAbsent as exc:
+            log.debug("searching here: %s", exc)
+            _say("no daemon answers searches for this store: encoding the photo here")
+            result = search(s, args.photo, args.n, on_wait=_wait_reporter(s, write=False))
+            result = {**result.as_dict(), "searched_by": f"this command (pid {os.getpid()})"}
+    except (SearchError, SearchRefused) as exc:
+        print(f"facelint: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(result.as_dict(), ensure_ascii=False, default=str))
+        print(json.dumps(result, ensure_ascii=False, default=str))
         return 0
-    print(f"{args.photo}: {result.faces} face(s); nearest {len(result.hits)} of the store")
+    hits = result.get("results", [])
+    print(
+        terminal_safe(
+            f"{args.photo}: {result.get('faces', 0)} face(s); nearest {len(hits)} of the store"
+        )
+    )
     _emit(
         ["rank", "score", "folder", "path"],
-        [[h.rank, h.score, h.klass, h.path] for h in result.hits],
+        [[h["rank"], h["score"], h["folder"], h["path"]] for h in hits],
         "table",
     )
     return 0

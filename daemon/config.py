@@ -170,11 +170,27 @@ class Settings(BaseSettings):
     )
 
     # -- the store's lock ---------------------------------------------------------------
+    # Every wait below says who holds the store (its pid and command) within a second.
     lock_timeout: float = Field(
         600.0,
         ge=0.0,
-        description="seconds the daemon and the CLI wait out another process's lock on the "
-        "store before giving up",
+        description="seconds a CLI write (scan, import, sql --write) waits out another "
+        "process's lock on the store before giving up",
+    )
+    # Short: a `facelint status` or `top` must answer, not hang behind a DuckDB CLI.
+    read_wait: float = Field(
+        5.0,
+        ge=0.0,
+        description="seconds a CLI read (status, top, export, sql, search) waits for another "
+        "process's lock on the store before giving up (exit code 3)",
+    )
+    # Bounded: a reader left open (a DuckDB CLI, a notebook) must not stall the daemon for
+    # minutes; the work is put back and retried, nothing is lost.
+    daemon_store_wait: float = Field(
+        20.0,
+        gt=0.0,
+        description="daemon: seconds one open waits for another process's lock on the store "
+        "before the work is put back and retried 5 s later",
     )
 
     # -- the daemon ---------------------------------------------------------------------
@@ -317,6 +333,16 @@ class Settings(BaseSettings):
         if self.status_file is not None:
             return self.status_file
         return self.db.with_name(self.db.name + ".status.json")
+
+    def search_socket_path(self) -> Path:
+        """The daemon's search socket: beside the status file."""
+        status = self.status_path()
+        return status.with_name(status.name.removesuffix(".status.json") + ".search.sock")
+
+    def search_key_path(self) -> Path:
+        """The search socket's key (owner-only), beside the socket."""
+        sock = self.search_socket_path()
+        return sock.with_name(sock.name.removesuffix(".sock") + ".key")
 
     def with_overrides(self, **values: Any) -> Settings:
         """A copy with the given non-None values applied (flags use this), validated."""

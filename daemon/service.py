@@ -263,8 +263,11 @@ class Service:
         self._stage_started = clock()
         self.store_lost = threading.Event()
         self.guard = StoreGuard()
+        # The daemon's opens wait `daemon_store_wait`, not a CLI write's `lock_timeout`:
+        # past it the work is put back and retried (RETRY_SECONDS), so a reader left open
+        # never stalls the daemon for minutes, and nothing is lost.
         self.pipeline = Pipeline(
-            settings,
+            settings.with_overrides(lock_timeout=settings.daemon_store_wait),
             on_progress=self._progress,
             on_state=self._set_state,
             on_wait=self._store_wait,
@@ -294,6 +297,9 @@ class Service:
         self._root_id: tuple[int, int] | None = None
         self.root_away = False
         self.root_event = threading.Event()
+        # The signal that stopped the daemon, if one did (SIGINT: exit 130).
+        self.stopped_by: int | None = None
+        self.search_server: Any = None
 
     # -- status --------------------------------------------------------------------------
 
@@ -328,8 +334,14 @@ class Service:
             self.publish()
 
     def _store_wait(self, waited: float, why: str) -> None:
+        from daemon.common.storewait import held_by
+
         self._mark_alive()
-        self.message = f"store locked by another process for {waited:.0f} s"
+        self.message = (
+            f"the store is {held_by(self.s.db)}: waiting {waited:.0f} s of at most "
+            f"{self.s.daemon_store_wait:g} s (`daemon_store_wait`), then the work is put back "
+            f"and retried {RETRY_SECONDS:.0f} s later"
+        )
         self.publish()
 
     def throughput(self) -> float:
@@ -743,6 +755,19 @@ class Service:
         )
         self._root_id = dir_identity(self.root)
         self.watcher.start()
+        self.start_search()
+
+    def start_search(self) -> None:
+        """Answer searches over the socket beside the status file, with a model loaded
+        once (daemon/search.py); a socket that cannot be served is said, and `facelint
+        search` then encodes by itself."""
+        from daemon.search import SearchServer
+
+        if self.search_server is not None:
+            return
+        server = SearchServer(self.s)
+        if server.start():
+            self.search_server = server
 
     def schedule(self) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
@@ -769,11 +794,16 @@ class Service:
             self._scheduler.shutdown(wait=False)
         if self.watcher is not None:
             self.watcher.stop()
+        if self.search_server is not None:
+            self.search_server.stop()
+            self.search_server = None
         self.pipeline.close()
         self.publish()
 
     def run(self) -> int:
         self.open()
+        if self.search_server is not None:
+            self.search_server.preload()
         self.schedule()
         try:
             while not self.stop_event.is_set():
@@ -781,12 +811,15 @@ class Service:
                     self.wait()
         finally:
             self.close()
-        return 0
+        # Ctrl-C is an interruption (the shell's 128 + SIGINT); SIGTERM and SIGHUP are
+        # the clean stops a service manager and a closed terminal ask for.
+        return 130 if self.stopped_by == signal.SIGINT else 0
 
     def request_stop(self, signum: int | None = None, _frame: object = None) -> None:
         if not self.stop_event.is_set():
             by = f" ({signal.Signals(signum).name})" if signum else ""
             log.info("stop requested%s: finishing the current step", by)
+            self.stopped_by = signum
         self.stop_event.set()
         self.queue.changed.set()
 

@@ -8,6 +8,7 @@ falls back to the file's last copy of them while another process holds the store
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
@@ -29,8 +30,14 @@ def _not_running(status: DaemonStatus) -> str:
     )
 
 
-def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
-    """What `facelint status` prints: live state plus the store's totals."""
+def read_status(
+    settings: Settings,
+    now: float | None = None,
+    on_wait: Callable[[float, str], None] | None = None,
+) -> dict[str, Any]:
+    """What `facelint status` prints: live state plus the store's totals. The store is
+    read with `read_wait` (another process's lock is waited for that long, `on_wait`
+    told at each retry); past it, the status file's last totals stand in."""
     from store.connection import StoreBusy, StoreMissing
     from store.db import Store
     from store.queries.status import summary
@@ -62,7 +69,8 @@ def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
         from store import embeddings
 
         configured = registry.model_id(settings)
-        with Store(settings.db, lock_timeout=2.0).reading() as con:
+        store = Store(settings.db, lock_timeout=settings.read_wait, on_wait=on_wait)
+        with store.reading() as con:
             totals = summary(con, settings.threshold)
             if totals.get("model") not in (None, configured):
                 done, total = embeddings.count_to_encode(con, configured)
@@ -87,7 +95,11 @@ def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
         out["store_message"] = f"the store {settings.db} cannot be read: " + " ".join(
             str(exc).split()
         )
+    # A scan, or a daemon that has stopped since, reconciled too: the store's runs say when.
+    stored_reconcile = totals.pop("last_reconcile", None)
     out.update({k: v for k, v in totals.items()})
+    if not out.get("last_reconcile"):
+        out["last_reconcile"] = stored_reconcile
     for key in ("images", "pairs", "encoded_total"):
         out.setdefault(key, None)
     return out

@@ -640,3 +640,30 @@ def test_a_websocket_with_a_foreign_host_is_refused(scanned_dev, tmp_path):
                 assert answer.split(" ")[1] == "403", (host, answer)
         finally:
             _stop(proc)
+
+
+def test_a_page_that_waits_for_the_store_says_who_holds_it_within_a_second(dev_copy, browser):
+    """The Status page meets a store another process holds: while it waits, a note names
+    the holder's pid and the page's limit, within a second of the page reaching the read
+    (its "Store" heading is drawn just before it), and goes once the page gave up."""
+    from playwright.sync_api import expect
+
+    from tests.conftest import store_held_by_another_process
+
+    root, db = dev_copy
+    with (
+        serving(db, root, "--page-lock-timeout", "4") as url,
+        browser_page(browser) as page,
+        store_held_by_another_process(db) as holder,
+    ):
+        page.goto(url + "status", wait_until="domcontentloaded")
+        expect(page.get_by_role("heading", name="Store")).to_be_visible(timeout=60_000)
+        started = time.monotonic()
+        note = page.get_by_text("waiting up to 4 s")
+        expect(note).to_be_visible(timeout=1_000)
+        said_after = time.monotonic() - started
+        text = note.inner_text()
+        assert f"pid {holder.pid}" in text and "held for writing by" in text, text
+        assert said_after < 1.0
+        expect(page.get_by_text("store busy, retrying")).to_be_visible(timeout=10_000)
+        expect(note).to_have_count(0)
