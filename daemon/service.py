@@ -594,6 +594,7 @@ class Service:
         except StoreBusy as exc:
             on_fail(False)
             self.message = f"store busy: {exc}{self._held_note()}"
+            log.warning("%s; put back, retried in %.0f s", self.message, RETRY_SECONDS)
             self._set_state(WAITING_FOR_STORE)
         except Exception as exc:
             if self._store_failed(exc):

@@ -12,6 +12,7 @@ once the store opened.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,8 @@ from store.connection import StoreBusy
 from store.db import Store
 
 T = TypeVar("T")
+
+log = logging.getLogger("facelint.dashboard.db")
 
 _in_process = threading.Lock()
 
@@ -86,14 +89,30 @@ def _store(settings: DashboardSettings, left: float, note: _PageNote) -> Store:
     return Store(settings.db, lock_timeout=left, on_wait=says)
 
 
+def _log_wait(store: Store, started: float) -> None:
+    says = store.on_wait
+    if isinstance(says, WaitReporter) and says.first_said_after is not None:
+        log.info(
+            "a page waited for the store %.2f s (said after %.2f s): %s",
+            time.monotonic() - started,
+            says.first_said_after,
+            says.last_note,
+        )
+
+
 def read(settings: DashboardSettings, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
     """fn(connection) on a read-only connection opened for this call only."""
     note = _PageNote()
+    started = time.monotonic()
+    store: Store | None = None
     try:
         with _turn(settings.page_lock_timeout, note) as left:
-            return _store(settings, left, note).read(fn)
+            store = _store(settings, left, note)
+            return store.read(fn)
     finally:
         note.clear()
+        if store is not None:
+            _log_wait(store, started)
 
 
 @contextmanager
@@ -101,12 +120,15 @@ def writing(settings: DashboardSettings) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection for one short unit of work: commits when the block exits
     cleanly, rolls back when it raises."""
     note = _PageNote()
+    started = time.monotonic()
+    store: Store | None = None
     try:
-        with (
-            _turn(settings.page_lock_timeout, note) as left,
-            _store(settings, left, note).writing() as con,
-        ):
-            note.clear()
-            yield con
+        with _turn(settings.page_lock_timeout, note) as left:
+            store = _store(settings, left, note)
+            with store.writing() as con:
+                note.clear()
+                yield con
     finally:
         note.clear()
+        if store is not None:
+            _log_wait(store, started)

@@ -85,6 +85,7 @@ class WaitReporter:
         self._last: float | None = None
         # Seconds from the first refusal to the first word (tests, benchmarks).
         self.first_said_after: float | None = None
+        self.last_note = ""
         self.longest = 0.0
 
     def __call__(self, waited: float, why: str) -> None:
@@ -98,4 +99,5 @@ class WaitReporter:
         else:
             self.first_said_after = waited
         self._last = now
+        self.last_note = note
         self.say(note)
