@@ -549,21 +549,35 @@ def human_status(status: dict[str, Any], now: float) -> list[tuple[str, str]]:
 
 
 def cmd_search(s: Settings, args: argparse.Namespace) -> int:
-    from daemon.common.searchclient import DaemonAbsent, SearchRefused
-    from daemon.search import SearchError, search, search_by_daemon
+    # Only the standard library until it is known that no daemon answers: asking the
+    # running daemon (its model is loaded) is about a second, loading one is several.
+    from daemon.common import searchclient
 
+    photo: Path = args.photo
+    if not photo.is_file():
+        print(f"facelint: {terminal_safe(str(photo))} is not a file", file=sys.stderr)
+        return 2
     try:
-        try:
-            # The running daemon has the model loaded: about a second instead of several.
-            result = search_by_daemon(s, args.photo, args.n)
-        except DaemonAbsent as exc:
-            log.debug("searching here: %s", exc)
-            _say("no daemon answers searches for this store: encoding the photo here")
-            result = search(s, args.photo, args.n, on_wait=_wait_reporter(s, write=False))
-            result = {**result.as_dict(), "searched_by": f"this command (pid {os.getpid()})"}
-    except (SearchError, SearchRefused) as exc:
+        started = time.perf_counter()
+        result = searchclient.ask(
+            s.search_socket_path(), s.search_key_path(), photo.read_bytes(), photo.name, args.n
+        )
+        result["photo"] = str(photo)
+        result.setdefault("seconds", {})["round_trip"] = round(time.perf_counter() - started, 4)
+    except searchclient.SearchRefused as exc:
         print(f"facelint: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
+    except searchclient.DaemonAbsent as exc:
+        log.debug("searching here: %s", exc)
+        _say("no daemon answers searches for this store: encoding the photo here")
+        from daemon.search import SearchError, search
+
+        try:
+            found = search(s, photo, args.n, on_wait=_wait_reporter(s, write=False))
+        except SearchError as exc:
+            print(f"facelint: {terminal_safe(str(exc))}", file=sys.stderr)
+            return 2
+        result = {**found.as_dict(), "searched_by": f"this command (pid {os.getpid()})"}
     if args.json:
         print(json.dumps(result, ensure_ascii=False, default=str))
         return 0

@@ -175,21 +175,6 @@ def search(
     return _rank_in_store(settings, enc, str(photo), n, model, timings, on_wait, settings.read_wait)
 
 
-def search_by_daemon(settings: Settings, photo: Path, n: int = 10) -> dict[str, Any]:
-    """The running daemon's answer (what `search --json` prints); DaemonAbsent when none
-    answers on this store's socket, SearchRefused when it says no."""
-    if not Path(photo).is_file():
-        raise SearchError(f"{photo} is not a file")
-    data = Path(photo).read_bytes()
-    started = time.perf_counter()
-    result = searchclient.ask(
-        settings.search_socket_path(), settings.search_key_path(), data, Path(photo).name, n
-    )
-    result["photo"] = str(photo)
-    result.setdefault("seconds", {})["round_trip"] = round(time.perf_counter() - started, 4)
-    return result
-
-
 # -- the daemon's side ---------------------------------------------------------------------
 
 # Searches the daemon answers at once; a client beyond them is told to try again.
