@@ -67,6 +67,8 @@ EVERY_SETTING = {
     "onnx_channels": "bgr",
     "extensions": (".png", ".tif"),
     "lock_timeout": 30.0,
+    "read_wait": 2.5,
+    "daemon_store_wait": 7.0,
     "quiet_seconds": 0.5,
     "batch_max": 16,
     "reconcile_minutes": 5.0,
