@@ -115,7 +115,10 @@ OnWait = Callable[[float, str], None]
 
 def _store_model(settings: Settings, on_wait: OnWait | None, timeout: float) -> str:
     with Store(settings.db, lock_timeout=timeout, on_wait=on_wait).reading() as con:
-        model = meta.get_meta(con, "model")
+        return _checked_model(settings, meta.get_meta(con, "model"))
+
+
+def _checked_model(settings: Settings, model: str | None) -> str:
     if model is None:
         raise SearchError(f"the store {settings.db} holds no encoded face yet: scan first")
     wanted = registry.model_id(settings)
@@ -132,16 +135,20 @@ def _rank_in_store(
     enc: Encoding,
     photo: str,
     n: int,
-    model: str,
+    model: str | None,
     timings: dict[str, float],
     on_wait: OnWait | None,
     timeout: float,
 ) -> SearchResult:
+    """Rank the stored faces against the encoded photo's; `model` None: read and check
+    the store's model in the same open."""
     if enc.vector is None or enc.status not in USABLE:
         raise SearchError(f"no usable face in {photo}: {enc.message or enc.status}")
     # The store side: one short read-only open for the vectors, the ranking, the names.
     started = time.perf_counter()
     with Store(settings.db, lock_timeout=timeout, on_wait=on_wait).reading() as con:
+        if model is None:
+            model = _checked_model(settings, meta.get_meta(con, "model"))
         faces = stored_faces(con)
         timings["read"] = time.perf_counter() - started
         ranked = rank(faces, enc.vector, n)
@@ -405,11 +412,6 @@ class SearchServer:
         if self._encoder is None:
             raise SearchError(self._encoder_error or "the daemon has no face model")
         timings["model_wait"] = time.perf_counter() - started
-        # The store waits like a CLI read: briefly, and never behind the daemon's own
-        # writes for long (they are short).
-        t0 = time.perf_counter()
-        model = _store_model(self.s, None, self.s.read_wait)
-        timings["open"] = time.perf_counter() - t0
         suffix = Path(name).suffix.lower()
         if suffix not in self.s.extensions:
             suffix = ".jpg"
@@ -420,9 +422,10 @@ class SearchServer:
             with self._encode_lock:
                 enc = encode_file(self._encoder, photo, self.s.max_pixels)
             timings["encode"] = time.perf_counter() - t0
-        result = _rank_in_store(
-            self.s, enc, name, n, model, timings, None, self.s.read_wait
-        ).as_dict()
+        # One open of the store, after the encode, waited for like a CLI read: briefly,
+        # and the daemon's own writes it may meet are short.
+        found = _rank_in_store(self.s, enc, name, n, None, timings, None, self.s.read_wait)
+        result = found.as_dict()
         result["searched_by"] = f"the facelint daemon (pid {os.getpid()})"
         return result
 

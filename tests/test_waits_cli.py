@@ -69,3 +69,16 @@ def test_readme_says_how_to_call_facelint_after_its_first_command():
     assert (bin_dir / "facelint").is_file()
     if (bin_dir / "activate").is_file():
         assert "PATH" in (bin_dir / "activate").read_text(encoding="utf-8")
+
+
+def test_facelint_status_after_a_scan_says_when_the_last_reconcile_was(dev_copy, capsys):
+    """No daemon ever ran on this store (no status file): the store's last full scan is
+    the last reconcile, shown as an age, never "never"."""
+    from daemon import cli
+
+    _, db = dev_copy
+    assert cli.main(["status", "--db", str(db)]) == 0
+    rows = dict(
+        (line[:18].strip(), line[18:].strip()) for line in capsys.readouterr().out.splitlines()
+    )
+    assert re.fullmatch(r"\d+ (s|min) ago", rows["last reconcile"]), rows
