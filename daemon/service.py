@@ -299,6 +299,8 @@ class Service:
         self.root_event = threading.Event()
         # The signal that stopped the daemon, if one did (SIGINT: exit 130).
         self.stopped_by: int | None = None
+        # The last wait's seconds so far: a smaller figure is the start of a new wait.
+        self._waited_before = float("inf")
         self.search_server: Any = None
 
     # -- status --------------------------------------------------------------------------
@@ -342,6 +344,9 @@ class Service:
             f"{self.s.daemon_store_wait:g} s (`daemon_store_wait`), then the work is put back "
             f"and retried {RETRY_SECONDS:.0f} s later"
         )
+        if waited < self._waited_before:  # a new wait (the pipeline logs only its first)
+            log.info("%s", self.message)
+        self._waited_before = waited
         self.publish()
 
     def throughput(self) -> float:
