@@ -47,7 +47,7 @@ class _PageNote:
         import streamlit as st
         from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-        if get_script_run_ctx() is None:
+        if get_script_run_ctx(suppress_warning=True) is None:
             return  # not a page run (a test calling the function): nowhere to say it
         from dashboard.ui import md
 
