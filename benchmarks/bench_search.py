@@ -46,7 +46,15 @@ from store.queries.search import face_info, stored_faces  # noqa: E402
 STORE_TARGET = 1.0
 DAEMON_TARGET = 1.0
 DAEMON_RUNS = 9
-LFW = REPO.parent / "shared" / "faces" / "lfw-ac"
+# ../shared beside the checkout (or beside its worktrees' folder).
+LFW = next(
+    (
+        p / "shared" / "faces" / "lfw-ac"
+        for p in (REPO.parent, REPO.parent.parent)
+        if (p / "shared" / "faces" / "lfw-ac").is_dir()
+    ),
+    REPO.parent / "shared" / "faces" / "lfw-ac",
+)
 COMMAND_TARGET = 3.0
 RUNS = 7
 COLD_RUNS = 3

@@ -301,6 +301,7 @@ class Service:
         self.stopped_by: int | None = None
         # The last wait's seconds so far: a smaller figure is the start of a new wait.
         self._waited_before = float("inf")
+        self.longest_store_wait = 0.0
         self.search_server: Any = None
 
     # -- status --------------------------------------------------------------------------
@@ -347,6 +348,8 @@ class Service:
         if waited < self._waited_before:  # a new wait (the pipeline logs only its first)
             log.info("%s", self.message)
         self._waited_before = waited
+        # At least this long (its last retry's figure): the status file keeps the longest.
+        self.longest_store_wait = max(self.longest_store_wait, waited)
         self.publish()
 
     def throughput(self) -> float:
@@ -372,6 +375,9 @@ class Service:
             "alert": self.alert,
             # Changed paths a store failure holds back: retried until the store works.
             "waiting_for_store": self.queue.held(),
+            # Seconds of the longest wait for the store since the start (a lower bound:
+            # the last retry's figure before the open went through).
+            "longest_store_wait": round(self.longest_store_wait, 2),
             "progress": self.progress,
             "root": str(self.root),
             **self.totals,

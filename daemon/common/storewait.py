@@ -21,7 +21,8 @@ from store.connection import LockHolder, lock_holders
 def _name(holder: LockHolder, daemon_pid: int | None, daemon_state: str) -> str:
     command = holder.command
     if daemon_pid is not None and holder.pid == daemon_pid:
-        doing = f", {daemon_state}" if daemon_state else ""
+        # A holder is not waiting, whatever its last published state said.
+        doing = f", {daemon_state}" if daemon_state and "wait" not in daemon_state else ""
         return f"the facelint daemon (pid {holder.pid}{doing})"
     if "streamlit" in command and "dashboard" in command:
         return f"the facelint dashboard (pid {holder.pid})"
