@@ -75,6 +75,7 @@ def read_status(
         store = Store(settings.db, lock_timeout=settings.read_wait, on_wait=on_wait)
         started = time.monotonic()
         with store.reading() as con:
+            opened = time.monotonic() - started
             totals = summary(con, settings.threshold)
             if totals.get("model") not in (None, configured):
                 done, total = embeddings.count_to_encode(con, configured)
@@ -87,7 +88,12 @@ def read_status(
                 }
         out["store_readable"] = True
         # `facelint -v status` says where the time went (benchmarks/bench_waits.py).
-        log.debug("the store's totals read in %.2f s", time.monotonic() - started)
+        log.debug(
+            "the store opened in %.2f s (any wait for its lock included), its totals read "
+            "in %.2f s",
+            opened,
+            time.monotonic() - started,
+        )
     except (StoreBusy, StoreMissing) as exc:
         totals = {k: live.get(k) for k in ("images", "pairs", "encoded_total")}
         out["store_readable"] = False

@@ -89,13 +89,14 @@ def _store(settings: DashboardSettings, left: float, note: _PageNote) -> Store:
     return Store(settings.db, lock_timeout=left, on_wait=says)
 
 
-def _log_wait(store: Store, started: float) -> None:
+def _log_wait(store: Store, started: float, opened: float | None) -> None:
     says = store.on_wait
     if isinstance(says, WaitReporter) and says.first_said_after is not None:
         log.info(
-            "a page waited for the store %.2f s (said after %.2f s): %s",
-            time.monotonic() - started,
+            "a page waited for the store: opened in %s s, said after %.2f s, done after %.2f s: %s",
+            "(not)" if opened is None else f"{opened - started:.2f}",
             says.first_said_after,
+            time.monotonic() - started,
             says.last_note,
         )
 
@@ -104,15 +105,18 @@ def read(settings: DashboardSettings, fn: Callable[[duckdb.DuckDBPyConnection], 
     """fn(connection) on a read-only connection opened for this call only."""
     note = _PageNote()
     started = time.monotonic()
+    opened: float | None = None
     store: Store | None = None
     try:
         with _turn(settings.page_lock_timeout, note) as left:
             store = _store(settings, left, note)
-            return store.read(fn)
+            with store.reading() as con:
+                opened = time.monotonic()
+                return fn(con)
     finally:
         note.clear()
         if store is not None:
-            _log_wait(store, started)
+            _log_wait(store, started, opened)
 
 
 @contextmanager
@@ -121,14 +125,16 @@ def writing(settings: DashboardSettings) -> Iterator[duckdb.DuckDBPyConnection]:
     cleanly, rolls back when it raises."""
     note = _PageNote()
     started = time.monotonic()
+    opened: float | None = None
     store: Store | None = None
     try:
         with _turn(settings.page_lock_timeout, note) as left:
             store = _store(settings, left, note)
             with store.writing() as con:
+                opened = time.monotonic()
                 note.clear()
                 yield con
     finally:
         note.clear()
         if store is not None:
-            _log_wait(store, started)
+            _log_wait(store, started, opened)

@@ -219,6 +219,21 @@ QUOTED = (
         "search.txt",
         r"; median (\d+\.\d+) s \(target",
     ),
+    Quoted(
+        r"the daemon answers in a median of (\d+\.\d+) s\s+\(the round trip the dashboard makes\)"
+        r" and `facelint search` takes (\d+\.\d+) s",
+        "search.txt",
+        r"round trip as the dashboard asks, \d+ runs: [^\n]*; median (\d+\.\d+) s, worst"
+        r"(?:(?!\n\n).)*?whole `facelint search --json` command[^\n]*; median (\d+\.\d+) s$",
+    ),
+    # How it works, step 8: the waits
+    Quoted(
+        r"the longest store waits were (\d+\.\d+) s for a\s+`facelint status` open,\s+"
+        r"(\d+\.\d+) s for a\s+page and (\d+\.\d+) s for the\s+daemon",
+        "waits.txt",
+        r"^worst store waits: a `facelint status` open (\d+\.\d+) s, a page (\d+\.\d+) s, "
+        r"the daemon (\d+\.\d+) s",
+    ),
 )
 
 # Figures in those sections that are settings or rules, not measurements: (README text
