@@ -534,6 +534,8 @@ def human_status(status: dict[str, Any], now: float) -> list[tuple[str, str]]:
                 f"{count(switch['encoded'])} of {count(switch['total'])}",
             )
         )
+    if status.get("longest_store_wait"):
+        rows.append(("longest store wait", f"{float(status['longest_store_wait']):.1f} s"))
     if status.get("waiting_for_store"):
         held = count(status["waiting_for_store"])
         rows.append(("waiting for store", f"{held} changed paths, retried until it works"))

@@ -64,6 +64,8 @@ def read_status(
         "alert": live.get("alert", ""),
         # Changed paths a store failure holds back (the daemon retries them).
         "waiting_for_store": live.get("waiting_for_store", 0) if running else 0,
+        # The longest the daemon waited for another process's lock since it started.
+        "longest_store_wait": live.get("longest_store_wait"),
         "pid": live.get("pid"),
         "store": str(settings.db),
     }

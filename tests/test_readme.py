@@ -220,8 +220,8 @@ QUOTED = (
         r"; median (\d+\.\d+) s \(target",
     ),
     Quoted(
-        r"the daemon answers in a median of (\d+\.\d+) s\s+\(the round trip the dashboard makes\)"
-        r" and `facelint search` takes (\d+\.\d+) s",
+        r"the daemon answers in a median of (\d+\.\d+) s\s+\(the round\s+trip the\s+dashboard"
+        r"\s+makes\)\s+and\s+`facelint search`\s+takes\s+(\d+\.\d+) s",
         "search.txt",
         r"round trip as the dashboard asks, \d+ runs: [^\n]*; median (\d+\.\d+) s, worst"
         r"(?:(?!\n\n).)*?whole `facelint search --json` command[^\n]*; median (\d+\.\d+) s$",
