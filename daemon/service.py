@@ -274,6 +274,8 @@ class Service:
             before_encode=self._before_encode,
             guard=self.guard,
         )
+        # The whole of each wait, once it ended: the status file keeps the longest.
+        self.pipeline.store.on_opened = self._store_opened
         self.state = "starting"
         self.message = ""
         # What the user must know even after work goes on (a lost store): kept in the
@@ -348,9 +350,10 @@ class Service:
         if waited < self._waited_before:  # a new wait (the pipeline logs only its first)
             log.info("%s", self.message)
         self._waited_before = waited
-        # At least this long (its last retry's figure): the status file keeps the longest.
-        self.longest_store_wait = max(self.longest_store_wait, waited)
         self.publish()
+
+    def _store_opened(self, waited: float) -> None:
+        self.longest_store_wait = max(self.longest_store_wait, waited)
 
     def throughput(self) -> float:
         """Images encoded per second over the last minute."""
@@ -375,8 +378,8 @@ class Service:
             "alert": self.alert,
             # Changed paths a store failure holds back: retried until the store works.
             "waiting_for_store": self.queue.held(),
-            # Seconds of the longest wait for the store since the start (a lower bound:
-            # the last retry's figure before the open went through).
+            # Seconds of the longest wait for the store that ended in an open, since the
+            # start (one that gave up waited daemon_store_wait: the message says so).
             "longest_store_wait": round(self.longest_store_wait, 2),
             "progress": self.progress,
             "root": str(self.root),

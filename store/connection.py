@@ -180,11 +180,13 @@ def open_store(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     guard: StoreGuard | None = None,
+    on_opened: Callable[[float], None] | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection for one unit of work; writes commit when the block exits cleanly.
 
     `on_wait(waited_seconds, message)` is called before each retry so that a service can
-    show "waiting for store" while another process holds the file. With a `guard`, a
+    show "waiting for store" while another process holds the file; `on_opened(seconds)`
+    once the open went through after waiting (the whole wait). With a `guard`, a
     write open of a file that is not the one the guard first saw raises StoreLost, and
     nothing is written.
     """
@@ -195,6 +197,7 @@ def open_store(
         path.parent.mkdir(parents=True, exist_ok=True)
     start = clock()
     delay = 0.05
+    refused = False
     while True:
         if guard is not None and not read_only:
             guard.check(path)
@@ -204,6 +207,7 @@ def open_store(
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not _is_lock_error(exc):
                 raise
+            refused = True
             waited = clock() - start
             if waited >= timeout:
                 raise StoreBusy(
@@ -214,6 +218,8 @@ def open_store(
                 on_wait(waited, str(exc).split("\n")[0])
             sleep(min(delay * (0.5 + random.random()), max(0.0, timeout - waited)))
             delay = min(delay * 2, 2.0)
+    if refused and on_opened is not None:
+        on_opened(clock() - start)
     try:
         if not read_only:
             ensure_schema(con)
