@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection, answer_challenge, deliver_cha
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 
 from daemon.common import searchclient
@@ -139,9 +140,11 @@ def _rank_in_store(
     timings: dict[str, float],
     on_wait: OnWait | None,
     timeout: float,
+    faces_of: Callable[[duckdb.DuckDBPyConnection], StoredFaces] = stored_faces,
 ) -> SearchResult:
     """Rank the stored faces against the encoded photo's; `model` None: read and check
-    the store's model in the same open."""
+    the store's model in the same open. `faces_of(con)`: the stored faces (the daemon's
+    server keeps them between searches)."""
     if enc.vector is None or enc.status not in USABLE:
         raise SearchError(f"no usable face in {photo}: {enc.message or enc.status}")
     # The store side: one short read-only open for the vectors, the ranking, the names.
@@ -149,7 +152,7 @@ def _rank_in_store(
     with Store(settings.db, lock_timeout=timeout, on_wait=on_wait).reading() as con:
         if model is None:
             model = _checked_model(settings, meta.get_meta(con, "model"))
-        faces = stored_faces(con)
+        faces = faces_of(con)
         timings["read"] = time.perf_counter() - started
         ranked = rank(faces, enc.vector, n)
         timings["rank"] = time.perf_counter() - started - timings["read"]
@@ -186,6 +189,13 @@ def search(
 
 # Searches the daemon answers at once; a client beyond them is told to try again.
 MAX_CLIENTS = 4
+# The server keeps the stored faces it read; they are read again when the store's
+# generation moved and they are older than this. Reading every face is most of a search
+# (0.2 s at 57,637 faces on a quiet machine, several times that while the daemon encodes
+# beside it), and while the daemon encodes the generation moves at every chunk: a search
+# may then miss faces encoded in the last few seconds, never one that is gone (the names
+# are looked up in the store at each search, and a face no longer there is dropped).
+FACES_STALE_SECONDS = 15.0
 # Unix socket paths are limited to 108 bytes (sun_path) on Linux.
 MAX_SOCKET_PATH = 107
 
@@ -223,6 +233,10 @@ class SearchServer:
         self._key = b""
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        # (generation, (store id, model), read at (monotonic), the faces): see
+        # FACES_STALE_SECONDS.
+        self._faces: tuple[int, tuple[str | None, str | None], float, StoredFaces] | None = None
+        self._faces_lock = threading.Lock()
         # What happened, for the status and the tests.
         self.answered = 0
         self.refused = 0
@@ -301,6 +315,11 @@ class SearchServer:
             log.error("%s", self._encoder_error)
         finally:
             self._loaded.set()
+        try:  # warm the faces too; a store not there yet is read at the first search
+            with Store(self.s.db, lock_timeout=self.s.read_wait).reading() as con:
+                self._stored_faces(con)
+        except Exception as exc:
+            log.debug("search: stored faces not read ahead: %s", exc)
 
     # -- serving ---------------------------------------------------------------------------
 
@@ -402,6 +421,22 @@ class SearchServer:
         self.answered += 1
         return {"ok": True, "result": result}
 
+    def _stored_faces(self, con: duckdb.DuckDBPyConnection) -> StoredFaces:
+        """The stored faces, from memory while they are current enough."""
+        # The store's id as well: a store rebuilt after it was lost restarts generations.
+        key = (meta.get_meta(con, "store_id"), meta.get_meta(con, "model"))
+        generation, now = meta.generation(con), time.monotonic()
+        with self._faces_lock:
+            kept = self._faces
+            fresh = kept is not None and (
+                kept[0] == generation or now - kept[2] < FACES_STALE_SECONDS
+            )
+            if kept is not None and kept[1] == key and fresh:
+                return kept[3]
+            faces = stored_faces(con)
+            self._faces = (generation, key, now, faces)
+            return faces
+
     def search_bytes(self, data: bytes, name: str, n: int) -> dict[str, Any]:
         """One search, here: encode with the loaded model, rank in the store."""
         timings: dict[str, float] = {}
@@ -424,7 +459,9 @@ class SearchServer:
             timings["encode"] = time.perf_counter() - t0
         # One open of the store, after the encode, waited for like a CLI read: briefly,
         # and the daemon's own writes it may meet are short.
-        found = _rank_in_store(self.s, enc, name, n, None, timings, None, self.s.read_wait)
+        found = _rank_in_store(
+            self.s, enc, name, n, None, timings, None, self.s.read_wait, self._stored_faces
+        )
         result = found.as_dict()
         result["searched_by"] = f"the facelint daemon (pid {os.getpid()})"
         return result

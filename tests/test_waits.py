@@ -144,3 +144,34 @@ def test_store_busy_names_the_holder(dev_copy):
         Store(db, lock_timeout=0.2).read(lambda con: None)
     assert f"pid {holder.pid}" in str(busy.value)
     assert os.getpid() != holder.pid
+
+
+def test_an_open_that_waited_tells_the_whole_wait(dev_copy):
+    """on_opened hears the whole wait once the open went through (the daemon keeps the
+    longest in its status file); an open that never waited tells nothing."""
+    from store.connection import open_store
+
+    _, db = dev_copy
+    now = [1000.0]
+    heard: list[float] = []
+
+    with store_held_by_another_process(db) as holder:
+
+        def sleep(seconds: float) -> None:
+            now[0] += seconds
+            if now[0] - 1000.0 >= 7.0 and holder.poll() is None:
+                release(holder)
+
+        with open_store(
+            db,
+            read_only=True,
+            timeout=60,
+            clock=lambda: now[0],
+            sleep=sleep,
+            on_opened=heard.append,
+        ):
+            pass
+    assert len(heard) == 1 and 7.0 <= heard[0] <= 7.0 + 3.0
+    with open_store(db, read_only=True, on_opened=heard.append):
+        pass
+    assert len(heard) == 1
