@@ -220,16 +220,17 @@ QUOTED = (
         r"; median (\d+\.\d+) s \(target",
     ),
     Quoted(
-        r"the daemon answers in a median of (\d+\.\d+) s\s+\(the round\s+trip the\s+dashboard"
-        r"\s+makes\)\s+and\s+`facelint search`\s+takes\s+(\d+\.\d+) s",
+        r"the\s+daemon\s+answers\s+in\s+a\s+median\s+of\s+(\d+\.\d+) s\s+"
+        r"\(the round\s+trip the\s+dashboard\s+makes\)\s+and\s+`facelint search`"
+        r"\s+takes\s+(\d+\.\d+) s",
         "search.txt",
         r"round trip as the dashboard asks, \d+ runs: [^\n]*; median (\d+\.\d+) s, worst"
         r"(?:(?!\n\n).)*?whole `facelint search --json` command[^\n]*; median (\d+\.\d+) s$",
     ),
     # How it works, step 8: the waits
     Quoted(
-        r"the longest store waits were (\d+\.\d+) s for a\s+`facelint status` open,\s+"
-        r"(\d+\.\d+) s for a\s+page and (\d+\.\d+) s for the\s+daemon",
+        r"the\s+longest\s+store\s+waits\s+were\s+(\d+\.\d+) s\s+for\s+a\s+`facelint status`"
+        r"\s+open,\s+(\d+\.\d+) s\s+for\s+a\s+page\s+and\s+(\d+\.\d+) s\s+for\s+the\s+daemon",
         "waits.txt",
         r"^worst store waits: a `facelint status` open (\d+\.\d+) s, a page (\d+\.\d+) s, "
         r"the daemon (\d+\.\d+) s",
