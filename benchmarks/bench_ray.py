@@ -189,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     memory = psutil.virtual_memory().total / 2**30
     rep.line(
         f"machine: nproc {len(os.sched_getaffinity(0))}, {memory:.0f} GiB, ray "
-        f"{_ray_version()}; a machine shared with other engineers' builds and tests: the load average"
-        " at each section says how busy it was"
+        f"{_ray_version()}; shared with other engineers' builds and tests: the load "
+        "average at each section says how busy it was"
     )
     rep.line(
         f"images: {len(files)} (dev faces of {DEV.name} and {args.lfw_sample} spread over "

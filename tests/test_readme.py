@@ -219,6 +219,16 @@ QUOTED = (
         "search.txt",
         r"; median (\d+\.\d+) s \(target",
     ),
+    # Encoding on a Ray cluster
+    Quoted(
+        r"took (\d+\.\d)× the local pool's wall time\s+and (\d+\.\d)× its CPU, with "
+        r"(\d[\d,]*) MB of processes against the pool's (\d[\d,]*) MB",
+        "ray.txt",
+        r"\A(?=(?:.|\n)*?^ray_vs_local_wall +(\d+\.\d+))"
+        r"(?=(?:.|\n)*?^ray_vs_local_cpu +(\d+\.\d+))"
+        r"(?=(?:.|\n)*?^ray_peak_rss_mb +(\d[\d,]*\.\d+))"
+        r"(?=(?:.|\n)*?^local_peak_rss_mb +(\d[\d,]*\.\d+))",
+    ),
 )
 
 # Figures in those sections that are settings or rules, not measurements: (README text

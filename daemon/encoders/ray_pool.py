@@ -217,6 +217,31 @@ class RayEncoderPool:
         if not jobs or (before_each is not None and not before_each()):
             return
         self._connect()
+        paths = dict(jobs)
+        stream = self._job(jobs)
+        while True:
+            try:
+                batch = next(stream)
+            except StopIteration:
+                return
+            except ClusterUnavailable:
+                raise
+            except Exception as exc:
+                raise ClusterUnavailable(
+                    f"encoding on the Ray cluster at {self.address!r} ({self._origin}) "
+                    f"failed: {type(exc).__name__}: {exc}; every node needs facelint and "
+                    f"its models installed ({INSTALL_HINT})"
+                ) from exc
+            out = []
+            for key, node, enc in from_arrow(batch):
+                self.nodes[node] += 1
+                out.append((key, self._checked(enc, paths[key], node)))
+            yield out
+            if before_each is not None and not before_each():
+                return
+
+    def _job(self, jobs: list[tuple[str, Path]]) -> Iterator[pa.Table]:
+        """The Ray Data job over `jobs`: its result batches, as the actors finish them."""
         import ray.data
 
         context = ray.data.DataContext.get_current()
@@ -241,26 +266,7 @@ class RayEncoderPool:
             compute=ray.data.ActorPoolStrategy(size=self.workers),
             num_cpus=1,
         )
-        paths = dict(jobs)
-        stream = results.iter_batches(batch_size=None, batch_format="pyarrow")
-        while True:
-            try:
-                batch = next(stream)
-            except StopIteration:
-                return
-            except Exception as exc:
-                raise ClusterUnavailable(
-                    f"encoding on the Ray cluster at {self.address!r} ({self._origin}) "
-                    f"failed: {type(exc).__name__}: {exc}; every node needs facelint and "
-                    f"its models installed ({INSTALL_HINT})"
-                ) from exc
-            out = []
-            for key, node, enc in from_arrow(batch):
-                self.nodes[node] += 1
-                out.append((key, self._checked(enc, paths[key], node)))
-            yield out
-            if before_each is not None and not before_each():
-                return
+        yield from results.iter_batches(batch_size=None, batch_format="pyarrow")
 
     def _checked(self, enc: Encoding, path: Path, node: str) -> Encoding:
         if enc.model != self.model_id:
