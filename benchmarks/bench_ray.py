@@ -46,7 +46,15 @@ from daemon.encoders.base import Encoding  # noqa: E402
 from daemon.encoders.pool import EncoderPool  # noqa: E402
 
 DEV = REPO / "tests" / "faces"
-LFW = REPO.parent / "shared" / "faces" / "lfw-ac"
+# ../shared beside the checkout (or beside its worktree folder).
+LFW = next(
+    (
+        p / "shared" / "faces" / "lfw-ac"
+        for p in (REPO.parent, REPO.parent.parent)
+        if (p / "shared" / "faces" / "lfw-ac").is_dir()
+    ),
+    REPO.parent / "shared" / "faces" / "lfw-ac",
+)
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "ray.txt"
 WORKERS = 2
 SAMPLE_SECONDS = 0.2
@@ -63,7 +71,8 @@ class Usage:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     peak_rss_mb: float = 0.0
-    # Last CPU seconds seen per process (a process gone between samples keeps its last).
+    # Last CPU seconds seen per process (a process gone keeps its last sample; one that
+    # lives less than SAMPLE_SECONDS is missed).
     cpu: dict[int, float] = field(default_factory=dict)
 
 
@@ -78,8 +87,9 @@ def _sample(usage: Usage, base: dict[int, float]) -> None:
         try:
             with proc.oneshot():
                 t = proc.cpu_times()
-                # children_*: what this process's reaped children used.
-                used = t.user + t.system + t.children_user + t.children_system
+                # Its own time only: a reaped child's is its last sample already (and would
+                # count twice through the parent's children_* times).
+                used = t.user + t.system
                 rss += proc.memory_info().rss
         except psutil.Error:
             continue
@@ -96,7 +106,7 @@ def measured() -> Iterator[Usage]:
     for proc in _tree():
         try:
             t = proc.cpu_times()
-            base[proc.pid] = t.user + t.system + t.children_user + t.children_system
+            base[proc.pid] = t.user + t.system
         except psutil.Error:
             pass
     stop = threading.Event()
@@ -182,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lfw-sample", type=int, default=300)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    files = images(DEV, 0) + images(args.lfw, args.lfw_sample)
+    if not args.lfw.is_dir():
+        parser.error(f"{args.lfw}: no such folder (--lfw names the LFW A-C faces)")
+    dev, lfw = images(DEV, 0), images(args.lfw, args.lfw_sample)
+    files = dev + lfw
     jobs = [(str(i), f) for i, f in enumerate(files)]
     rep = Report()
     rep.line(f"facelint Ray encoding benchmark, {time.strftime('%Y-%m-%dT%H:%M:%S%z')}")
@@ -193,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         "average at each section says how busy it was"
     )
     rep.line(
-        f"images: {len(files)} (dev faces of {DEV.name} and {args.lfw_sample} spread over "
-        f"{args.lfw}), dlib"
+        f"images: {len(files)} ({len(dev)} dev faces of tests/faces and {len(lfw)} spread "
+        f"over {args.lfw}), dlib"
     )
     rep.section(f"1. local pool, {WORKERS} worker processes, start included")
     local_usage, local = run_local(jobs)

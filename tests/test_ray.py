@@ -74,23 +74,29 @@ def ray_cluster(ray_env: None) -> Iterator[str]:
         cluster.shutdown()
 
 
+# Where _faces_by_hash keeps an encoding's faces, after its status, message, detected
+# faces, whole-image flag, width and height (EncodingRow's order).
+FACES = 6
+
+
 def _faces_by_hash(db: Path, model: str) -> dict[str, tuple]:
-    """Every encoding in the store: status, message, size, and each face's box, detector
-    score and vector, by content."""
+    """Every encoding in the store: status, message, detected faces, whole-image flag,
+    size, and each face's box, detector score and vector, by content."""
     con = duckdb.connect(str(db), read_only=True)
     try:
         out: dict[str, tuple] = {}
-        for h, status, message, faces, w, h_px in con.execute(
-            "SELECT hash, status, message, faces, width, height FROM embeddings WHERE model = ?",
+        for h, *fields in con.execute(
+            """SELECT hash, status, message, faces, whole_image, width, height FROM embeddings
+               WHERE model = ?""",
             [model],
         ).fetchall():
-            out[h] = (status, message, faces, w, h_px, [])
+            out[h] = (*fields, [])
         for h, _n, box, score, vector in con.execute(
             """SELECT hash, face, [box_left, box_top, box_right, box_bottom], det_score, vector
                FROM faces WHERE model = ? ORDER BY hash, face""",
             [model],
         ).fetchall():
-            out[h][5].append((tuple(box), score, np.asarray(vector, np.float32)))
+            out[h][FACES].append((tuple(box), score, np.asarray(vector, np.float32)))
         return out
     finally:
         con.close()
@@ -104,8 +110,8 @@ def _differing(a: dict[str, tuple], b: dict[str, tuple]) -> list[str]:
     """The contents whose encodings differ in any way (vectors bit for bit)."""
     differ = sorted(set(a) ^ set(b))
     for h in sorted(set(a) & set(b)):
-        fa, fb = a[h][5], b[h][5]
-        same = a[h][:5] == b[h][:5] and len(fa) == len(fb)
+        fa, fb = a[h][FACES], b[h][FACES]
+        same = a[h][:FACES] == b[h][:FACES] and len(fa) == len(fb)
         if not (same and all(_face_equal(x, y) for x, y in zip(fa, fb, strict=True))):
             differ.append(h)
     return differ
@@ -127,19 +133,28 @@ def test_ray_address_without_ray_installed_is_a_clear_error(tmp_path, monkeypatc
     assert type(encode_step.make_pool(Settings())).__name__ == "EncoderPool"
 
 
-def test_the_two_nodes_encode_the_dev_faces_to_the_local_pools_vectors(
-    ray_cluster: str, scanned_dev: tuple[Path, Path], tmp_path: Path
-):
-    root, local_db = scanned_dev  # encoded by the local pool, once per session
-    db = tmp_path / "ray.duckdb"
-    pipeline = Pipeline(Settings(root=root, db=db, ray_address=ray_cluster))
+@pytest.fixture(scope="module")
+def ray_scanned(
+    ray_cluster: str, scanned_dev: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, RunStats, dict[str, int], str]:
+    """The dev faces scanned with `ray_address` set: (store, the run's stats, results per
+    Ray node, model). The data root is the session's, read only."""
+    db = tmp_path_factory.mktemp("ray_scanned") / "ray.duckdb"
+    pipeline = Pipeline(Settings(root=scanned_dev[0], db=db, ray_address=ray_cluster))
     try:
         assert isinstance(pipeline.pool, RayEncoderPool)
         stats = pipeline.run()
         nodes = dict(pipeline.pool.nodes)
     finally:
         pipeline.close()
-    model = pipeline.model
+    return db, stats, nodes, pipeline.model
+
+
+def test_the_two_nodes_encode_the_dev_faces_to_the_local_pools_vectors(
+    ray_scanned: tuple[Path, RunStats, dict[str, int], str], scanned_dev: tuple[Path, Path]
+):
+    db, stats, nodes, model = ray_scanned
+    local_db = scanned_dev[1]  # encoded by the local pool, once per session
     local = _faces_by_hash(local_db, model)
     assert stats.encoded == len(local) and stats.failed == 0
     assert _differing(_faces_by_hash(db, model), local) == []
@@ -147,26 +162,33 @@ def test_the_two_nodes_encode_the_dev_faces_to_the_local_pools_vectors(
     assert len(nodes) == 2 and sum(nodes.values()) == len(local), nodes
     # The same vectors make the same pairs.
     pairs = "SELECT path_a, path_b, score FROM pairs ORDER BY ALL"
-    with Store(db).reading() as con, Store(local_db).reading() as lcon:
+    with (
+        Store(db, lock_timeout=5.0).reading() as con,
+        Store(local_db, lock_timeout=5.0).reading() as lcon,
+    ):
         assert con.execute(pairs).fetchall() == lcon.execute(pairs).fetchall()
 
 
 def test_a_batch_the_store_moved_past_is_written_only_as_far_as_it_is_still_wanted(
-    ray_cluster: str, tmp_path: Path
+    ray_scanned: tuple[Path, RunStats, dict[str, int], str], tmp_path: Path
 ):
     root = copy_dev_faces(tmp_path / "data", ["Amy", "Howard"])
-    settings = Settings(root=root, db=tmp_path / "s.duckdb", ray_address=ray_cluster)
-    store = Store(settings.db)
-    pool = RayEncoderPool(settings)
-    model = pool.model_id
+    settings = Settings(root=root, db=tmp_path / "s.duckdb")
+    store = Store(settings.db, lock_timeout=5.0)
+    model = ray_scanned[3]
     stats = RunStats()
     todo = scan.apply(settings, store, model, scan.detect(settings, store, model, stats), stats)
     assert todo is not None and len(todo) == 10
-    try:
-        encoded = dict(pool.encode((h, root / p) for h, p in todo))
-    finally:
-        pool.close()
-    rows = [encode_step._row(h, e) for h, e in encoded.items()]
+    # The batch the cluster returned for these images (as the cluster's own store holds it).
+    made = _faces_by_hash(ray_scanned[0], model)
+    rows = [
+        embeddings.EncodingRow(
+            h,
+            *made[h][:FACES],
+            faces=[embeddings.FaceRow(box, vector, score) for box, score, vector in made[h][FACES]],
+        )
+        for h, _ in todo
+    ]
     seen = store.generation()
 
     # Between the encode and the write the store moves on: one image is deleted (a scan
@@ -210,5 +232,5 @@ def test_a_cluster_that_cannot_be_reached_is_said_and_loses_nothing(ray_env: Non
     finally:
         service.close()
     # The files are stored, their encodings still to do: a later run makes them.
-    with Store(settings.db).reading() as con:
+    with Store(settings.db, lock_timeout=5.0).reading() as con:
         assert len(embeddings.hashes_to_encode(con, registry.model_id(settings))) == 5

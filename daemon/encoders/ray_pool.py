@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import socket
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -33,6 +34,9 @@ log = logging.getLogger("facelint.ray")
 # dlib encode is ~0.1-1 s an image, far above Ray's per-call overhead.
 RAY_BATCH = 8
 INSTALL_HINT = "pip install 'facelint[cluster]'"
+# How long a first connection to the cluster's address may take before it counts as
+# unreachable.
+CONNECT_SECONDS = 5.0
 # How daemon/common/imaging.py words an OSError on open (a permission, an I/O error).
 CANNOT_READ = "cannot read file:"
 
@@ -79,6 +83,16 @@ def cluster_address(settings: Settings, env: Mapping[str, str] | None = None) ->
 
 def _origin(settings: Settings) -> str:
     return "setting 'ray_address'" if settings.ray_address else "RAY_ADDRESS"
+
+
+def host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of an address that names one (`host:6379`, `ray://host:10001`);
+    None for the ones Ray resolves itself (`auto`, `local`)."""
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
 
 
 def ray_installed() -> bool:
@@ -186,6 +200,17 @@ class RayEncoderPool:
 
         if ray.is_initialized():
             return
+        where = host_port(self.address)
+        if where is not None:
+            # Ray retries an unreachable GCS for minutes; one refused connection says it
+            # at once.
+            try:
+                socket.create_connection(where, timeout=CONNECT_SECONDS).close()
+            except OSError as exc:
+                raise ClusterUnavailable(
+                    f"cannot reach the Ray cluster at {self.address!r} ({self._origin}): "
+                    f"{exc.strerror or exc}"
+                ) from exc
         try:
             ray.init(
                 address=self.address,
