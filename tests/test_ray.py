@@ -6,6 +6,7 @@ those), and the daemon's writes of them must respect the store's generation."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,16 +139,25 @@ def ray_scanned(
     ray_cluster: str, scanned_dev: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, RunStats, dict[str, int], str]:
     """The dev faces scanned with `ray_address` set: (store, the run's stats, results per
-    Ray node, model). The data root is the session's, read only."""
+    Ray node, model). The data root is the session's, read only. Connecting to the
+    cluster leaves the caller's SIGTERM handler in place."""
     db = tmp_path_factory.mktemp("ray_scanned") / "ray.duckdb"
     pipeline = Pipeline(Settings(root=scanned_dev[0], db=db, ray_address=ray_cluster))
+    # The daemon's own SIGTERM handler (its clean stop), which ray.init would replace.
+    previous = signal.signal(signal.SIGTERM, _daemon_stop)
     try:
         assert isinstance(pipeline.pool, RayEncoderPool)
         stats = pipeline.run()
+        assert signal.getsignal(signal.SIGTERM) is _daemon_stop, "ray took SIGTERM"
         nodes = dict(pipeline.pool.nodes)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         pipeline.close()
     return db, stats, nodes, pipeline.model
+
+
+def _daemon_stop(signum: int, frame: object) -> None:
+    raise AssertionError("no SIGTERM is sent in these tests")
 
 
 def test_the_two_nodes_encode_the_dev_faces_to_the_local_pools_vectors(

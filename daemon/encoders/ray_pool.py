@@ -13,7 +13,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import signal
 import socket
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -211,6 +213,10 @@ class RayEncoderPool:
                     f"cannot reach the Ray cluster at {self.address!r} ({self._origin}): "
                     f"{exc.strerror or exc}"
                 ) from exc
+        # ray.init puts its own SIGTERM handler (sys.exit) in place of the caller's: the
+        # daemon's clean stop on SIGTERM must stay the daemon's.
+        main = threading.current_thread() is threading.main_thread()
+        kept = signal.getsignal(signal.SIGTERM) if main else None
         try:
             ray.init(
                 address=self.address,
@@ -223,6 +229,9 @@ class RayEncoderPool:
                 f"cannot reach the Ray cluster at {self.address!r} ({self._origin}): "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+        finally:
+            if main and kept is not None:
+                signal.signal(signal.SIGTERM, kept)
         self._connected_here = True
 
     def _actors(self, ray: Any, blocks: int) -> int:
