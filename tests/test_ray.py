@@ -20,6 +20,7 @@ from daemon import scan
 from daemon.cli import main
 from daemon.config import Settings
 from daemon.encoders import registry
+from daemon.encoders.base import Encoding
 from daemon.encoders.ray_pool import ClusterUnavailable, RayEncoderPool
 from daemon.notify import SystemdNotifier
 from daemon.pipeline import Pipeline
@@ -27,6 +28,7 @@ from daemon.runstats import RunStats
 from daemon.service import ERROR, Service
 from store import embeddings
 from store.db import Store
+from store.vocab import Status
 from tests.conftest import copy_dev_faces
 
 # Set before ray is first imported (it reads them then): no usage report, and every node
@@ -226,6 +228,24 @@ def test_a_batch_the_store_moved_past_is_written_only_as_far_as_it_is_still_want
     with store.writing() as con:
         again = encode_step.write_batch(con, model, rows[2:3], result.generation)
     assert not again.stale and again.written == 1
+
+
+def test_what_a_node_cannot_see_is_an_error_to_retry_not_a_vanished_file(
+    ray_env: None, tmp_path: Path
+):
+    pool = RayEncoderPool(Settings(ray_address="auto"))  # connects on first encode only
+    here = copy_dev_faces(tmp_path / "data", ["Amy"]) / "Amy" / "amy1.png"
+    vanished = Encoding(Status.MISSING, "file disappeared before it was read", pool.model_id)
+    # On the daemon's storage but not on the node's: an error naming both, retried later.
+    seen = pool._checked(vanished, here, "node-b")
+    assert seen.status == Status.ERROR
+    assert "Ray node node-b cannot read" in seen.message and str(here) in seen.message
+    # Gone everywhere: a vanished file, skipped as the local pool's would be.
+    assert pool._checked(vanished, here.with_name("gone.png"), "node-b").status == Status.MISSING
+    # A node built with other settings or another facelint: refused, never stored.
+    other = Encoding(Status.OK, "", "dlib-resnet-v1/5pt/j9")
+    with pytest.raises(ClusterUnavailable, match="install the same facelint"):
+        pool._checked(other, here, "node-b")
 
 
 def test_a_cluster_that_cannot_be_reached_is_said_and_loses_nothing(ray_env: None, tmp_path: Path):
