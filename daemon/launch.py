@@ -1,4 +1,5 @@
-"""Starting the review dashboard: `facelint dashboard` runs Streamlit on dashboard/app.py.
+"""Starting the review dashboard: `facelint dashboard` runs Streamlit on dashboard/serve.py
+(dashboard/app.py behind a Host check on every request).
 
 The dashboard takes its settings as arguments after `--` and imports no daemon module but
 daemon/config.py; this is the one place where the settings facelint resolved become
@@ -25,7 +26,7 @@ def _app_path() -> Path:
     spec = importlib.util.find_spec("dashboard")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the dashboard package is not installed alongside facelint")
-    return Path(next(iter(spec.submodule_search_locations))) / "app.py"
+    return Path(next(iter(spec.submodule_search_locations))) / "serve.py"
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
