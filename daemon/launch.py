@@ -127,9 +127,20 @@ def run_dashboard(settings: Settings) -> int:
     )
     proc = start_dashboard(settings)
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate()) if in_main else None
+    asked: list[bool] = []
+
+    def stop(*_: object) -> None:
+        asked.append(True)
+        proc.terminate()
+
+    previous = signal.signal(signal.SIGTERM, stop) if in_main else None
     try:
-        return proc.wait()
+        code = proc.wait()
+        if code < 0:
+            # uvicorn ends by re-raising the signal it stopped on: a stop we asked for is
+            # a clean stop; any other signal is reported as a shell would (128 + N).
+            return 0 if asked and code == -signal.SIGTERM else 128 - code
+        return code
     except KeyboardInterrupt:
         # A terminal's Ctrl-C reached Streamlit too; make sure, then give it time to stop.
         stop_process(proc, 10)
