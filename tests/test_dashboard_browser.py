@@ -567,7 +567,8 @@ def test_markdown_and_html_in_names_show_as_typed_on_every_page(
                 arg=list(literal),
                 timeout=30_000,
             )
-            page.wait_for_timeout(1500)  # images and late fragments
+            # Images and late fragments: until the page has fetched everything it asked for.
+            page.wait_for_load_state("networkidle")
             assert page.locator('[data-testid="stException"]').count() == 0, path
             assert page.evaluate(_BUILT_FROM_A_NAME) == [], path
 
@@ -589,7 +590,7 @@ def test_markdown_and_html_in_names_show_as_typed_on_every_page(
         page.locator('input[type="file"]').set_input_files(str(photo))
         expect(page.get_by_text("1 face(s) in the photo")).to_be_visible(timeout=120_000)
         expect(page.get_by_text(ITALIC_FOLDER).first).to_be_visible(timeout=30_000)
-        page.wait_for_timeout(1500)
+        page.wait_for_load_state("networkidle")
         assert page.evaluate(_BUILT_FROM_A_NAME) == []
     assert [r for r in requests if urlparse(r).port == 9] == []
     assert dialogs == []
