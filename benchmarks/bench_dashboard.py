@@ -169,7 +169,7 @@ def browser_decisions(n: int, work: Path) -> list[float]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = REPO / "dashboard" / "app.py"
+    app = REPO / "dashboard" / "serve.py"
     log = (work / "streamlit.log").open("wb")
     proc = subprocess.Popen(
         [

@@ -139,6 +139,11 @@ class Settings(BaseSettings):
         60_000_000, ge=1, description="larger images are refused (a decompression-bomb guard)"
     )
     workers: int = Field(0, ge=0, description="encoder processes; 0: one per CPU core")
+    ray_address: str = Field(
+        "",
+        description="a Ray cluster to encode on (auto, host:6379 or ray://host:10001; pip "
+        "install '.[cluster]'); empty: RAY_ADDRESS if set, else the local processes",
+    )
     onnx_model: str = Field(
         "",
         description="your own ArcFace-style ONNX model file (FACE01's, for one); set, it is "
@@ -308,6 +313,14 @@ class Settings(BaseSettings):
             if host == "*" or any(c in host for c in "/@ "):
                 raise ValueError(f"{host!r} is not a host name (no '*' alone, no URL)")
         return out
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, value: str) -> str:
+        value = value.strip()
+        if any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} is not a Ray address (auto, host:port, ray://host:port)")
+        return value
 
     @field_validator("quarantine")
     @classmethod

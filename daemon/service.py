@@ -27,6 +27,7 @@ from typing import Any
 from daemon.common.humanize import rate_and_eta
 from daemon.common.statusfile import write_status
 from daemon.config import Settings
+from daemon.encoders.ray_pool import ClusterUnavailable
 from daemon.inventory import EmptyRoot, printable
 from daemon.notify import SystemdNotifier
 from daemon.pipeline import Pipeline
@@ -610,6 +611,13 @@ class Service:
             self.message = f"store busy: {exc}{self._held_note()}"
             log.warning("%s; put back, retried in %.0f s", self.message, RETRY_SECONDS)
             self._set_state(WAITING_FOR_STORE)
+        except ClusterUnavailable as exc:
+            # The cluster's fault, not the files': nothing counts towards giving up on them,
+            # and what was not encoded stays to be encoded.
+            log.error("encoding cluster unavailable, will retry: %s", exc)
+            on_fail(False)
+            self.message = f"encoding cluster unavailable: {exc}"
+            self._set_state(ERROR)
         except Exception as exc:
             if self._store_failed(exc):
                 # Not the files' fault: nothing is counted towards giving up on them.

@@ -6,6 +6,7 @@ executable path: `playwright install` is never needed (and would download a brow
 
 from __future__ import annotations
 
+import http.client
 import shutil
 import socket
 import subprocess
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, FloatRect, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
-APP = str(REPO / "dashboard" / "app.py")
+APP = str(REPO / "dashboard" / "serve.py")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 pytestmark = pytest.mark.skipif(
@@ -68,7 +69,8 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @contextmanager
 def serving(db: Path, root: Path, *app_args: str) -> Iterator[str]:
-    """`streamlit run dashboard/app.py -- --db ... --root ... *app_args`; yields its URL."""
+    """`streamlit run dashboard/serve.py -- --db ... --root ... *app_args` (what
+    `facelint dashboard` serves); yields its URL."""
     port = _free_port()
     # Streamlit's own log goes to a file, not a pipe nobody reads (a full pipe would
     # stall the server).
@@ -565,7 +567,8 @@ def test_markdown_and_html_in_names_show_as_typed_on_every_page(
                 arg=list(literal),
                 timeout=30_000,
             )
-            page.wait_for_timeout(1500)  # images and late fragments
+            # Images and late fragments: until the page has fetched everything it asked for.
+            page.wait_for_load_state("networkidle")
             assert page.locator('[data-testid="stException"]').count() == 0, path
             assert page.evaluate(_BUILT_FROM_A_NAME) == [], path
 
@@ -587,7 +590,7 @@ def test_markdown_and_html_in_names_show_as_typed_on_every_page(
         page.locator('input[type="file"]').set_input_files(str(photo))
         expect(page.get_by_text("1 face(s) in the photo")).to_be_visible(timeout=120_000)
         expect(page.get_by_text(ITALIC_FOLDER).first).to_be_visible(timeout=30_000)
-        page.wait_for_timeout(1500)
+        page.wait_for_load_state("networkidle")
         assert page.evaluate(_BUILT_FROM_A_NAME) == []
     assert [r for r in requests if urlparse(r).port == 9] == []
     assert dialogs == []
@@ -614,7 +617,16 @@ def _upgrade(port: int, host: str, origin: str) -> str:
         return s.recv(4096).decode("latin-1").split("\r\n", 1)[0]
 
 
-def test_a_websocket_with_a_foreign_host_is_refused(scanned_dev, tmp_path):
+def _get(port: int, path: str, host: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        connection.request("GET", path, headers={"Host": host})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_a_foreign_host_is_refused_on_the_websocket_and_over_http(scanned_dev, tmp_path):
     """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 opens the
     dashboard's websocket with Host and Origin both evil.example, so the same-origin check
     passes. The dashboard `facelint dashboard` serves refuses it by its Host."""
@@ -638,6 +650,10 @@ def test_a_websocket_with_a_foreign_host_is_refused(scanned_dev, tmp_path):
             for host in ("evil.example", f"evil.example:{port}"):
                 answer = _upgrade(port, host, f"http://{host}")
                 assert answer.split(" ")[1] == "403", (host, answer)
+            # Plain HTTP too: the page, a stored image's URL shape, the health route.
+            for path in ("/", "/media/0.jpg", "/_stcore/health"):
+                assert _get(port, path, "evil.example") == 400, path
+            assert _get(port, "/", f"localhost:{port}") == 200
         finally:
             _stop(proc)
 

@@ -235,6 +235,17 @@ QUOTED = (
         r"^worst store waits: a `facelint status` open (\d+\.\d+) s, a page (\d+\.\d+) s, "
         r"the daemon (\d+\.\d+) s",
     ),
+    # Encoding on a Ray cluster
+    Quoted(
+        r"to the very same vectors at (\d+\.\d)× the\s+local pool's CPU seconds, with "
+        r"(\d[\d,]*) MB of processes against the pool's (\d[\d,]*) MB, and\s+a job of 8 "
+        r"images — a small daemon batch — took (\d+\.\d) s",
+        "ray.txt",
+        r"\A(?=(?:.|\n)*?^ray_vs_local_cpu +(\d+\.\d+))"
+        r"(?=(?:.|\n)*?^ray_peak_rss_mb +(\d[\d,]*\.\d+))"
+        r"(?=(?:.|\n)*?^local_peak_rss_mb +(\d[\d,]*\.\d+))"
+        r"(?=(?:.|\n)*?^ray_small_job_wall_s +(\d+\.\d+))",
+    ),
 )
 
 # Figures in those sections that are settings or rules, not measurements: (README text
