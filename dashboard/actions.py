@@ -381,12 +381,17 @@ def _image_of(s: suggestions.Suggestion) -> tuple[str, ...]:
     return (s.hash,)
 
 
-def quarantine_image(settings: DashboardSettings, s: suggestions.Suggestion) -> Done:
+def quarantine_image(
+    settings: DashboardSettings, s: suggestions.Suggestion, path: str | None = None
+) -> Done:
     """A misfiled image, a stranger or a duplicate's copy leaves the data set (kept in the
-    quarantine folder)."""
+    quarantine folder). `path`: another file of the same content to take out instead (a
+    duplicate whose reviewer keeps the copy the faces called stray)."""
     if s.kind == Kind.SAME_PERSON or s.path is None:
         raise FileActionRefused("a same-person suggestion has no one image to quarantine")
-    path, content = s.path, _image_of(s)
+    if path is not None and s.kind != Kind.DUPLICATE:
+        raise FileActionRefused(f"{s.id}: only a duplicate has another copy to quarantine")
+    path, content = path or s.path, _image_of(s)
     first, done = _suggestion_moves(
         settings,
         s,
