@@ -14,6 +14,7 @@ from store import actions as action_log
 from store import suggestions
 from store.connection import open_store
 from store.schema import SCHEMA_VERSION
+from store.suggestions import CONFIDENCE_FLOOR
 from tests import app_harness as harness
 from tests.app_harness import captions as image_captions
 from tests.app_harness import shown
@@ -88,10 +89,14 @@ def test_the_queue_is_the_landing_page_and_records_decisions_without_file_action
     captions = image_captions(at)
     assert sum(c.startswith("biden") for c in captions) == 2
     assert sum(c.startswith("Joseph_Biden_") for c in captions) == 5
-    # Without file actions the card says "same person" and records only.
-    assert "same person" in [b.label for b in at.button if b.key == f"accept-{focus(at)}"]
+    # Without file actions the buttons confirm, never "fix": A records "confirmed, not
+    # fixed" and moves nothing.
+    assert [b.label for b in at.button if b.key == f"accept-{focus(at)}"] == [
+        "confirm: same person"
+    ]
+    assert at.button(key="q-mistakes-accept").label == "confirm"
     toolbar(at, "accept")
-    assert state_of(db, biden.id) == ("accepted", "Joseph_Biden")  # the larger folder
+    assert state_of(db, biden.id) == ("confirmed", "Joseph_Biden")  # the larger folder
     assert {k: files_in(root, k) for k in BIDEN} == before
     assert (f"{n - 1} open suggestion" if n > 1 else "No open suggestions") in shown(at)
     toolbar(at, "undo")
@@ -213,6 +218,15 @@ def test_pages_of_the_queue(dev_copy, run_scan, monkeypatch):
         total = suggestions.count(con)
     assert total >= 3
     assert f"{total} open suggestions · showing 1–2" in shown(at)
+    # The confidence filter starts at the store's floor, shown; raised, it leaves the
+    # unlikelier suggestions out and says so.
+    assert at.slider(key="m_confidence").value == CONFIDENCE_FLOOR
+    with open_store(db, read_only=True, timeout=5) as con:
+        likely = suggestions.count(con, "open", (), 0.5)
+    assert 0 < likely < total
+    at.slider(key="m_confidence").set_value(0.5).run()
+    assert f"{likely} open suggestions with confidence ≥ 0.50" in shown(at)
+    at.slider(key="m_confidence").set_value(CONFIDENCE_FLOOR).run()
     at.button(key="mistakes-next").click().run()
     assert not at.exception
     assert f"showing 3–{min(4, total)}" in shown(at)
@@ -275,3 +289,52 @@ def test_a_schema_2_store_gains_action_batches_on_open(dev_copy):
         assert action_log.new_batch(con) >= 1
     assert version == (str(SCHEMA_VERSION),)
     assert old == [("old", None, None)]  # an old action stands alone
+
+
+def test_a_mistake_confirmed_without_file_actions_waits_to_be_fixed(dev_copy, monkeypatch):
+    """File actions off: A confirms (state `confirmed`, listed as "to fix"), nothing moves.
+    Later, with file actions on, the page says it waits, and A under "to fix" fixes it."""
+    root, db = dev_copy
+    at = start(monkeypatch, root, db)
+    biden = suggestion(db, "same_person")
+    toolbar(at, "accept")
+    assert state_of(db, biden.id)[0] == "confirmed"
+    assert (root / "Joe_Biden").is_dir()
+    at = start(monkeypatch, root, db, "--allow-file-actions")
+    assert "1 confirmed mistake waits to be fixed" in shown(at)
+    at.selectbox(key="m_state").set_value("confirmed").run()
+    assert "1 to fix (confirmed, not fixed) suggestions" in shown(at)
+    assert focus(at) == biden.id.replace(":", "-")
+    assert at.button(key="q-mistakes-accept").label == "fix it"
+    toolbar(at, "accept")
+    assert state_of(db, biden.id) == ("accepted", "Joseph_Biden")
+    assert not (root / "Joe_Biden").exists()
+
+
+def test_the_duplicate_card_keeps_the_original_whatever_the_paths(dev_copy, run_scan, monkeypatch):
+    """Penny's photo copied into Amy's folder ("Amy" sorts first): the card's copy is the
+    stray one in Amy, each side has "keep this one", and A quarantines the stray copy."""
+    root, db = dev_copy
+    shutil.copy2(root / "Penny" / "penny1.png", root / "Amy" / "penny1.png")
+    run_scan(root, db)
+    at = _only_kind(start(monkeypatch, root, db, "--allow-file-actions"), "duplicate")
+    dup = suggestion(db, "duplicate")
+    text = shown(at)
+    assert "the copy in Amy (the stray one)" in text and "the original in Penny" in text
+    assert "**Amy/penny1.png**" in text and "**Penny/penny1.png**" in text
+    card = focus(at)
+    keep = [b.label for b in at.button if b.key in (f"keep-copy-{card}", f"keep-original-{card}")]
+    assert keep == ["keep this one", "keep this one"]
+    toolbar(at, "accept")
+    assert state_of(db, dup.id)[0] == "accepted"
+    assert (root / "_quarantine" / "Amy" / "penny1.png").is_file()
+    assert not (root / "Amy" / "penny1.png").exists()
+    assert (root / "Penny" / "penny1.png").is_file()
+    # "keep this one" on the stray side takes the original out instead.
+    toolbar(at, "undo")
+    assert (root / "Amy" / "penny1.png").is_file()
+    at.button(key=f"keep-copy-{card}").click().run()
+    assert not at.exception, at.exception
+    assert (root / "_quarantine" / "Penny" / "penny1.png").is_file()
+    assert (root / "Amy" / "penny1.png").is_file()
+    assert state_of(db, dup.id)[0] == "accepted"
