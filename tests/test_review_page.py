@@ -20,6 +20,7 @@ from tests.app_harness import captions as image_captions
 from tests.app_harness import shown
 
 BIDEN = ("Joe_Biden", "Joseph_Biden")
+CARD_VALUES = ("accept", "quarantine", "reject", "skip")  # a card's buttons: <value>-<card>
 
 
 def start(monkeypatch, root: Path, db: Path, *extra: str) -> AppTest:
@@ -148,25 +149,6 @@ def _only_kind(at: AppTest, kind: str) -> AppTest:
     return at
 
 
-def test_duplicate_card_quarantines_the_copy_and_undo_puts_it_back(dev_copy, run_scan, monkeypatch):
-    root, db = _planted(dev_copy, run_scan)
-    at = _only_kind(start(monkeypatch, root, db, "--allow-file-actions"), "duplicate")
-    dup = suggestion(db, "duplicate")
-    text = shown(at)
-    assert "the copy" in text and "the first copy" in text
-    assert "**Raj/penny1.png**" in text and "**Penny/penny1.png**" in text
-    labels = [b.label for b in at.button if b.key and b.key.endswith(focus(at))]
-    assert labels == ["quarantine", "keep both", "skip"]
-    toolbar(at, "accept")
-    assert state_of(db, dup.id)[0] == "accepted"
-    assert not (root / "Raj" / "penny1.png").exists()
-    assert (root / "_quarantine" / "Raj" / "penny1.png").is_file()
-    assert (root / "Penny" / "penny1.png").is_file()
-    toolbar(at, "undo")
-    assert (root / "Raj" / "penny1.png").is_file()
-    assert state_of(db, dup.id)[0] == "open"
-
-
 def test_misfiled_card_moves_the_image_to_the_proposed_folder(dev_copy, run_scan, monkeypatch):
     root, db = _planted(dev_copy, run_scan)
     at = _only_kind(start(monkeypatch, root, db, "--allow-file-actions"), "misfiled")
@@ -197,7 +179,7 @@ def test_stranger_card_and_a_decided_one_cleared_from_the_rejected_list(
     text = shown(at)
     assert "**stranger in its folder**" in text and "matches no one in" in text
     labels = [b.label for b in at.button if b.key and b.key.endswith(focus(at))]
-    assert labels == ["quarantine", "filed right", "skip"]
+    assert labels == ["confirm: quarantine", "filed right", "skip"]  # file actions off
     toolbar(at, "reject")
     assert state_of(db, stranger.id)[0] == "rejected"
     left = len(strangers) - 1
@@ -325,6 +307,8 @@ def test_the_duplicate_card_keeps_the_original_whatever_the_paths(dev_copy, run_
     card = focus(at)
     keep = [b.label for b in at.button if b.key in (f"keep-copy-{card}", f"keep-original-{card}")]
     assert keep == ["keep this one", "keep this one"]
+    labels = [b.label for b in at.button if b.key in (f"{v}-{card}" for v in CARD_VALUES)]
+    assert labels == ["quarantine", "keep both", "skip"]
     toolbar(at, "accept")
     assert state_of(db, dup.id)[0] == "accepted"
     assert (root / "_quarantine" / "Amy" / "penny1.png").is_file()

@@ -213,11 +213,30 @@ def render(settings: DashboardSettings) -> None:
     def meta() -> dict:
         return st.session_state.get("mistakes_meta", {})
 
+    def preloaded(offset: int) -> tuple[list[Card], int] | None:
+        """The page preloaded for this offset: J (or "next page") turned to where it
+        starts, or every card of the page it follows was decided (they left the listing,
+        so the page after them now starts where theirs did). Not after a reload for
+        another reason (a decision cleared, an undo from an earlier page)."""
+        ready = st.session_state.pop("mistakes_preloaded", None)
+        if ready is None or ready["flt"] != flt or ready["size"] != size:
+            return None
+        moved_up = state != "all" and offset == ready["base"]
+        if offset != ready["start"] and not (
+            moved_up and not st.session_state.get("q_mistakes_stale")
+        ):
+            return None
+        cards, total = ready["got"]
+        if state != "all":
+            # Decided since it was counted: out of the listing.
+            total -= len(st.session_state.get("q_mistakes_decided", {})) - ready["decided"]
+        return cards, total
+
     def load() -> list[Card] | None:
         offset = _offset(flt)
-        ready = st.session_state.pop("mistakes_preloaded", None)
-        if ready is not None and ready[0] == (*flt, offset, size):
-            cards, total = ready[1]
+        ready = preloaded(offset)
+        if ready is not None:
+            cards, total = ready
         else:
             got = ui.query(
                 settings,
@@ -234,18 +253,30 @@ def render(settings: DashboardSettings) -> None:
         """The next page's cards and their images, while the reader looks at this one:
         J past the last card, or the last decision of a page, then draws at once."""
         total = int(meta().get("total", 0))
-        offset = _offset(flt) + _still_listed(state)
-        if not page or offset >= total:
+        base = _offset(flt)
+        start = base + _still_listed(state)
+        if not page or base + len(page) >= total:
             return
-        key = (*flt, offset, size)
         ready = st.session_state.get("mistakes_preloaded")
-        if ready is not None and ready[0] == key:
+        if ready is not None and (ready["flt"], ready["size"], ready["base"], ready["start"]) == (
+            flt,
+            size,
+            base,
+            start,
+        ):
             return
         try:
-            got = db.read(settings, lambda con: read_cards(con, state, kinds, size, offset, floor))
+            got = db.read(settings, lambda con: read_cards(con, state, kinds, size, start, floor))
         except (StoreBusy, StoreMissing, duckdb.Error):
             return  # only a head start: the page loads as usual when it is shown
-        st.session_state["mistakes_preloaded"] = (key, got)
+        st.session_state["mistakes_preloaded"] = {
+            "flt": flt,
+            "size": size,
+            "base": base,
+            "start": start,
+            "got": got,
+            "decided": len(st.session_state.get("q_mistakes_decided", {})),
+        }
         # At the sizes the cards draw them (dashboard/cards/base.py).
         for card in got[0]:
             for image in [card.image, *card.more.values()]:

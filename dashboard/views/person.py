@@ -76,9 +76,11 @@ def _choose(settings: DashboardSettings) -> str | None:
         )
     wanted = asked
     if asked and not named and not search.strip():
-        st.warning(ui.md(f"no such folder: {asked}"))
-        wanted = None
-    elif named and asked not in named:
+        # A bookmark or link to a folder that is not there (renamed, merged, mistyped):
+        # said, never an empty folder of "0 images".
+        st.warning(ui.md(f"no such folder: {asked}. Type part of a name to find one."))
+        return None
+    if named and asked not in named:
         wanted = named[0]  # the same name in another Unicode form
     if search.strip() and st.session_state.get("person_search_seen") != search:
         # A new search opens its best match (the exact name when there is one).
