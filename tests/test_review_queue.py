@@ -227,7 +227,7 @@ def test_status_says_progress_from_the_status_file_and_without_it(
     text = shown(at)
     assert re.search(r"images at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", text), text
     assert not re.search(r"\d\d:\d\d:\d\d\.\d", text)
-    (chart,) = at.get("arrow_vega_lite_chart")
+    (chart,) = at.get("vega_lite_chart")
     scores = _chart_column(chart.proto, "score")
     assert scores and all(re.fullmatch(r"[01]\.\d\d", str(v)) for v in scores), scores
 

@@ -57,13 +57,18 @@ def _choose(settings: DashboardSettings) -> str | None:
         settings,
         lambda con: (
             person_page.find_classes(con, search, CLASSES_SHOWN),
+            asked,
             person_page.folders_named(con, asked) if asked else [],
         ),
         keep="person_classes",
     )
     if found is None:
         return asked
-    (names_counts, total), named = found
+    (names_counts, total), looked_up, named = found
+    if looked_up != asked:
+        # What was loaded before stands in (the store is busy): it looked up another
+        # name; take this one as it is until the store can say.
+        named = [asked] if asked else []
     counts = dict(names_counts)
     names = list(counts)
     if search.strip() and not names:
