@@ -471,6 +471,21 @@ def test_merge_by_keyboard_moves_the_folder_and_undo_moves_it_back(dev_copy, run
         )
         # The confidence sits under the card's buttons, where no tooltip covers it.
         assert page.evaluate(_CONFIDENCE_UNDER_THE_BUTTONS, card_class)
+        # More mistakes for two pages of three: copies in other folders (duplicates) and
+        # a misfiled photo, stored by a scan beside the running dashboard; a new visit.
+        for src, dst in (
+            ("Penny/penny1.png", "Raj"),
+            ("Amy/amy1.png", "Howard"),
+            ("Leonard/leonard1.png", "Stuart"),
+        ):
+            shutil.copy2(root / src, root / dst / Path(src).name)
+        (root / "Barack_Obama" / "obama1.jpg").rename(root / "Sheldon" / "obama1.jpg")
+        run_scan(root, db)
+        page.reload(wait_until="domcontentloaded")
+        page.wait_for_function(
+            f"document.activeElement && document.activeElement.closest('{MISTAKE}')",
+            timeout=60_000,
+        )
         _keys_reach_every_open_card(page, db)
 
 
