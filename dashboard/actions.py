@@ -23,6 +23,7 @@ import duckdb
 from daemon.common.hashing import content_hash
 from dashboard import db, files
 from dashboard.files import FileActionRefused
+from dashboard.queue import CardGone
 from dashboard.settings import DashboardSettings
 from store import actions as action_log
 from store import decisions, embeddings, suggestions
@@ -276,7 +277,7 @@ def _still_there(con: duckdb.DuckDBPyConnection, s: suggestions.Suggestion) -> N
     # The daemon may have dropped it since the page loaded (a fix made elsewhere made it
     # moot): say so rather than fail the page.
     if suggestions.get(con, s.id) is None:
-        raise FileActionRefused(
+        raise CardGone(
             f"{suggestion_title(s)} is no longer suggested (changed since this page loaded)"
         )
 

@@ -55,6 +55,14 @@ REFUSALS: tuple[type[Exception], ...] = (
 )
 
 UNDO_DEPTH = 50
+# What a card collapses to when its decision found it gone.
+GONE = "gone"
+
+
+class CardGone(FileActionRefused):
+    """The card's subject changed since the page loaded (the daemon dropped a suggestion
+    that a fix elsewhere made moot): nothing to decide. The card collapses and the focus
+    moves on, as after a decision; a key must never stay stuck on it."""
 
 
 def refusal(exc: Exception) -> str:
@@ -189,8 +197,11 @@ class CardQueue(Generic[T]):
 
     def _decide(self, card: T, value: str) -> None:
         card_key = self.key(card)
+        gone = False
         try:
             message = self.decide(card, value)
+        except CardGone as exc:
+            message, value, gone = f"not done: {exc}", GONE, True
         except REFUSALS as exc:
             self._set("toast", (f"not done: {refusal(exc)}", "⚠️"))
             return
@@ -206,6 +217,9 @@ class CardQueue(Generic[T]):
             after = [k for k in keys[i + 1 :] if k not in decided]
             before = [k for k in keys[:i] if k not in decided]
             self._set("focus", (after or before[-1:] or [None])[0])
+        if gone:
+            self._set("toast", (message, "ℹ️"))
+            return
         stack: list[tuple[T, str]] = list(self._get("undo", []))  # type: ignore[call-overload]
         stack.append((card, value))
         self._set("undo", stack[-UNDO_DEPTH:])
@@ -300,7 +314,10 @@ class CardQueue(Generic[T]):
         choices = self._choices_of(card)
         with st.container(border=True, key=self.container_key(card_key)):
             if decided is not None:
-                label = next((c.label for c in choices if c.value == decided), decided)
+                label = next(
+                    (c.label for c in choices if c.value == decided),
+                    "no longer suggested" if decided == GONE else decided,
+                )
                 title = self.title(card) if self.title else card_key
                 st.caption(md(f"✓ {label} — {title}"))
                 return
