@@ -322,3 +322,24 @@ def test_the_duplicate_card_keeps_the_original_whatever_the_paths(dev_copy, run_
     assert (root / "_quarantine" / "Penny" / "penny1.png").is_file()
     assert (root / "Amy" / "penny1.png").is_file()
     assert state_of(db, dup.id)[0] == "accepted"
+
+
+def test_a_card_whose_suggestion_went_away_collapses_and_the_keys_move_on(
+    dev_copy, run_scan, monkeypatch
+):
+    """The daemon dropped the focused card's suggestion after the page loaded (a fix made
+    elsewhere made it moot): D collapses it as "no longer suggested", the focus moves on,
+    and nothing is recorded."""
+    root, db = _planted(dev_copy, run_scan)
+    at = start(monkeypatch, root, db)
+    first = focus(at)
+    with open_store(db, read_only=True, timeout=5) as con:
+        ids = [s.id for s in suggestions.queue(con, "open", (), 100)]
+    assert len(ids) >= 2 and ids[0].replace(":", "-") == first
+    with open_store(db) as con:
+        con.execute("UPDATE suggestion_rows SET active = false WHERE id = ?", [ids[0]])
+    toolbar(at, "reject")
+    assert "no longer suggested" in shown(at)
+    assert focus(at) == ids[1].replace(":", "-")
+    with open_store(db, read_only=True, timeout=5) as con:
+        assert suggestions.get(con, ids[0]) is None  # inactive, undecided: not listed
