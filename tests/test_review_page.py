@@ -343,3 +343,24 @@ def test_a_card_whose_suggestion_went_away_collapses_and_the_keys_move_on(
     assert focus(at) == ids[1].replace(":", "-")
     with open_store(db, read_only=True, timeout=5) as con:
         assert suggestions.get(con, ids[0]) is None  # inactive, undecided: not listed
+
+
+def test_a_merge_of_one_name_in_two_forms_offers_the_nfc_name_alone():
+    import unicodedata
+
+    from dashboard.cards.base import Card
+    from dashboard.cards.same_person import one_name, surviving
+
+    nfc = "長谷川ガク"
+    nfd = unicodedata.normalize("NFD", nfc)
+
+    def card(a: str, b: str, sizes: dict[str, int]) -> Card:
+        s = suggestions.Suggestion(
+            "same:1:2", "same_person", 1.0, a, b, None, "", "open", None, 7, None, None
+        )
+        return Card(s, sizes)
+
+    # The NFD folder is the larger, yet the NFC name survives: one choice, not two.
+    assert one_name(card(nfd, nfc, {nfd: 4, nfc: 3})) == nfc
+    assert surviving(card(nfd, nfc, {nfd: 4, nfc: 3})) == nfc
+    assert one_name(card("Joe_Biden", "Joseph_Biden", {})) is None
