@@ -448,7 +448,7 @@ def _run_name(run: str) -> str:
     """A browser run by what it measured: its page and its condition."""
     first = run.strip().splitlines()[0] if run.strip() else ""
     condition = next((ln for ln in run.splitlines() if "condition:" in ln), "")
-    return first.split(":")[0] + "|" + condition.split(";")[0]
+    return first.split(":")[0] + "|" + condition.split(";")[0].split("(")[0]
 
 
 def _children_cpu() -> float:
