@@ -258,12 +258,16 @@ def render(settings: DashboardSettings) -> None:
         if not page or base + len(page) >= total:
             return
         ready = st.session_state.get("mistakes_preloaded")
-        if ready is not None and (ready["flt"], ready["size"], ready["base"], ready["start"]) == (
+        shown = tuple(card_key(c) for c in page)
+        if ready is not None and (ready["flt"], ready["size"], ready["base"], ready["page"]) == (
             flt,
             size,
             base,
-            start,
+            shown,
         ):
+            # Loaded after this very page: a decision on it since moved the next page up
+            # in the listing by one, and changed nothing in it. No second read.
+            ready["start"] = start
             return
         try:
             got = db.read(settings, lambda con: read_cards(con, state, kinds, size, start, floor))
@@ -274,6 +278,7 @@ def render(settings: DashboardSettings) -> None:
             "size": size,
             "base": base,
             "start": start,
+            "page": shown,
             "got": got,
             "decided": len(st.session_state.get("q_mistakes_decided", {})),
         }
