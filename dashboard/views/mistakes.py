@@ -4,10 +4,12 @@ per card from the keyboard. The pairs page stays for the detail under a card."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import duckdb
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from dashboard import actions, db, ui
 from dashboard.actions import Done
@@ -218,9 +220,11 @@ def render(settings: DashboardSettings) -> None:
         starts, or every card of the page it follows was decided (they left the listing,
         so the page after them now starts where theirs did). Not after a reload for
         another reason (a decision cleared, an undo from an earlier page)."""
-        ready = st.session_state.pop("mistakes_preloaded", None)
+        ready = _PRELOADED.pop(_session(), None)
         if ready is None or ready["flt"] != flt or ready["size"] != size:
             return None
+        if ready["got"] is None:
+            return None  # still loading: the page loads as usual
         moved_up = state != "all" and offset == ready["base"]
         if offset != ready["start"] and not (
             moved_up and not st.session_state.get("q_mistakes_stale")
@@ -257,7 +261,7 @@ def render(settings: DashboardSettings) -> None:
         start = base + _still_listed(state)
         if not page or base + len(page) >= total:
             return
-        ready = st.session_state.get("mistakes_preloaded")
+        ready = _PRELOADED.get(_session())
         shown = tuple(card_key(c) for c in page)
         if ready is not None and (ready["flt"], ready["size"], ready["base"], ready["page"]) == (
             flt,
@@ -269,28 +273,23 @@ def render(settings: DashboardSettings) -> None:
             # in the listing by one, and changed nothing in it. No second read.
             ready["start"] = start
             return
-        try:
-            got = db.read(settings, lambda con: read_cards(con, state, kinds, size, start, floor))
-        except (StoreBusy, StoreMissing, duckdb.Error):
-            return  # only a head start: the page loads as usual when it is shown
-        st.session_state["mistakes_preloaded"] = {
+        ready = {
             "flt": flt,
             "size": size,
             "base": base,
             "start": start,
             "page": shown,
-            "got": got,
+            "got": None,
             "decided": len(st.session_state.get("q_mistakes_decided", {})),
         }
-        # At the sizes the cards draw them (dashboard/cards/base.py).
-        for card in got[0]:
-            for image in [card.image, *card.more.values()]:
-                if image is not None:
-                    ui.warm_image(settings, image, FACE, face=True)
-                    ui.warm_image(settings, image, PHOTO, face=False)
-            for strip in card.strips.values():
-                for image in strip[:ROW]:
-                    ui.warm_image(settings, image, THUMB, face=True)
+        _PRELOADED[_session()] = ready
+        # In a thread of its own: the run ends at once, so the reader's next key is not
+        # kept waiting on a read and a page of image renders (seconds under load).
+        threading.Thread(
+            target=_preload_page,
+            args=(ready, settings, (state, kinds, size, start, floor)),
+            daemon=True,
+        ).start()
 
     def summary(card: Card) -> str:
         s = card.s
@@ -395,6 +394,34 @@ def render(settings: DashboardSettings) -> None:
     )
     st.caption(shortcuts_help(queue))
     queue.render()
+
+
+# The next page of cards, loaded beside the page shown, per browser session: a worker
+# thread fills it (it cannot write Session State) and the page takes it when it turns.
+_PRELOADED: dict[str, dict] = {}
+
+
+def _session() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else ""
+
+
+def _preload_page(ready: dict, settings: DashboardSettings, query: tuple) -> None:
+    state, kinds, size, start, floor = query
+    try:
+        got = db.read(settings, lambda con: read_cards(con, state, kinds, size, start, floor))
+    except (StoreBusy, StoreMissing, duckdb.Error):
+        return  # only a head start: the page loads as usual when it is shown
+    ready["got"] = got
+    # At the sizes the cards draw them (dashboard/cards/base.py).
+    for card in got[0]:
+        for image in [card.image, *card.more.values()]:
+            if image is not None:
+                ui.warm_image(settings, image, FACE, face=True)
+                ui.warm_image(settings, image, PHOTO, face=False)
+        for strip in card.strips.values():
+            for image in strip[:ROW]:
+                ui.warm_image(settings, image, THUMB, face=True)
 
 
 def _to_fix_note(settings: DashboardSettings, kinds: tuple[str, ...]) -> None:
