@@ -334,9 +334,20 @@ def _escape(ch: str) -> str:
 
 
 def _width(text: str) -> int:
+    """Columns a terminal gives the text: measured on its NFC form, where an NFD name's
+    combining marks (a dakuten, an accent) have joined their letters; wcwidth knows
+    wide, zero-width and combining characters."""
     import unicodedata
 
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    from wcwidth import wcswidth, wcwidth
+
+    text = unicodedata.normalize("NFC", text)
+    width = wcswidth(text)
+    if width >= 0:
+        return width
+    # A character wcwidth calls unprintable (it cannot be here: terminal_safe escaped
+    # them) counts one column rather than poisoning the sum.
+    return sum(max(wcwidth(ch), 0) if unicodedata.category(ch) != "Cc" else 1 for ch in text)
 
 
 def _pad(text: str, width: int) -> str:

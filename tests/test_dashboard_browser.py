@@ -434,7 +434,10 @@ def test_merge_by_keyboard_moves_the_folder_and_undo_moves_it_back(dev_copy, run
     assert row is not None
     sid = str(row[0])
     card_class = "st-key-qcard-mistakes-" + sid.replace(":", "-")
-    with serving(db, root, "--allow-file-actions") as url, browser_page(browser) as page:
+    with (
+        serving(db, root, "--allow-file-actions", "--page-size", "3") as url,
+        browser_page(browser) as page,
+    ):
         page.goto(url, wait_until="domcontentloaded")
         # The landing page is the queue; the best suggestion holds the keyboard focus.
         page.wait_for_function(
@@ -468,6 +471,81 @@ def test_merge_by_keyboard_moves_the_folder_and_undo_moves_it_back(dev_copy, run
             arg=card_class,
             timeout=30_000,
         )
+        # The confidence sits under the card's buttons, where no tooltip covers it.
+        assert page.evaluate(_CONFIDENCE_UNDER_THE_BUTTONS, card_class)
+        # More mistakes for two pages of three: copies in other folders (duplicates) and
+        # a misfiled photo, stored by a scan beside the running dashboard; a new visit.
+        for src, dst in (
+            ("Penny/penny1.png", "Raj"),
+            ("Amy/amy1.png", "Howard"),
+            ("Leonard/leonard1.png", "Stuart"),
+        ):
+            shutil.copy2(root / src, root / dst / Path(src).name)
+        (root / "Barack_Obama" / "obama1.jpg").rename(root / "Sheldon" / "obama1.jpg")
+        run_scan(root, db)
+        page.reload(wait_until="domcontentloaded")
+        page.wait_for_function(
+            f"document.activeElement && document.activeElement.closest('{MISTAKE}')",
+            timeout=60_000,
+        )
+        _keys_reach_every_open_card(page, db)
+
+
+# Whether, in the card, the confidence line starts below its last button.
+_CONFIDENCE_UNDER_THE_BUTTONS = """c => {
+    const card = document.getElementsByClassName(c)[0];
+    const buttons = [...card.querySelectorAll('button')];
+    const conf = [...card.querySelectorAll('p')].find(p => p.innerText.startsWith('confidence'));
+    const lowest = Math.max(...buttons.slice(0, -1).map(b => b.getBoundingClientRect().bottom));
+    return !!conf && conf.getBoundingClientRect().top >= lowest - 1;
+}"""
+
+
+def _focused_mistake(page: Page) -> str | None:
+    return page.evaluate(
+        f"""() => {{
+            const c = document.activeElement && document.activeElement.closest('{MISTAKE}');
+            if (!c) return null;
+            const k = [...c.classList].find(x => x.startsWith('st-key-qcard-mistakes-'));
+            return k.slice('st-key-qcard-mistakes-'.length);
+        }}"""
+    )
+
+
+def _press_until(page: Page, key: str, want: str) -> None:
+    page.keyboard.press(key)
+    page.wait_for_function(
+        f"""w => {{
+            const a = document.activeElement;
+            const c = a && a.closest('{MISTAKE}');
+            return !!c && c.classList.contains('st-key-qcard-mistakes-' + w) && !a.disabled;
+        }}""",
+        arg=want,
+        timeout=30_000,
+    )
+
+
+def _keys_reach_every_open_card(page: Page, db: Path) -> None:
+    """Pages of three cards: decide out of order (J, skip, K past the skipped card, reject),
+    then K and J at the page's edges, and J alone walks every open card left, across
+    pages, each once and in the queue's order."""
+    from store import suggestions
+
+    with open_store(db, read_only=True, timeout=10) as con:
+        ids = [s.id for s in suggestions.queue(con, "open", (), 100)]
+    order = [sid.replace(":", "-") for sid in ids]
+    assert len(order) >= 6, order  # two pages of three, and more
+    assert _focused_mistake(page) == order[0]
+    _press_until(page, "j", order[1])
+    _press_until(page, "x", order[2])  # skip card 2: the focus moves on to card 3
+    _press_until(page, "k", order[0])  # back past the skipped card
+    _press_until(page, "d", order[2])  # reject card 1: on to card 3
+    page.keyboard.press("k")  # no open card before it, no page before this one
+    _press_until(page, "j", order[3])  # J turns the page: its first card
+    _press_until(page, "k", order[2])  # K turns it back: the card before
+    for card in order[3:]:
+        _press_until(page, "j", card)
+    assert [_suggestion_state(db, sid) for sid in ids[:3]] == ["rejected", "skipped", "open"]
 
 
 # -- names with markdown and HTML in them (issue 16, item 9) ---------------------------------
