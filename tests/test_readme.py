@@ -210,7 +210,8 @@ QUOTED = (
     ),
     Quoted(
         r"beside it, on a 2-core machine that\s+other work kept at a load average of "
-        r"(\d+\.\d)–(\d+\.\d), the median was (\d+) ms \(90th percentile\s+(\d+) ms, the page turns\)",
+        r"(\d+\.\d)–(\d+\.\d), the median was (\d+) ms "
+        r"\(90th percentile\s+(\d+) ms, the page turns\)",
         "dashboard.txt",
         r"Review page[^\n]*\n  condition: the daemon encoding[^\n]*load average \(1 min\) "
         r"during the keys (\d+\.\d)-(\d+\.\d) [^\n]*\n(?:  [^\n]*\n)*?  median (\d+) ms, "
