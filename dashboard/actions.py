@@ -427,8 +427,20 @@ def move_group(
             settings.root, path, target, content, settings.quarantine
         ),
     )
-    first, done = _suggestion_moves(settings, s, plans, target)
-    return Done(f"moved {len(done)} photos of {s.class_a} into {target}", first)
+    # A group no folder holds goes into a new folder, named on the card: made here,
+    # and gone again when nothing moved into it (an undo removes it too).
+    folder = files.inside(settings.root, target)
+    made = not folder.exists() and not folder.is_symlink()
+    if made:
+        folder.mkdir()
+    try:
+        first, done = _suggestion_moves(settings, s, plans, target)
+    except BaseException:
+        if made:
+            _remove_if_empty(settings, target)
+        raise
+    new = " (a new folder)" if made else ""
+    return Done(f"moved {len(done)} photos of {s.class_a} into {target}{new}", first)
 
 
 def quarantine_group(

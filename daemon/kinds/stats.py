@@ -34,7 +34,7 @@ The same files give the same suggestions and confidences however they arrived.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -193,7 +193,7 @@ def centre(unit: np.ndarray) -> np.ndarray:
     return w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
 
 
-def size_class(sizes: np.ndarray) -> np.ndarray:
+def size_class(sizes: np.ndarray | int) -> np.ndarray:
     return np.searchsorted(SIZE_EDGES, sizes, side="right") - 1
 
 
@@ -364,22 +364,32 @@ class DiffDensities:
             self._groups[key] = _group_draw(self._w, self._codes, self._sizes, size, rng)
         return self._groups[key]
 
+    def _sample(self, sa: int, sb: int) -> np.ndarray:
+        out = []
+        for r in range(DIFF_REDRAWS):
+            fa, ga = self._draw(sa, r)
+            fb, gb = self._draw(sb, r + DIFF_REDRAWS)
+            if len(fa) == 0 or len(fb) == 0 or len(np.union1d(fa, fb)) < 2:
+                break
+            rng = draws(self._seed, DIFF_DRAWS, sa, sb, r)
+            x = rng.integers(0, len(fa), DIFF_SAMPLES)
+            y = rng.integers(0, len(fb), DIFF_SAMPLES)
+            ok = fa[x] != fb[y]
+            out.append(np.einsum("ij,ij->i", ga[x[ok]], gb[y[ok]]))
+        return np.concatenate(out) if out else np.empty(0)
+
     def __call__(self, ca: int, cb: int) -> Density:
         key = (min(ca, cb), max(ca, cb))
         if key not in self._cache:
             sa, sb = int(SIZE_EDGES[key[0]]), int(SIZE_EDGES[key[1]])
-            out = []
-            for r in range(DIFF_REDRAWS):
-                fa, ga = self._draw(sa, r)
-                fb, gb = self._draw(sb, r + DIFF_REDRAWS)
-                if len(fa) == 0 or len(fb) == 0:
-                    break
-                rng = draws(self._seed, DIFF_DRAWS, sa, sb, r)
-                x = rng.integers(0, len(fa), DIFF_SAMPLES)
-                y = rng.integers(0, len(fb), DIFF_SAMPLES)
-                ok = fa[x] != fb[y]
-                out.append(np.einsum("ij,ij->i", ga[x[ok]], gb[y[ok]]))
-            self._cache[key] = Density(np.concatenate(out) if out else np.empty(0))
+            sample = self._sample(sa, sb)
+            # Too few folders hold that many images: smaller groups stand in, as for
+            # the one-person densities.
+            while len(sample) < MIN_SAME_SAMPLES and sb > 1:
+                sb = max(1, sb // 2)
+                sa = min(sa, sb)
+                sample = self._sample(sa, sb)
+            self._cache[key] = Density(sample)
         return self._cache[key]
 
 
@@ -602,18 +612,31 @@ class Mixtures:
     grouped: np.ndarray
 
 
-def _ratio(
-    num: Callable[[int, int], Density],
-    den: Callable[[int, int], Density],
-    ca: int,
-    cb: int,
-    x: float,
-) -> float:
-    xs = np.array([x])
-    return float(num(ca, cb)(xs)[0] / den(ca, cb)(xs)[0])
+class _Apart:
+    """The likelihood ratio "different people" of two groups of given size classes at a
+    centroid cosine: the different-people density over the one-person one, read off
+    their grid once per size-class pair (the agglomeration asks at every step). Made
+    non-increasing in the cosine — groups further apart are never likelier one person —
+    which also carries it past the ends of the densities' data, where both are at their
+    floor and would say nothing."""
+
+    STEP = Density.GRID[1] - Density.GRID[0]
+
+    def __init__(self, stats: Statistics):
+        self._stats = stats
+        self._ratio: dict[tuple[int, int], np.ndarray] = {}
+
+    def __call__(self, ca: int, cb: int, x: float) -> float:
+        key = (min(ca, cb), max(ca, cb))
+        ratio = self._ratio.get(key)
+        if ratio is None:
+            grid = Density.GRID
+            r = self._stats.diff(*key)(grid) / self._stats.same(*key)(grid)
+            ratio = self._ratio[key] = np.maximum.accumulate(r[::-1])[::-1]
+        return float(ratio[int(np.clip(round((x + 1.0) / self.STEP), 0, len(ratio) - 1))])
 
 
-def _agglomerate(stats: Statistics, idx: np.ndarray) -> list[np.ndarray]:
+def _agglomerate(stats: Statistics, idx: np.ndarray, apart: _Apart) -> list[np.ndarray]:
     """The folder's images (`idx`) in groups: the two closest group centroids merge
     while one person explains them better than two (SPLIT_RATIO); returns the groups of
     MIN_GROUP or more images, largest first."""
@@ -624,9 +647,9 @@ def _agglomerate(stats: Statistics, idx: np.ndarray) -> list[np.ndarray]:
         norms = np.sqrt(np.maximum(np.diag(gram), 1e-12))
         cos = gram / np.outer(norms, norms)
         np.fill_diagonal(cos, -np.inf)
-        a, b = divmod(int(np.argmax(cos)), len(parts))
-        ca, cb = size_class(np.array([len(parts[a]), len(parts[b])])).tolist()
-        if _ratio(stats.diff, stats.same, ca, cb, float(cos[a, b])) >= SPLIT_RATIO:
+        a, b = sorted(divmod(int(np.argmax(cos)), len(parts)))
+        ca, cb = int(size_class(len(parts[a]))), int(size_class(len(parts[b])))
+        if apart(ca, cb, float(cos[a, b])) >= SPLIT_RATIO:
             break
         gram[a] += gram[b]
         gram[:, a] += gram[:, b]
@@ -645,22 +668,26 @@ def _match(
     own_sizes: np.ndarray,
 ) -> tuple[int, float, float]:
     """The folder (not `folder`) whose own person a group most likely is: (its code or
-    -1, the likelihood ratio, the centroid cosine)."""
+    -1, the likelihood ratio, the centroid cosine). The closest CLAIM_CANDIDATES own
+    people by centroid are weighed."""
     x = cn @ centroid
     x[folder] = -np.inf
-    near = np.argsort(-x)[:CLAIM_CANDIDATES]
-    cg = int(size_class(np.array([size]))[0])
     best, best_lr, best_x = -1, 0.0, float("nan")
-    for f in near.tolist():
+    for f in np.argsort(-x)[:CLAIM_CANDIDATES].tolist():
         if own_sizes[f] == 0 or not np.isfinite(x[f]):
             continue
-        cf = int(size_class(own_sizes[f : f + 1])[0])
-        xs = np.array([x[f]])
-        null = float(stats.nulls.folder_tail(cg, cf).pdf(xs)[0])
-        lr = float(stats.same(cg, cf)(xs)[0]) / max(null, 1e-300)
+        lr = _lr_against(stats, centroid, size, cn[f], int(own_sizes[f]))
         if lr > best_lr:
             best, best_lr, best_x = f, lr, float(x[f])
     return best, best_lr, best_x
+
+
+def _lr_against(stats: Statistics, c: np.ndarray, size: int, c_f: np.ndarray, size_f: int) -> float:
+    """The likelihood ratio that a group is folder f's own person (as `_match` weighs)."""
+    cg, cf = int(size_class(size)), int(size_class(size_f))
+    xs = np.array([float(c @ c_f)])
+    null = float(stats.nulls.folder_tail(cg, cf).pdf(xs)[0])
+    return float(stats.same(cg, cf)(xs)[0]) / max(null, 1e-300)
 
 
 def find_mixtures(stats: Statistics) -> Mixtures:
@@ -693,8 +720,9 @@ def find_mixtures(stats: Statistics) -> Mixtures:
         return Mixtures([], foreign, grouped)
     starts = np.searchsorted(codes, np.arange(n_f + 1))
     split: dict[int, list[np.ndarray]] = {}
+    apart = _Apart(stats)
     for f in candidates.tolist():
-        parts = _agglomerate(stats, np.arange(starts[f], starts[f + 1]))
+        parts = _agglomerate(stats, np.arange(starts[f], starts[f + 1]), apart)
         if len(parts) >= 2:
             split[f] = parts
     if not split:
@@ -738,29 +766,34 @@ def find_mixtures(stats: Statistics) -> Mixtures:
         others = [g for j, g in enumerate(parts) if j != own_of[f]]
         c_own = centroid(np.setdiff1d(np.arange(starts[f], starts[f + 1]), np.concatenate(others)))
         co = int(size_class(own_sizes[f : f + 1])[0])
+        own_n = int(own_sizes[f])
         # Groups that one destination claims are one group: one card, one move.
         by_dest: dict[int, list[np.ndarray]] = {}
         for j, g in enumerate(others):
-            cg = int(size_class(np.array([len(g)]))[0])
-            if (
-                _ratio(stats.diff, stats.same, cg, co, float(centroid(g) @ c_own)) * FOREIGN_ODDS
-                < 1
-            ):
-                continue  # not clearly another person: it stays with the own one
+            cg = int(size_class(len(g)))
+            ratio = apart(cg, co, float(centroid(g) @ c_own))
             dest, lr, _ = _match(stats, centroid(g), len(g), f, cn, own_sizes)
-            by_dest.setdefault(dest if claimed(lr) else -1 - j, []).append(g)
+            if claimed(lr) and ratio >= SPLIT_RATIO:
+                # Another folder's person, unless that folder is the own person too:
+                # then the two folders are one person (same_person says so).
+                own_there = _lr_against(stats, c_own, own_n, cn[dest], int(own_sizes[dest]))
+                if not claimed(own_there):
+                    by_dest.setdefault(dest, []).append(g)
+            elif ratio * FOREIGN_ODDS >= 1:
+                by_dest.setdefault(-1 - j, []).append(g)
+            # Otherwise not clearly another person: it stays with the own one.
         for key, gs in by_dest.items():
             g = np.sort(np.concatenate(gs))
             foreign[g] = True
             cg = int(size_class(np.array([len(g)]))[0])
             x_own = float(centroid(g) @ c_own)
-            apart = _ratio(stats.diff, stats.same, cg, co, x_own)
+            not_own = apart(cg, co, x_own)
             if key >= 0:
                 dest, lr, x_dest = _match(stats, centroid(g), len(g), f, cn, own_sizes)
-                odds = apart * lr * MIXED_RATE / n_f
+                odds = not_own * lr * MIXED_RATE / n_f
             else:
                 dest, x_dest = -1, float("nan")
-                odds = apart * UNKNOWN_RATE
+                odds = not_own * UNKNOWN_RATE
             conf = float(odds / (1.0 + odds))
             groups.append(Group(f, g, dest, conf, x_own, x_dest))
             if conf >= MIN_CONFIDENCE:
