@@ -264,6 +264,7 @@ class Score:
     merge_traps: int = 0
     native: int = 0  # the planted folders' own photos
     native_flagged: int = 0
+    mixed_missed: list[str] = field(default_factory=list)
 
 
 def score(db: Path, tree: Tree) -> Score:
@@ -311,9 +312,9 @@ def score(db: Path, tree: Tree) -> Score:
             return True
         if kind == "mixed":
             own = folder_identity(a)
-            members = groups.get(sid, set())
-            others = sum(identity.get(q, "") not in ("", own) for q in members)
-            return 2 * others > len(members)
+            group = groups.get(sid, set())
+            others = sum(identity.get(q, "") not in ("", own) for q in group)
+            return 2 * others > len(group)
         if kind == "same_person":
             ids_a = {identity.get(p) for p in members[a]} - {"", None}
             ids_b = {identity.get(p) for p in members[b or ""]} - {"", None}
@@ -416,6 +417,22 @@ def _score_mixed(
             flagged |= group & natives
     out.sent_home = len(fixed)
     out.native_flagged = len(flagged)
+    # What a person would look at: the plants not wholly sent home, with the cards that
+    # name their folders.
+    for p in mixed:
+        missed = [q for q in p.paths if q not in fixed]
+        if not missed:
+            continue
+        about = [
+            f"{kind} {conf:.2f} {a}/{b or '-'}"
+            + (f" ({len(groups.get(sid, ()))} photos)" if kind == "mixed" else "")
+            for rank, (kind, a, b, path, conf, _, sid) in enumerate(queue)
+            if (a in p.folders or b in p.folders) and rank < 4 * out.misplaced
+        ]
+        out.mixed_missed.append(
+            f"{p.kind} {p.folders[0]} -> {p.folders[1]}: {len(missed)} of {len(p.paths)} "
+            f"not sent home; cards: {'; '.join(about[:4]) or 'none'}"
+        )
 
 
 def run_model(
@@ -498,6 +515,8 @@ def describe(title: str, sc: Score, suggestions: int | None = None) -> list[str]
             f"photos flagged {sc.native_flagged} of {sc.native} "
             f"({sc.native_flagged / max(sc.misplaced, 1):.1%} of the misplaced count)"
         )
+    for line in sc.mixed_missed[:10]:
+        lines.append(f"  mixed plant: {line}")
     if suggestions is not None:
         lines.append(f"  suggestions computed: {suggestions}")
     if sc.seconds:

@@ -91,9 +91,11 @@ FOREIGN_ODDS = 0.05
 # a foreign group matches no folder at all.
 MIXED_RATE = 0.05
 UNKNOWN_RATE = 0.01
-# A group is claimed by another folder when its posterior of being that folder's person
-# (prior MIXED_RATE, one of F) reaches one half; the closest CLAIM_CANDIDATES folders
-# by centroid are weighed.
+# A group of a folder found divided is claimed by another folder when its posterior of
+# being that folder's person reaches one half, at prior odds CLAIM_ODDS, one of F: one
+# of the folder's groups came from somewhere, and about half of such people have a
+# folder of their own. The closest CLAIM_CANDIDATES folders by centroid are weighed.
+CLAIM_ODDS = 0.5
 CLAIM_CANDIDATES = 5
 # Cross-folder group pairs drawn per redraw for the different-people densities, from at
 # most DIFF_FOLDERS folders (the draws' cost stays flat in N).
@@ -745,11 +747,11 @@ def find_mixtures(stats: Statistics) -> Mixtures:
         return _unit_rows(sums), own_sizes
 
     def claimed(lr: float) -> bool:
-        return lr * MIXED_RATE / n_f >= 1.0
+        return lr * CLAIM_ODDS / n_f >= 1.0
 
-    # Own people: the largest group first, then the one group no other folder's own
-    # person claims, against the others as they stand (twice: one folder's choice moves
-    # what another's groups are claimed by).
+    # Own people: the largest group first, then the largest group no other folder's
+    # own person claims, against the others as they stand (twice: one folder's choice
+    # moves what another's groups are claimed by).
     own_of = {f: 0 for f in split}
     for _ in range(2):
         cn, own_sizes = own_people(own_of)
@@ -759,7 +761,8 @@ def find_mixtures(stats: Statistics) -> Mixtures:
                 for j, g in enumerate(parts)
                 if not claimed(_match(stats, centroid(g), len(g), f, cn, own_sizes)[1])
             ]
-            own_of[f] = free[0] if len(free) == 1 else 0
+            # The parts come largest first: the largest unclaimed one, else the largest.
+            own_of[f] = free[0] if free else 0
     cn, own_sizes = own_people(own_of)
     groups: list[Group] = []
     for f, parts in split.items():
