@@ -617,10 +617,9 @@ class Mixtures:
 class _Apart:
     """The likelihood ratio "different people" of two groups of given size classes at a
     centroid cosine: the different-people density over the one-person one, read off
-    their grid once per size-class pair (the agglomeration asks at every step). Made
-    non-increasing in the cosine — groups further apart are never likelier one person —
-    which also carries it past the ends of the densities' data, where both are at their
-    floor and would say nothing."""
+    their grid once per size-class pair (the agglomeration asks at every step), and
+    made non-increasing in the cosine: groups further apart are never likelier one
+    person."""
 
     STEP = Density.GRID[1] - Density.GRID[0]
 
@@ -632,8 +631,17 @@ class _Apart:
         key = (min(ca, cb), max(ca, cb))
         ratio = self._ratio.get(key)
         if ratio is None:
-            grid = Density.GRID
-            r = self._stats.diff(*key)(grid) / self._stats.same(*key)(grid)
+            diff, same = self._stats.diff(*key), self._stats.same(*key)
+            d, s = diff(Density.GRID), same(Density.GRID)
+            r = d / s
+            # Where neither density has data both sit at their floor, and their ratio
+            # (1) says nothing: between two points with data the log-ratio is
+            # interpolated (the gap between the two people's and the one person's
+            # cosines, which a strong model leaves wide), past the ends it stays.
+            data = np.flatnonzero((d > diff.floor) | (s > same.floor))
+            if len(data):
+                grid = np.arange(len(r))
+                r = np.exp(np.interp(grid, data, np.log(r[data])))
             ratio = self._ratio[key] = np.maximum.accumulate(r[::-1])[::-1]
         return float(ratio[int(np.clip(round((x + 1.0) / self.STEP), 0, len(ratio) - 1))])
 
