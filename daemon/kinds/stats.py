@@ -676,12 +676,16 @@ def _match(
     folder: int,
     cn: np.ndarray,
     own_sizes: np.ndarray,
+    smaller: np.ndarray | None = None,
 ) -> tuple[int, float, float]:
     """The folder (not `folder`) whose own person a group most likely is: (its code or
     -1, the likelihood ratio, the centroid cosine). The closest CLAIM_CANDIDATES own
-    people by centroid are weighed."""
+    people by centroid are weighed; folders marked in `smaller` only when their own
+    person has at least as many images as the group."""
     x = cn @ centroid
     x[folder] = -np.inf
+    if smaller is not None:
+        x[smaller & (own_sizes < size)] = -np.inf
     best, best_lr, best_x = -1, 0.0, float("nan")
     for f in np.argsort(-x)[:CLAIM_CANDIDATES].tolist():
         if own_sizes[f] == 0 or not np.isfinite(x[f]):
@@ -759,15 +763,20 @@ def find_mixtures(stats: Statistics) -> Mixtures:
 
     # Own people: the largest group first, then the largest group no other folder's
     # own person claims, against the others as they stand (twice: one folder's choice
-    # moves what another's groups are claimed by).
+    # moves what another's groups are claimed by). A divided folder claims no group
+    # larger than its own person: when one person's photos sit in two divided folders,
+    # the folder holding more of them is their home (else each folder's claim on the
+    # other's would make neither the home).
     own_of = {f: 0 for f in split}
+    divided = np.zeros(n_f, bool)
+    divided[list(split)] = True
     for _ in range(2):
         cn, own_sizes = own_people(own_of)
         for f, parts in split.items():
             free = [
                 j
                 for j, g in enumerate(parts)
-                if not claimed(_match(stats, centroid(g), len(g), f, cn, own_sizes)[1])
+                if not claimed(_match(stats, centroid(g), len(g), f, cn, own_sizes, divided)[1])
             ]
             # The parts come largest first: the largest unclaimed one, else the largest.
             own_of[f] = free[0] if free else 0
