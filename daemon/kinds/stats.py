@@ -83,9 +83,11 @@ MIN_GROUP = 2
 # likelier for different people (groups drawn from two folders) than for one person
 # (groups drawn inside one folder).
 SPLIT_RATIO = 1.0
-# A group apart from the folder's own person is foreign when, at these prior odds, it is
-# more likely another person than the own one: agglomeration picks the split that
-# separates best, which makes any folder look somewhat divided.
+# A group apart from the folder's own person is foreign when another folder's own person
+# claims it (and not the folder's own person too: that is a split, same_person's), or,
+# claimed by none, when at these prior odds it is more likely another person than the
+# own one: agglomeration picks the split that separates best, which makes any folder
+# look somewhat divided.
 FOREIGN_ODDS = 0.05
 # Prior odds that a folder holds a group of another folder's person (one of F), and that
 # a foreign group matches no folder at all.
@@ -647,26 +649,39 @@ class _Apart:
 
 
 def _agglomerate(stats: Statistics, idx: np.ndarray, apart: _Apart) -> list[np.ndarray]:
-    """The folder's images (`idx`) in groups: the two closest group centroids merge
-    while one person explains them better than two (SPLIT_RATIO); returns the groups of
-    MIN_GROUP or more images, largest first."""
+    """The folder's images (`idx`) in groups, by centroid linkage: the two closest group
+    centroids merge while one person explains them better than two (SPLIT_RATIO).
+    Returns the groups of MIN_GROUP or more images, largest first."""
+    n = len(idx)
     w = stats.w[idx].astype(np.float64)
+    # A group lives in its first member's row: the Gram matrix of group sums and their
+    # cosines, a merged-away row at -inf. A merge adds one row and column to another and
+    # recomputes one row of cosines; nothing is reallocated.
     gram = w @ w.T
-    parts: list[list[int]] = [[i] for i in range(len(idx))]
-    while len(parts) > 1:
-        norms = np.sqrt(np.maximum(np.diag(gram), 1e-12))
-        cos = gram / np.outer(norms, norms)
-        np.fill_diagonal(cos, -np.inf)
-        a, b = sorted(divmod(int(np.argmax(cos)), len(parts)))
-        ca, cb = int(size_class(len(parts[a]))), int(size_class(len(parts[b])))
-        if apart(ca, cb, float(cos[a, b])) >= SPLIT_RATIO:
+    norms = np.sqrt(np.maximum(np.diag(gram), 1e-12))
+    cos = gram / np.outer(norms, norms)
+    np.fill_diagonal(cos, -np.inf)
+    size = np.ones(n, np.int64)
+    label = np.arange(n)
+    classes = size_class(np.arange(n + 1))
+    for _ in range(n - 1):
+        a, b = sorted(divmod(int(np.argmax(cos)), n))
+        x = float(cos[a, b])
+        if x == -np.inf or apart(int(classes[size[a]]), int(classes[size[b]]), x) >= SPLIT_RATIO:
             break
         gram[a] += gram[b]
         gram[:, a] += gram[:, b]
-        gram = np.delete(np.delete(gram, b, 0), b, 1)
-        parts[a] += parts.pop(b)
-    big = [np.sort(idx[p]) for p in parts if len(p) >= MIN_GROUP]
-    return sorted(big, key=lambda g: (-len(g), int(g[0])))
+        norms[a] = np.sqrt(max(gram[a, a], 1e-12))
+        size[a] += size[b]
+        size[b] = 0
+        row = gram[a] / (norms[a] * norms)
+        row[size == 0] = -np.inf
+        row[a] = -np.inf
+        cos[a] = cos[:, a] = row
+        cos[b] = cos[:, b] = -np.inf
+        label[label == b] = a
+    groups = [np.sort(idx[label == g]) for g in np.flatnonzero(size >= MIN_GROUP)]
+    return sorted(groups, key=lambda g: (-len(g), int(g[0])))
 
 
 def _match(
