@@ -814,7 +814,9 @@ def find_mixtures(stats: Statistics) -> Mixtures:
                 own_there = _lr_against(stats, c_own, own_n, cn[dest], int(own_sizes[dest]))
                 if not claimed(own_there):
                     by_dest.setdefault(dest, []).append(g)
-            elif ratio * FOREIGN_ODDS >= 1:
+            elif ratio * FOREIGN_ODDS >= 1 and len(g) < own_n:
+                # Claimed by no folder, a group as large as the own person leaves
+                # nothing to tell which of the two the folder is.
                 by_dest.setdefault(-1 - j, []).append(g)
             # Otherwise not clearly another person: it stays with the own one.
         for key, gs in by_dest.items():
