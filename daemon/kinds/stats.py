@@ -99,6 +99,12 @@ UNKNOWN_RATE = 0.01
 # folder of their own. The closest CLAIM_CANDIDATES folders by centroid are weighed.
 CLAIM_ODDS = 0.5
 CLAIM_CANDIDATES = 5
+# A claimed group is not foreign when the folder's own person is itself that folder's
+# person at a twentieth of the claim's odds: in a real mixture the own person is nothing
+# like the destination's (the planted namesakes and swaps stayed under 1 % of the claim
+# bar, dlib on LFW and East Asian faces), while a split folder that agglomeration divides
+# (one person, a weak model) leaves its own part near the bar.
+OWN_THERE = 0.05
 # Cross-folder group pairs drawn per redraw for the different-people densities, from at
 # most DIFF_FOLDERS folders (the draws' cost stays flat in N).
 DIFF_SAMPLES = 2_000
@@ -812,7 +818,7 @@ def find_mixtures(stats: Statistics) -> Mixtures:
                 # Another folder's person, unless that folder is the own person too:
                 # then the two folders are one person (same_person says so).
                 own_there = _lr_against(stats, c_own, own_n, cn[dest], int(own_sizes[dest]))
-                if not claimed(own_there):
+                if own_there * CLAIM_ODDS / n_f < OWN_THERE:
                     by_dest.setdefault(dest, []).append(g)
             elif ratio * FOREIGN_ODDS >= 1 and len(g) < own_n:
                 # Claimed by no folder, a group as large as the own person leaves
