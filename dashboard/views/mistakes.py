@@ -1,6 +1,7 @@
 """The review page, the dashboard's landing page: suggested mistakes, best first, one card
 per suggestion (a split person, a misfiled image, a stranger, a duplicate, a mixed
-folder), one decision per card from the keyboard. The pairs page stays for the detail under a card."""
+folder), one decision per card from the keyboard. The pairs page stays for the detail
+under a card."""
 
 from __future__ import annotations
 
