@@ -189,9 +189,18 @@ def undo(settings: DashboardSettings, action_id: int) -> Done:
                 done.append(back)
             for sid in sids:
                 suggestions.undo(con, sid)
+            # A mixed group moved into a folder of its own leaves it empty when undone.
+            emptied = {
+                back.src.split("/", 1)[0]
+                for sid in sids
+                if sid.startswith(f"{Kind.MIXED}:")
+                for back in done
+            }
     except BaseException:
         _put_back(settings, done)
         raise
+    for klass in sorted(emptied - {settings.quarantine}):
+        _remove_if_empty(settings, klass)
     if len(done) == 1:
         return Done(f"undone #{action_id}: {done[0].src} → {done[0].dst}")
     return Done(f"undone #{action_id} and its group: {len(done)} files moved back")
@@ -373,6 +382,82 @@ def move_image(settings: DashboardSettings, s: suggestions.Suggestion) -> Done:
         target,
     )
     return Done(f"moved {done[0].src} → {done[0].dst}", first)
+
+
+def _group_plans(
+    s: suggestions.Suggestion,
+    group: list[image_rows.ImageInfo],
+    action: str,
+    plan: Callable[[str, tuple[str, ...]], files.Move],
+) -> list[_Planned]:
+    """A mixed group's moves, each for the content the card showed."""
+    if s.kind != Kind.MIXED:
+        raise FileActionRefused(f"{s.id}: only a mixed folder's suggestion has a group")
+    planned = []
+    for image in group:
+        if not image.hash:
+            raise FileActionRefused(f"{image.path} has no content hash yet: rescan first")
+        content = (image.hash,)
+        planned.append(
+            _Planned(
+                action,
+                image.path,
+                content,
+                lambda path=image.path, content=content: plan(path, content),
+            )
+        )
+    return planned
+
+
+def move_group(
+    settings: DashboardSettings,
+    s: suggestions.Suggestion,
+    group: list[image_rows.ImageInfo],
+    target: str,
+) -> Done:
+    """A mixed folder's foreign group goes to its person's folder (or a new one), as one
+    undoable batch, like a merge."""
+    target = files.folder_name(target, "destination folder")
+    if target == s.class_a:
+        raise FileActionRefused(f"the group is in {target} already: name another folder")
+    plans = _group_plans(
+        s,
+        group,
+        "move",
+        lambda path, content: files.plan_relabel(
+            settings.root, path, target, content, settings.quarantine
+        ),
+    )
+    # A group no folder holds goes into a new folder, named on the card: made here,
+    # and gone again when nothing moved into it (an undo removes it too).
+    folder = files.inside(settings.root, target)
+    made = not folder.exists() and not folder.is_symlink()
+    if made:
+        folder.mkdir()
+    try:
+        first, done = _suggestion_moves(settings, s, plans, target)
+    except BaseException:
+        if made:
+            _remove_if_empty(settings, target)
+        raise
+    new = " (a new folder)" if made else ""
+    return Done(f"moved {len(done)} photos of {s.class_a} into {target}{new}", first)
+
+
+def quarantine_group(
+    settings: DashboardSettings, s: suggestions.Suggestion, group: list[image_rows.ImageInfo]
+) -> Done:
+    """A mixed folder's foreign group leaves the data set, as one undoable batch."""
+    plans = _group_plans(
+        s,
+        group,
+        "quarantine",
+        lambda path, content: files.plan_quarantine(
+            settings.root, path, settings.quarantine, content
+        ),
+    )
+    first, done = _suggestion_moves(settings, s, plans, settings.quarantine)
+    return Done(f"removed {len(done)} photos of {s.class_a} from the data set", first)
 
 
 def _image_of(s: suggestions.Suggestion) -> tuple[str, ...]:

@@ -3,9 +3,10 @@
 
 A suggestion's id is stable: `same:<folder id>:<folder id>` (smaller first), `misfiled:`
 or `stranger:<content hash>:<folder id>`, `duplicate:<content hash>:<folder id of the
-copy>`. Folders have ids that survive renames (store/folders.py) and images are known by
-content, so an id survives rescans, moves, folder renames, restarts and a model switch,
-and a decision keyed by it does too.
+copy>`, `mixed:<folder id>:<destination folder id>` (or `:new-<digest of the group's
+contents>` when no folder holds the group's person). Folders have ids that survive
+renames (store/folders.py) and images are known by content, so an id survives rescans,
+moves, folder renames, restarts and a model switch, and a decision keyed by it does too.
 """
 
 from __future__ import annotations
@@ -285,13 +286,18 @@ def decide(
     note: str | None = None,
 ) -> None:
     """Record a decision on a suggestion, and on the image pairs under it: accepting a
-    same_person or misfiled suggestion says its pairs are one person; rejecting it says
-    they are different people."""
+    same_person or misfiled suggestion (a mixed one moved to its destination) says its
+    pairs are one person; rejecting it says they are different people."""
     if decision not in SUGGESTION_DECISIONS:
         raise ValueError(
             f"unknown decision {decision!r}: one of {', '.join(map(str, SUGGESTION_DECISIONS))}"
         )
-    row = first_row(con, "SELECT rank_score, images, kind FROM suggestion_rows WHERE id = ?", [sid])
+    row = first_row(
+        con,
+        """SELECT s.rank_score, s.images, s.kind, coalesce(f.name, s.class_b_name)
+           FROM suggestion_rows s LEFT JOIN folders f ON f.id = s.folder_b WHERE s.id = ?""",
+        [sid],
+    )
     if row is None:
         raise KeyError(f"no suggestion {sid!r}")
     con.execute(
@@ -306,6 +312,10 @@ def decide(
         Decision.REJECTED: Decision.DIFFERENT,
     }.get(Decision(decision))
     if pair_decision is None or row[2] == Kind.STRANGER:
+        return
+    if row[2] == Kind.MIXED and decision == Decision.ACCEPTED and target != row[3]:
+        # A mixed group moved to a new folder or quarantined: it is not the matched
+        # folder's person, nor said to be anyone's (its pairs are with that folder).
         return
 
     for hash_a, hash_b in con.execute(
@@ -338,10 +348,18 @@ _FOLDER_PARTS: dict[str, tuple[int, ...]] = {
 }
 
 
+def _folder_parts(parts: list[str]) -> tuple[int, ...]:
+    # `mixed:<folder>:<folder>`, or `mixed:<folder>:new-<digest>` for a group no folder
+    # holds (daemon/kinds/mixed.py).
+    if parts[0] == Kind.MIXED:
+        return (1, 2) if len(parts) == 3 and parts[2].isdigit() else (1,)
+    return _FOLDER_PARTS.get(parts[0], ())
+
+
 def id_folders(sid: str) -> list[int]:
     """The folder ids a suggestion id names ([] for an id of another shape)."""
     parts = sid.split(":")
-    where = _FOLDER_PARTS.get(parts[0], ())
+    where = _folder_parts(parts)
     if len(parts) != 3 or not all(parts[i].isdigit() for i in where):
         return []
     return [int(parts[i]) for i in where]
@@ -352,7 +370,7 @@ def with_folders(sid: str, mapping: dict[int, int]) -> str:
     if not id_folders(sid):
         return sid
     parts = sid.split(":")
-    for i in _FOLDER_PARTS[parts[0]]:
+    for i in _folder_parts(parts):
         parts[i] = str(mapping.get(int(parts[i]), int(parts[i])))
     if parts[0] == "same":
         lo, hi = sorted((int(parts[1]), int(parts[2])))

@@ -19,6 +19,7 @@ class Kind(StrEnum):
     MISFILED = "misfiled"  # an image belongs in another folder
     STRANGER = "stranger"  # an image matches no one in its folder, nor any other folder
     DUPLICATE = "duplicate"  # the same file (identical bytes) in two folders
+    MIXED = "mixed"  # a folder holds a group of another person's photos
 
 
 class Status(StrEnum):

@@ -548,6 +548,51 @@ def _keys_reach_every_open_card(page: Page, db: Path) -> None:
     assert [_suggestion_state(db, sid) for sid in ids[:3]] == ["rejected", "skipped", "open"]
 
 
+def test_a_mixed_card_moves_exactly_the_foreign_photos_and_undo_moves_them_back(
+    dev_copy, run_scan, browser
+):
+    """Issue 14: a namesake planted (three of Sheldon's photos in Anthony Hopkins's
+    folder); the mixed card's "move group" moves exactly those three into Sheldon's
+    folder, and U moves them back."""
+    from playwright.sync_api import expect
+
+    root, db = dev_copy
+    foreign = [f"sheldon{i}.png" for i in (1, 2, 3)]
+    for name in foreign:
+        (root / "Sheldon" / name).rename(root / "Anthony_Hopkins" / name)
+    run_scan(root, db)
+    before = {k: _listing(root, k) for k in ("Anthony_Hopkins", "Sheldon")}
+    with open_store(db, read_only=True, timeout=10) as con:
+        row = con.execute("SELECT id FROM suggestions WHERE kind = 'mixed'").fetchone()
+    assert row is not None
+    sid = str(row[0])
+    card_class = "st-key-qcard-mistakes-" + sid.replace(":", "-")
+    with serving(db, root, "--allow-file-actions") as url, browser_page(browser) as page:
+        page.goto(url, wait_until="domcontentloaded")
+        card = page.locator("." + card_class)
+        expect(card.get_by_text("Anthony_Hopkins holds 3 photos that match Sheldon")).to_be_visible(
+            timeout=60_000
+        )
+        # The group's faces are on the card, and the folder it goes into.
+        for name in foreign:
+            expect(card.get_by_text(name, exact=True).first).to_be_visible()
+        card.get_by_role("button", name="move group").click()
+        _wait_until(
+            lambda: (
+                _listing(root, "Anthony_Hopkins")
+                == sorted(set(before["Anthony_Hopkins"]) - set(foreign))
+                and _listing(root, "Sheldon") == sorted(before["Sheldon"] + foreign)
+            ),
+            "the three photos moved into Sheldon, nothing else",
+        )
+        _wait_until(lambda: _suggestion_state(db, sid) == "accepted", "the move recorded")
+        page.keyboard.press("u")
+        _wait_until(
+            lambda: {k: _listing(root, k) for k in before} == before, "the photos moved back"
+        )
+        _wait_until(lambda: _suggestion_state(db, sid) == "open", "the suggestion reopened")
+
+
 # -- names with markdown and HTML in them (issue 16, item 9) ---------------------------------
 
 # Folder and file names cannot hold '/': these point the browser at 127.0.0.1:9 with

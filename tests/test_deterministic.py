@@ -46,6 +46,9 @@ def queue_by_content(db: Path) -> tuple[list[tuple], list[tuple]]:
         kind, *rest = s.split(":")
         if kind == "same":
             return (kind, tuple(sorted(folder[int(f)] for f in rest)))
+        if kind == Kind.MIXED:
+            home, dest = rest
+            return (kind, folder[int(home)], folder[int(dest)] if dest.isdigit() else dest)
         content, fid = rest
         return (kind, content, folder[int(fid)])
 
@@ -124,8 +127,11 @@ def encodings_only(scanned: Path, db: Path) -> None:
 
 def planted_tree(dest: Path) -> Path:
     """The dev faces with one mistake of each kind: a copy in another folder, a misfile
-    whose person has a folder, and a stranger whose person has none."""
+    whose person has a folder, a stranger whose person has none, and three of Leonard's
+    photos in Stuart's folder (a mixed folder)."""
     root = copy_dev_faces(dest)
+    for i in (1, 2, 3):
+        (root / "Leonard" / f"leonard{i}.png").rename(root / "Stuart" / f"leonard{i}.png")
     shutil.copy2(root / "Penny" / "penny1.png", root / "Raj" / "penny1.png")
     (root / "Barack_Obama" / "obama1.jpg").rename(root / "Sheldon" / "obama1.jpg")
     (root / "Anthony_Hopkins" / "Anthony_Hopkins_0001.jpg").rename(
@@ -181,7 +187,7 @@ def test_a_store_built_in_steps_gives_the_queue_of_a_fresh_scan(scanned_dev, tmp
 
 def synthetic_people(seed: int = 5) -> tuple[list[str], list[str], np.ndarray]:
     """(paths, content keys, 128-d vectors): folders of 1 to 12 photos of one person
-    each, with a split, a misfile, a stranger and a copy planted. Few enough faces
+    each, with a split, a misfile, a stranger, a namesake and a copy planted. Few enough faces
     (under 1,414) that the calibration sees every pair, many enough that the
     suggestions' statistics draw."""
     rng = np.random.default_rng(seed)
@@ -200,6 +206,13 @@ def synthetic_people(seed: int = 5) -> tuple[list[str], list[str], np.ndarray]:
     # A stranger: nobody else's face, in a folder of several.
     paths.append(f"person_003/img_{len(paths):05d}.png")
     vecs.append(centres[people] + 0.6 * rng.standard_normal(128))
+    # A namesake: a folder of three photos of its person and five of another's, who has
+    # a folder of their own.
+    extra = rng.standard_normal((2, 128))
+    for who, folder, count in ((0, "person_140", 3), (1, "person_140", 5), (1, "person_141", 6)):
+        for _ in range(count):
+            paths.append(f"{folder}/img_{len(paths):05d}.png")
+            vecs.append(extra[who] + 0.6 * rng.standard_normal(128))
     keys = [hashlib.blake2b(p.encode(), digest_size=16).hexdigest() for p in paths]
     # A copy: the same content as one of person 4's files, in person 5's folder.
     first = next(i for i, p in enumerate(paths) if p.startswith("person_004/"))
@@ -314,6 +327,7 @@ def by_face(found, unit: np.ndarray) -> list[tuple]:
             f.stat,
             f.own if f.image >= 0 else 0.0,
             f.images,
+            tuple(sorted(unit[i].tobytes() for i in f.group)),
         )
         for f in found
     )

@@ -118,7 +118,43 @@ _LFW = r"## LFW A–C(?:(?!\n## ).)*?"
 _DLIB_LFW = _LFW + r"\[dlib\] all seeds: [^\n]*\n(?:  [^\n]*\n)*?"
 _ARC_LFW = _LFW + r"\[arcface\] all seeds: [^\n]*\n(?:  [^\n]*\n)*?"
 
+# The mixed folders' summaries (issue 14): each model's "all seeds" block of the two
+# "Mixed folders" sections, LFW A–C then East Asian.
+_MIX_RUN = r"(?:(?!\n## ).)*?\[{model}\] all seeds: [^\n]*\n(?:  [^\n]*\n)*?  mixed folders [^\n]*?"
+
+
+def _mixed(figure: str) -> str:
+    """The four values of one mixed-folder figure, in README's column order."""
+    return r"(?:.)*?".join(
+        rf"## Mixed folders, {name}"
+        + _MIX_RUN.format(model="dlib")
+        + figure
+        + _MIX_RUN.format(model="arcface")
+        + figure
+        for name in ("LFW A–C", "East Asian")
+    )
+
+
 QUOTED = (
+    # The review queue's mixed folders (issue 14)
+    Quoted(
+        r"\| misplaced photos sent home by one card \| (\d+\.\d) % \| (\d+\.\d) % "
+        r"\| (\d+\.\d) % \| (\d+\.\d) % \|",
+        "accuracy.txt",
+        _mixed(r"sent home by one card \d+/\d+ \((\d+\.\d)%\)"),
+    ),
+    Quoted(
+        r"over two different people \(of the planted pairs\) \| (\d+\.\d) % \| (\d+\.\d) % "
+        r"\| (\d+\.\d) % \| (\d+\.\d) % \|",
+        "accuracy.txt",
+        _mixed(r"merge traps \d+/\d+ \((\d+\.\d)%\)"),
+    ),
+    Quoted(
+        r"a folder's own photos flagged \(as many as … of the misplaced\) \| (\d+\.\d) % "
+        r"\| (\d+\.\d) % \| (\d+\.\d) % \| (\d+\.\d) % \|",
+        "accuracy.txt",
+        _mixed(r"own photos flagged \d+ of \d+ \((\d+\.\d)% of the misplaced count\)"),
+    ),
     # How it works, step 8
     Quoted(
         r"the longest at 57,637 images:\s+(\d+\.\d+) s, `benchmarks/results/refresh\.txt`",

@@ -4,7 +4,9 @@ The likelihood ratio of image i against B's centroid (different people: the fitt
 of image-to-folder cosines; one person: image-to-folder within folders), times the ratio
 "not A's person" from how well i matches the rest of A. Prior: MISFILED_RATE, one of F.
 Both are the shared `Statistics.claims` (daemon/kinds/stats.py): B is the folder that
-claims i most. Accepting moves the image into B.
+claims i most. A and B are their own people (a mixed folder's foreign groups left out),
+so A's genuine photos are not judged against a namesake who outnumbers them. Accepting
+moves the image into B.
 
 Id: `misfiled:<content hash>:<folder id of A>`.
 """
@@ -34,7 +36,8 @@ class Misfiled(FromStatistics):
                 float(stats.own[i]),
                 int(stats.own_n[i] + stats.sizes[dest[i]]),
             )
-            for i in multi[best[multi] >= MIN_CONFIDENCE]
+            # A foreign group's images are one `mixed` suggestion (daemon/kinds/mixed.py).
+            for i in multi[(best[multi] >= MIN_CONFIDENCE) & ~stats.grouped[multi]]
         ]
 
     def describe(self, found: Found, scene: Scene) -> Described:

@@ -105,7 +105,11 @@ def suggest(
     stats = Statistics(unit[order], codes, rank[src], rank[dst], models, seed)
     found = [f for k in kinds() if isinstance(k, FromStatistics) for f in k.find(stats)]
     return [
-        dataclasses.replace(f, image=int(order[f.image])) if f.image >= 0 else f
+        dataclasses.replace(
+            f,
+            image=int(order[f.image]) if f.image >= 0 else f.image,
+            group=tuple(int(order[i]) for i in f.group),
+        )
         for f in _one_per_image(found)
     ], stats.models
 

@@ -1,6 +1,9 @@
 """same_person(A, B): two folders hold one person.
 
-x = cosine of the two folders' centroids. "Different people": the fitted tail of x over
+x = cosine of the two folders' own-person centroids (a mixed folder's foreign groups
+left out, daemon/kinds/stats.py): when a foreign group explains the match, the `mixed`
+suggestion (daemon/kinds/mixed.py) stands instead, and a merge would bury the folder's
+own person. "Different people": the fitted tail of x over
 random folder pairs of the same size classes. "One person": the density of x between two
 disjoint groups of those sizes drawn inside folders. Prior: SPLIT_RATE of the folders
 have a twin, one of F. A folder of one image needs no special rule: its centroid is its

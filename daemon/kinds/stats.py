@@ -74,6 +74,44 @@ EVIDENCE_PAIRS = 12
 # The draws' names, so that each has a stream of its own (`draws`).
 NULL_DRAWS = 1
 SAME_DRAWS = 2
+DIFF_DRAWS = 3
+# A folder is examined as a mixture of people (docs/design.md, "Mixed folders") from
+# this many images, when at least two of them fit it loosely or match one other folder;
+# a group of people inside it has at least MIN_GROUP images (one odd image is a misfile
+# or a stranger, not a group).
+MIN_MIXED = 4
+MIN_GROUP = 2
+# Two groups of one folder are kept apart when their centroids are at least this much
+# likelier for different people (groups drawn from two folders) than for one person
+# (groups drawn inside one folder).
+SPLIT_RATIO = 1.0
+# A group apart from the folder's own person is foreign when another folder's own person
+# claims it (and not the folder's own person too: that is a split, same_person's), or,
+# claimed by none, when at these prior odds it is more likely another person than the
+# own one: agglomeration picks the split that separates best, which makes any folder
+# look somewhat divided.
+FOREIGN_ODDS = 0.05
+# Prior odds that a folder holds a group of another folder's person (one of F), and that
+# a foreign group matches no folder at all.
+MIXED_RATE = 0.05
+UNKNOWN_RATE = 0.01
+# A group of a folder found divided is claimed by another folder when its posterior of
+# being that folder's person reaches one half, at prior odds CLAIM_ODDS, one of F: one
+# of the folder's groups came from somewhere, and about half of such people have a
+# folder of their own. The closest CLAIM_CANDIDATES folders by centroid are weighed.
+CLAIM_ODDS = 0.5
+CLAIM_CANDIDATES = 5
+# A claimed group is not foreign when the folder's own person is itself that folder's
+# person at a twentieth of the claim's odds: in a real mixture the own person is nothing
+# like the destination's (the planted namesakes and swaps stayed under 1 % of the claim
+# bar, dlib on LFW and East Asian faces), while a split folder that agglomeration divides
+# (one person, a weak model) leaves its own part near the bar.
+OWN_THERE = 0.05
+# Cross-folder group pairs drawn per redraw for the different-people densities, from at
+# most DIFF_FOLDERS folders (the draws' cost stays flat in N).
+DIFF_SAMPLES = 2_000
+DIFF_REDRAWS = 4
+DIFF_FOLDERS = 400
 
 
 @dataclass
@@ -89,6 +127,7 @@ class Found:
     stat: float  # centroid (or image-to-centroid) cosine, centred
     own: float = float("nan")  # misfiled/stranger: the image against the rest of its folder
     images: int = 0  # images involved (both folders)
+    group: tuple[int, ...] = ()  # mixed: the foreign group's file indices
 
 
 class Density:
@@ -157,12 +196,16 @@ def content_keys(unit: np.ndarray) -> list[str]:
     return [hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest() for row in rows]
 
 
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def centre(unit: np.ndarray) -> np.ndarray:
     w = unit - unit.mean(axis=0, keepdims=True)
     return w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
 
 
-def size_class(sizes: np.ndarray) -> np.ndarray:
+def size_class(sizes: np.ndarray | int) -> np.ndarray:
     return np.searchsorted(SIZE_EDGES, sizes, side="right") - 1
 
 
@@ -293,6 +336,75 @@ class SameDensities:
         return self._cache[key]
 
 
+def _group_draw(
+    w: np.ndarray, codes: np.ndarray, sizes: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One random group of `size` images from each of at most DIFF_FOLDERS folders that
+    hold that many: (their folder codes, the groups' unit centroids)."""
+    eligible = np.flatnonzero(sizes >= size)
+    if len(eligible) > DIFF_FOLDERS:
+        eligible = np.sort(rng.choice(eligible, DIFF_FOLDERS, replace=False))
+    if len(eligible) == 0:
+        return eligible, np.empty((0, w.shape[1]), w.dtype)
+    chosen = np.zeros(len(sizes), bool)
+    chosen[eligible] = True
+    members = np.flatnonzero(chosen[codes])
+    order = members[np.lexsort((rng.random(len(members)), codes[members]))]
+    c = codes[order]
+    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    sums = w[order[rank < size]].reshape(len(eligible), size, -1).sum(axis=1)
+    return eligible, sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+
+
+class DiffDensities:
+    """Densities of the centroid cosine of two groups of different people, by size
+    class: each group drawn inside one folder, the two from different folders. The
+    mixtures (`find_mixtures`) weigh a split of one folder against these and the
+    one-person densities: the body of the distribution decides there, not its far tail,
+    so a density of the same group sizes is the fair comparison."""
+
+    def __init__(self, w: np.ndarray, codes: np.ndarray, sizes: np.ndarray, seed: int):
+        self._w, self._codes, self._sizes, self._seed = w, codes, sizes, seed
+        self._cache: dict[tuple[int, int], Density] = {}
+        self._groups: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def _draw(self, size: int, redraw: int) -> tuple[np.ndarray, np.ndarray]:
+        key = (size, redraw)
+        if key not in self._groups:
+            rng = draws(self._seed, DIFF_DRAWS, size, redraw)
+            self._groups[key] = _group_draw(self._w, self._codes, self._sizes, size, rng)
+        return self._groups[key]
+
+    def _sample(self, sa: int, sb: int) -> np.ndarray:
+        out = []
+        for r in range(DIFF_REDRAWS):
+            fa, ga = self._draw(sa, r)
+            fb, gb = self._draw(sb, r + DIFF_REDRAWS)
+            if len(fa) == 0 or len(fb) == 0 or len(np.union1d(fa, fb)) < 2:
+                break
+            rng = draws(self._seed, DIFF_DRAWS, sa, sb, r)
+            x = rng.integers(0, len(fa), DIFF_SAMPLES)
+            y = rng.integers(0, len(fb), DIFF_SAMPLES)
+            ok = fa[x] != fb[y]
+            out.append(np.einsum("ij,ij->i", ga[x[ok]], gb[y[ok]]))
+        return np.concatenate(out) if out else np.empty(0)
+
+    def __call__(self, ca: int, cb: int) -> Density:
+        key = (min(ca, cb), max(ca, cb))
+        if key not in self._cache:
+            sa, sb = int(SIZE_EDGES[key[0]]), int(SIZE_EDGES[key[1]])
+            sample = self._sample(sa, sb)
+            # Too few folders hold that many images: smaller groups stand in, as for
+            # the one-person densities.
+            while len(sample) < MIN_SAME_SAMPLES and sb > 1:
+                sb = max(1, sb // 2)
+                sa = min(sa, sb)
+                sample = self._sample(sa, sb)
+            self._cache[key] = Density(sample)
+        return self._cache[key]
+
+
 def above(
     q: np.ndarray,
     a: np.ndarray,
@@ -338,6 +450,7 @@ class Models:
 
     nulls: Nulls
     same: SameDensities
+    diff: DiffDensities
     seed: int
     w: np.ndarray  # the centred faces they were fitted on, in content order
     codes: np.ndarray
@@ -387,14 +500,16 @@ class Statistics:
         self.codes, self.src, self.dst = codes, src, dst
         self.n_f = n_f = int(codes.max()) + 1
         self.w = w = centre(np.asarray(unit, np.float32))
-        self.sums = sums = group_sums(w, codes, n_f)
-        self.sizes = sizes = np.bincount(codes, minlength=n_f)
-        self.cn = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-        self.cls = size_class(sizes)
+        sums = group_sums(w, codes, n_f)
+        sizes = np.bincount(codes, minlength=n_f)
+        # The whole folders' centroids: what the models are fitted on (folders are mostly
+        # one person) and where the mixtures start.
+        self.cn_all = cn_all = _unit_rows(sums)
         if models is None or not models.fits(seed, w, codes):
             models = Models(
-                Nulls(self.cn, w, codes, sizes, draws(seed, NULL_DRAWS)),
+                Nulls(cn_all, w, codes, sizes, draws(seed, NULL_DRAWS)),
                 SameDensities(w, codes, sizes, seed),
+                DiffDensities(w, codes, sizes, seed),
                 seed,
                 w,
                 codes,
@@ -402,16 +517,38 @@ class Statistics:
         self.models = models
         self.nulls = models.nulls
         self.same = models.same
+        self.diff = models.diff
+        self._measure(sums, sizes, np.ones(n, bool))
+        self.mixtures = find_mixtures(self)
+        # From here on a folder is its own person: every kind reads these.
+        foreign = self.mixtures.foreign
+        if foreign.any():
+            keep = ~foreign
+            sums = group_sums(w[keep], codes[keep], n_f)
+            sizes = np.bincount(codes[keep], minlength=n_f)
+            self._measure(sums, sizes, keep)
+        self.grouped = self.mixtures.grouped
+
+    def _measure(self, sums: np.ndarray, sizes: np.ndarray, member: np.ndarray) -> None:
+        """Centroids and sizes of the folders' people (`member`: the faces counted in
+        them), and how each image matches its folder's: a member against the rest of
+        it, any other face against all of it."""
+        w, codes, n = self.w, self.codes, self.n
+        self.sums, self.sizes = sums, sizes
+        self.cn = _unit_rows(sums)
+        self.cls = size_class(sizes)
         # How an image matches the rest of its own folder: mostly right, so this is the
         # same-person density of an image against a folder.
-        self.own_n = own_n = sizes[codes]
+        self.own_n = own_n = sizes[codes] + (~member)
         self.multi = multi = np.flatnonzero(own_n >= 2)
         own = np.full(n, np.nan)
-        loo = sums[codes[multi]] - w[multi]
+        loo = sums[codes[multi]] - w[multi] * member[multi, None]
         own[multi] = np.einsum("ij,ij->i", w[multi], loo) / np.maximum(
             np.linalg.norm(loo, axis=1), 1e-12
         )
         self.own = own
+        self.__dict__.pop("not_own", None)
+        self.__dict__.pop("claims", None)
 
     @cached_property
     def not_own(self) -> np.ndarray:
@@ -461,3 +598,249 @@ class Statistics:
             best_dest[s_u[order]] = d_u[order]
             best_x[s_u[order]] = x[order]
         return Claims(best, best_dest, best_x)
+
+
+@dataclass(frozen=True)
+class Group:
+    """A foreign group: images of one folder that are another person than the folder's
+    own (its largest unclaimed group), with the folder whose own person it matches."""
+
+    folder: int  # folder code
+    members: np.ndarray  # face indices, ascending
+    dest: int  # the folder code whose own person it is (-1: none matches)
+    confidence: float
+    x_own: float  # centroid cosine to the folder's own person
+    x_dest: float  # ... to the destination's own person (nan: none)
+
+
+@dataclass(frozen=True)
+class Mixtures:
+    """The folders found to hold several people: their foreign groups, the faces kept
+    out of the own-person centroids (`foreign`), and the faces of the groups a `mixed`
+    suggestion stands for (`grouped`: no image suggestion of their own)."""
+
+    groups: list[Group]
+    foreign: np.ndarray
+    grouped: np.ndarray
+
+
+class _Apart:
+    """The likelihood ratio "different people" of two groups of given size classes at a
+    centroid cosine: the different-people density over the one-person one, read off
+    their grid once per size-class pair (the agglomeration asks at every step), and
+    made non-increasing in the cosine: groups further apart are never likelier one
+    person."""
+
+    STEP = Density.GRID[1] - Density.GRID[0]
+
+    def __init__(self, stats: Statistics):
+        self._stats = stats
+        self._ratio: dict[tuple[int, int], np.ndarray] = {}
+
+    def __call__(self, ca: int, cb: int, x: float) -> float:
+        key = (min(ca, cb), max(ca, cb))
+        ratio = self._ratio.get(key)
+        if ratio is None:
+            diff, same = self._stats.diff(*key), self._stats.same(*key)
+            d, s = diff(Density.GRID), same(Density.GRID)
+            r = d / s
+            # Where neither density has data both sit at their floor, and their ratio
+            # (1) says nothing: between two points with data the log-ratio is
+            # interpolated (the gap between the two people's and the one person's
+            # cosines, which a strong model leaves wide), past the ends it stays.
+            data = np.flatnonzero((d > diff.floor) | (s > same.floor))
+            if len(data):
+                grid = np.arange(len(r))
+                r = np.exp(np.interp(grid, data, np.log(r[data])))
+            ratio = self._ratio[key] = np.maximum.accumulate(r[::-1])[::-1]
+        return float(ratio[int(np.clip(round((x + 1.0) / self.STEP), 0, len(ratio) - 1))])
+
+
+def _agglomerate(stats: Statistics, idx: np.ndarray, apart: _Apart) -> list[np.ndarray]:
+    """The folder's images (`idx`) in groups, by centroid linkage: the two closest group
+    centroids merge while one person explains them better than two (SPLIT_RATIO).
+    Returns the groups of MIN_GROUP or more images, largest first."""
+    n = len(idx)
+    w = stats.w[idx].astype(np.float64)
+    # A group lives in its first member's row: the Gram matrix of group sums and their
+    # cosines, a merged-away row at -inf. A merge adds one row and column to another and
+    # recomputes one row of cosines; nothing is reallocated.
+    gram = w @ w.T
+    norms = np.sqrt(np.maximum(np.diag(gram), 1e-12))
+    cos = gram / np.outer(norms, norms)
+    np.fill_diagonal(cos, -np.inf)
+    size = np.ones(n, np.int64)
+    label = np.arange(n)
+    classes = size_class(np.arange(n + 1))
+    for _ in range(n - 1):
+        a, b = sorted(divmod(int(np.argmax(cos)), n))
+        x = float(cos[a, b])
+        if x == -np.inf or apart(int(classes[size[a]]), int(classes[size[b]]), x) >= SPLIT_RATIO:
+            break
+        gram[a] += gram[b]
+        gram[:, a] += gram[:, b]
+        norms[a] = np.sqrt(max(gram[a, a], 1e-12))
+        size[a] += size[b]
+        size[b] = 0
+        row = gram[a] / (norms[a] * norms)
+        row[size == 0] = -np.inf
+        row[a] = -np.inf
+        cos[a] = cos[:, a] = row
+        cos[b] = cos[:, b] = -np.inf
+        label[label == b] = a
+    groups = [np.sort(idx[label == g]) for g in np.flatnonzero(size >= MIN_GROUP)]
+    return sorted(groups, key=lambda g: (-len(g), int(g[0])))
+
+
+def _match(
+    stats: Statistics,
+    centroid: np.ndarray,
+    size: int,
+    folder: int,
+    cn: np.ndarray,
+    own_sizes: np.ndarray,
+    smaller: np.ndarray | None = None,
+) -> tuple[int, float, float]:
+    """The folder (not `folder`) whose own person a group most likely is: (its code or
+    -1, the likelihood ratio, the centroid cosine). The closest CLAIM_CANDIDATES own
+    people by centroid are weighed; folders marked in `smaller` only when their own
+    person has at least as many images as the group."""
+    x = cn @ centroid
+    x[folder] = -np.inf
+    if smaller is not None:
+        x[smaller & (own_sizes < size)] = -np.inf
+    best, best_lr, best_x = -1, 0.0, float("nan")
+    for f in np.argsort(-x)[:CLAIM_CANDIDATES].tolist():
+        if own_sizes[f] == 0 or not np.isfinite(x[f]):
+            continue
+        lr = _lr_against(stats, centroid, size, cn[f], int(own_sizes[f]))
+        if lr > best_lr:
+            best, best_lr, best_x = f, lr, float(x[f])
+    return best, best_lr, best_x
+
+
+def _lr_against(stats: Statistics, c: np.ndarray, size: int, c_f: np.ndarray, size_f: int) -> float:
+    """The likelihood ratio that a group is folder f's own person (as `_match` weighs)."""
+    cg, cf = int(size_class(size)), int(size_class(size_f))
+    xs = np.array([float(c @ c_f)])
+    null = float(stats.nulls.folder_tail(cg, cf).pdf(xs)[0])
+    return float(stats.same(cg, cf)(xs)[0]) / max(null, 1e-300)
+
+
+def find_mixtures(stats: Statistics) -> Mixtures:
+    """Folders as mixtures of people (docs/design.md, "Mixed folders"): each candidate
+    folder's images in groups (`_agglomerate`); the folder's own person is the group no
+    other folder's own person claims (the largest when none or several are claimed);
+    another group is foreign when it is clearly not the own person, and then matched
+    against every folder's own person."""
+    n, n_f, codes, w = stats.n, stats.n_f, stats.codes, stats.w
+    foreign = np.zeros(n, bool)
+    grouped = np.zeros(n, bool)
+    sizes = stats.sizes
+    big = sizes >= MIN_MIXED
+    if n_f < 2 or not big.any():
+        return Mixtures([], foreign, grouped)
+    # Candidates, cheaply: two images that fit their folder loosely, or two that match
+    # one other folder. Most folders are one person and never reach the loop below.
+    loose = stats.not_own >= LOOSE_RATIO
+    votes = np.bincount(codes[loose], minlength=n_f)
+    if len(stats.src):
+        seen = np.unique(stats.src.astype(np.int64) * n_f + codes[stats.dst])
+        fa, fb = codes[seen // n_f], seen % n_f
+        pair, count = np.unique(fa.astype(np.int64) * n_f + fb, return_counts=True)
+        matched = np.zeros(n_f, bool)
+        matched[pair[count >= MIN_GROUP] // n_f] = True
+    else:
+        matched = np.zeros(n_f, bool)
+    candidates = np.flatnonzero(big & ((votes >= MIN_GROUP) | matched))
+    if not len(candidates):
+        return Mixtures([], foreign, grouped)
+    starts = np.searchsorted(codes, np.arange(n_f + 1))
+    split: dict[int, list[np.ndarray]] = {}
+    apart = _Apart(stats)
+    for f in candidates.tolist():
+        parts = _agglomerate(stats, np.arange(starts[f], starts[f + 1]), apart)
+        if len(parts) >= 2:
+            split[f] = parts
+    if not split:
+        return Mixtures([], foreign, grouped)
+
+    def centroid(idx: np.ndarray) -> np.ndarray:
+        v = w[idx].sum(axis=0).astype(np.float64)
+        return v / max(float(np.linalg.norm(v)), 1e-12)
+
+    def own_people(own_of: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Every folder's own-person centroid and size, the split folders' own groups
+        being `own_of`."""
+        sums = stats.sums.astype(np.float64).copy()
+        own_sizes = sizes.copy()
+        for f, parts in split.items():
+            for j, g in enumerate(parts):
+                if j != own_of[f]:
+                    sums[f] -= w[g].sum(axis=0)
+                    own_sizes[f] -= len(g)
+        return _unit_rows(sums), own_sizes
+
+    def claimed(lr: float) -> bool:
+        return lr * CLAIM_ODDS / n_f >= 1.0
+
+    # Own people: the largest group first, then the largest group no other folder's
+    # own person claims, against the others as they stand (twice: one folder's choice
+    # moves what another's groups are claimed by). A divided folder claims no group
+    # larger than its own person: when one person's photos sit in two divided folders,
+    # the folder holding more of them is their home (else each folder's claim on the
+    # other's would make neither the home).
+    own_of = {f: 0 for f in split}
+    divided = np.zeros(n_f, bool)
+    divided[list(split)] = True
+    for _ in range(2):
+        cn, own_sizes = own_people(own_of)
+        for f, parts in split.items():
+            free = [
+                j
+                for j, g in enumerate(parts)
+                if not claimed(_match(stats, centroid(g), len(g), f, cn, own_sizes, divided)[1])
+            ]
+            # The parts come largest first: the largest unclaimed one, else the largest.
+            own_of[f] = free[0] if free else 0
+    cn, own_sizes = own_people(own_of)
+    groups: list[Group] = []
+    for f, parts in split.items():
+        others = [g for j, g in enumerate(parts) if j != own_of[f]]
+        c_own = centroid(np.setdiff1d(np.arange(starts[f], starts[f + 1]), np.concatenate(others)))
+        co = int(size_class(own_sizes[f : f + 1])[0])
+        own_n = int(own_sizes[f])
+        # Groups that one destination claims are one group: one card, one move.
+        by_dest: dict[int, list[np.ndarray]] = {}
+        for j, g in enumerate(others):
+            cg = int(size_class(len(g)))
+            ratio = apart(cg, co, float(centroid(g) @ c_own))
+            dest, lr, _ = _match(stats, centroid(g), len(g), f, cn, own_sizes)
+            if claimed(lr) and ratio >= SPLIT_RATIO:
+                # Another folder's person, unless that folder is the own person too:
+                # then the two folders are one person (same_person says so).
+                own_there = _lr_against(stats, c_own, own_n, cn[dest], int(own_sizes[dest]))
+                if own_there * CLAIM_ODDS / n_f < OWN_THERE:
+                    by_dest.setdefault(dest, []).append(g)
+            elif ratio * FOREIGN_ODDS >= 1 and len(g) < own_n:
+                # Claimed by no folder, a group as large as the own person leaves
+                # nothing to tell which of the two the folder is.
+                by_dest.setdefault(-1 - j, []).append(g)
+            # Otherwise not clearly another person: it stays with the own one.
+        for key, gs in by_dest.items():
+            g = np.sort(np.concatenate(gs))
+            foreign[g] = True
+            cg = int(size_class(np.array([len(g)]))[0])
+            x_own = float(centroid(g) @ c_own)
+            not_own = apart(cg, co, x_own)
+            if key >= 0:
+                dest, lr, x_dest = _match(stats, centroid(g), len(g), f, cn, own_sizes)
+                odds = not_own * lr * MIXED_RATE / n_f
+            else:
+                dest, x_dest = -1, float("nan")
+                odds = not_own * UNKNOWN_RATE
+            conf = float(odds / (1.0 + odds))
+            groups.append(Group(f, g, dest, conf, x_own, x_dest))
+            if conf >= MIN_CONFIDENCE:
+                grouped[g] = True
+    return Mixtures(groups, foreign, grouped)

@@ -47,7 +47,8 @@ class Stranger(FromStatistics):
                 float(stats.own[i]),
                 int(own_n[i]),
             )
-            for i in multi[p[multi] >= MIN_CONFIDENCE]
+            # A foreign group's images are one `mixed` suggestion (daemon/kinds/mixed.py).
+            for i in multi[(p[multi] >= MIN_CONFIDENCE) & ~stats.grouped[multi]]
         ]
 
     def describe(self, found: Found, scene: Scene) -> Described:

@@ -1,6 +1,7 @@
 """The review page, the dashboard's landing page: suggested mistakes, best first, one card
-per suggestion (a split person, a misfiled image, a stranger, a duplicate), one decision
-per card from the keyboard. The pairs page stays for the detail under a card."""
+per suggestion (a split person, a misfiled image, a stranger, a duplicate, a mixed
+folder), one decision per card from the keyboard. The pairs page stays for the detail
+under a card."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def choices(files_on: bool) -> tuple[Choice, ...]:
             "A",
             primary=True,
             help="same person: merge the folders · misfiled: move the image to the proposed "
-            "folder · stranger, duplicate: quarantine the image",
+            "folder · stranger, duplicate: quarantine the image · mixed folder: move the group",
         )
         if files_on
         else Choice(ACCEPT, "confirm", "A", primary=True, help=CONFIRM_HELP)
@@ -77,13 +78,15 @@ def choices(files_on: bool) -> tuple[Choice, ...]:
             QUARANTINE,
             "quarantine" if files_on else "confirm: quarantine",
             "Q",
-            help="take the image out of the data set" if files_on else CONFIRM_HELP,
+            help="take the image (a mixed folder: the group) out of the data set"
+            if files_on
+            else CONFIRM_HELP,
         ),
         Choice(
             REJECT,
             "no mistake",
             "D",
-            help="different people · filed right · keep both copies",
+            help="different people · filed right · keep both copies · all the folder's person",
         ),
         SKIP_CHOICE,
     )

@@ -42,3 +42,14 @@ def copies(con: duckdb.DuckDBPyConnection, content: str) -> list[tuple[str, str]
             "SELECT path, class FROM files WHERE hash = ? ORDER BY first_seen, id", [content]
         ).fetchall()
     ]
+
+
+def suggestion_group(con: duckdb.DuckDBPyConnection, sid: str) -> list[str]:
+    """A mixed suggestion's group: the paths its image pairs start from (each member is
+    the first image of one pair, daemon/kinds/mixed.py), by path."""
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT path_a FROM suggestion_evidence WHERE id = ? ORDER BY path_a", [sid]
+        ).fetchall()
+    ]
