@@ -313,7 +313,11 @@ def decide(
     }.get(Decision(decision))
     if pair_decision is None or row[2] == Kind.STRANGER:
         return
-    if row[2] == Kind.MIXED and decision == Decision.ACCEPTED and target != row[3]:
+    if (
+        row[2] == Kind.MIXED
+        and decision in (Decision.ACCEPTED, Decision.CONFIRMED)
+        and target != row[3]
+    ):
         # A mixed group moved to a new folder or quarantined: it is not the matched
         # folder's person, nor said to be anyone's (its pairs are with that folder).
         return

@@ -15,6 +15,7 @@ from dashboard import actions, ui
 from dashboard.actions import Done
 from dashboard.cards.base import (
     ACCEPT,
+    CONFIRM_HELP,
     QUARANTINE,
     REJECT,
     ROW,
@@ -82,21 +83,23 @@ class MixedCard(CardKind):
     def choices(self, card: Card, files_on: bool) -> Sequence[Choice]:
         s, n = card.s, len(_images(card, GROUP))
         where = s.class_b or "the folder named on the card"
+        # With file actions off a button confirms the mistake, listed "to fix" until the
+        # group is moved: it never says "move" when nothing will.
         move = Choice(
             ACCEPT,
-            "move group",
+            "move group" if files_on else "confirm: belongs elsewhere",
             "A",
             help=f"moves the {n} photos into {where} (one undo takes them all back)"
             if files_on
-            else f"records that they belong in {where}",
+            else f"records that they belong in {where}; {CONFIRM_HELP}",
         )
         away = Choice(
             QUARANTINE,
-            "quarantine group",
+            "quarantine group" if files_on else "confirm: quarantine group",
             "Q",
             help=f"moves the {n} photos to the quarantine folder (kept, not deleted)"
             if files_on
-            else "records the decision, moves no file",
+            else CONFIRM_HELP,
         )
         mine = Choice(REJECT, f"all {s.class_a}", "D", help=f"they are all {s.class_a}'s person")
         return (move, away, mine, SKIP_CHOICE)
@@ -120,7 +123,7 @@ class MixedCard(CardKind):
                 strip(settings, s.class_b, card, ROW, 3)
             else:
                 st.caption("no folder holds this person")
-        if settings.allow_file_actions and s.state == State.OPEN:
+        if settings.allow_file_actions and s.state in (State.OPEN, State.CONFIRMED):
             st.text_input(
                 "move the group into (a new folder's name, or another folder)",
                 value=s.class_b or "",
@@ -144,7 +147,7 @@ class MixedCard(CardKind):
             if settings.allow_file_actions:
                 return actions.quarantine_group(settings, card.s, group)
             return actions.record_suggestion(
-                settings, card.s, Decision.ACCEPTED, target=settings.quarantine
+                settings, card.s, Decision.CONFIRMED, target=settings.quarantine
             )
         where = target(card)
         if not where:
@@ -153,7 +156,7 @@ class MixedCard(CardKind):
             )
         if settings.allow_file_actions:
             return actions.move_group(settings, card.s, group, where)
-        return actions.record_suggestion(settings, card.s, Decision.ACCEPTED, target=where)
+        return actions.record_suggestion(settings, card.s, Decision.CONFIRMED, target=where)
 
 
 CARD = MixedCard()
