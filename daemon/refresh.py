@@ -106,7 +106,7 @@ def compute(
     compared = 0
     if n and (rescore or dirty.any()):
         raw_threshold = cal.cosine_for(settings.threshold)
-        full = rescore or dirty.sum() >= n // 2
+        full = bool(rescore or dirty.sum() >= n // 2)
         search = candidate_search(
             settings, index, xp, unit, rows, snap, raw_threshold, None if full else int(dirty.sum())
         )

@@ -27,8 +27,9 @@ def assert_same_faces(pipeline: Pipeline) -> None:
     """The pipeline's kept faces are what a fresh read of the store gives."""
     with pipeline.store.reading() as con:
         fresh = Snapshot.read(con, pipeline.model).faces
-    kept = pipeline._faces.faces
-    assert kept is not None
+        snap = Snapshot.read(con, pipeline.model, pipeline._faces)
+    kept = snap.faces
+    assert snap.unit_faces is kept.vectors
     for name in FIELDS + FACE_FIELDS:
         assert np.array_equal(getattr(kept, name), getattr(fresh, name)), name
     assert kept.classes == fresh.classes and kept.hashes == fresh.hashes
