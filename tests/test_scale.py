@@ -93,3 +93,33 @@ def test_kept_faces_equal_a_fresh_read_through_every_kind_of_change(
         assert_same_faces(pipeline)
     finally:
         pipeline.close()
+
+
+def test_bench_scale_runs_one_size_and_ends_with_its_summary_line(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytest.importorskip("faiss", reason="faiss is not installed: pip install '.[index]'")
+    bench = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_scale.py"
+    out = tmp_path / "scale.txt"
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--n", "3000", "--d", "32", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    m = re.fullmatch(
+        r"n=(\d+) d=32 exact_cpu_s=[\d.]+ index_cpu_s=[\d.]+ ratio=[\d.]+ "
+        r"pair_recall=([\d.]+) planted_found=(\d+)/(\d+)",
+        last,
+    )
+    assert m, last
+    assert float(m[2]) > 0.9 and int(m[4]) > 0
+    assert last in out.read_text(encoding="utf-8")
