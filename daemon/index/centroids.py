@@ -12,6 +12,9 @@ lists name.
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import numpy as np
 
 from daemon.index import faiss_available
@@ -25,17 +28,19 @@ NPROBE = 48
 SEED = 1234
 
 
-def above_indexed(
-    q: np.ndarray, a: np.ndarray, bar: float, exclude: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """(row of q, row of a) with q·a ≥ bar, skipping column exclude[row]; None where the
-    plain product is the cheaper way (small sets) or faiss is not installed."""
-    if not faiss_available() or float(len(q)) * len(a) * a.shape[1] < EXACT_WORK:
-        return None
+# The last centroids' index, by their content: the queue asks twice per refresh (folder
+# pairs, then loose faces) about the same centroids. A function of the content alone
+# (the training is seeded), so keeping it changes no result.
+_last: tuple[bytes, Any] | None = None
+
+
+def _index_of(a: np.ndarray) -> Any:
+    global _last
     import faiss
 
-    a = np.ascontiguousarray(a, np.float32)
-    q = np.ascontiguousarray(q, np.float32)
+    key = hashlib.blake2b(a.tobytes(), digest_size=16).digest() + str(a.shape).encode()
+    if _last is not None and _last[0] == key:
+        return _last[1]
     d = a.shape[1]
     nlist = int(max(1, min(LISTS_PER_SQRT * np.sqrt(len(a)), len(a) // 39)))
     ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
@@ -43,6 +48,21 @@ def above_indexed(
     ivf.train(a)
     ivf.add(a)
     ivf.nprobe = min(NPROBE, nlist)
+    _last = (key, ivf)
+    return ivf
+
+
+def above_indexed(
+    q: np.ndarray, a: np.ndarray, bar: float, exclude: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(row of q, row of a) with q·a ≥ bar, skipping column exclude[row]; None where the
+    plain product is the cheaper way (small sets) or faiss is not installed."""
+    if not faiss_available() or float(len(q)) * len(a) * a.shape[1] < EXACT_WORK:
+        return None
+
+    a = np.ascontiguousarray(a, np.float32)
+    q = np.ascontiguousarray(q, np.float32)
+    ivf = _index_of(a)
     rows, cols = [], []
     for s in range(0, len(q), 16384):
         lims, _, labels = ivf.range_search(q[s : s + 16384], bar - 1e-4)
