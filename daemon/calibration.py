@@ -25,11 +25,13 @@ never loosens.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from statistics import NormalDist
 
 import numpy as np
 
 from daemon.common.stats import calibration_tail
+from daemon.kinds.stats import content_keys, content_order, content_seed
 from store.scores import ANCHOR_SCORE, Calibration
 
 # Expected false matches per image at the threshold score.
@@ -65,10 +67,20 @@ def estimate(
     classes: np.ndarray,
     raw_is_score: bool = False,
     target: float = TARGET_FALSE_PER_IMAGE,
-    seed: int = 0,
+    keys: Sequence[str] | None = None,
 ) -> Calibration:
-    """Estimate from unit-length embeddings and their integer class codes."""
+    """Estimate from unit-length embeddings, their integer class codes and their content
+    keys (the files' content hashes; None: the vectors' bytes).
+
+    A function of the data: the faces are put in content order and the draws seeded from
+    that content (daemon/kinds/stats.py, as the suggestions do), so the same files give
+    the same calibration whatever their file ids or the order they arrived in."""
     n = len(unit)
+    if keys is None:
+        keys = content_keys(unit)
+    order = content_order(classes, keys)
+    unit, classes = unit[order], classes[order]
+    seed = content_seed(classes, [keys[i] for i in order.tolist()])
     cos = _cross_class_sample(unit, classes, MAX_SAMPLES, seed)
     # Identical faces (the same file in two folders) say nothing about different people.
     cos = cos[cos < IDENTICAL_COS]
@@ -117,7 +129,8 @@ def _cross_class_sample(
         i, j = np.triu_indices(n, 1)
         keep = classes[i] != classes[j]
         return sims[i[keep], j[keep]]
-    # A fixed seed: the same data gives the same calibration, so nothing rescores for noise.
+    # Seeded from the content: the same data gives the same calibration, so nothing
+    # rescores for noise.
     rng = np.random.default_rng(seed)
     i = rng.integers(0, n, size=max_samples * 2)
     j = rng.integers(0, n, size=max_samples * 2)

@@ -254,12 +254,8 @@ def cmd_scan(s: Settings, args: argparse.Namespace) -> int:
     from daemon.pipeline import Pipeline
     from daemon.progress import TerminalProgress
 
-    def waiting(waited: float, why: str) -> None:
-        if waited == 0 or int(waited) % 5 == 0:
-            log.info("store is locked by another process; waiting (%.0f s)", waited)
-
     progress = TerminalProgress()
-    pipeline = Pipeline(s, on_progress=progress, on_wait=waiting)
+    pipeline = Pipeline(s, on_progress=progress, on_wait=_wait_reporter(s, write=True))
     try:
         stats = pipeline.run()
     finally:
@@ -338,20 +334,52 @@ def _escape(ch: str) -> str:
 
 
 def _width(text: str) -> int:
+    """Columns a terminal gives the text: measured on its NFC form, where an NFD name's
+    combining marks (a dakuten, an accent) have joined their letters; wcwidth knows
+    wide, zero-width and combining characters."""
     import unicodedata
 
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    from wcwidth import wcswidth, wcwidth
+
+    text = unicodedata.normalize("NFC", text)
+    width = wcswidth(text)
+    if width >= 0:
+        return width
+    # A character wcwidth calls unprintable (it cannot be here: terminal_safe escaped
+    # them) counts one column rather than poisoning the sum.
+    return sum(max(wcwidth(ch), 0) if unicodedata.category(ch) != "Cc" else 1 for ch in text)
 
 
 def _pad(text: str, width: int) -> str:
     return text + " " * (width - _width(text))
 
 
-def cmd_top(s: Settings, args: argparse.Namespace) -> int:
+def _say(text: str) -> None:
+    print(f"facelint: {terminal_safe(text)}", file=sys.stderr, flush=True)
+
+
+def _wait_reporter(s: Settings, write: bool) -> Any:
+    """The on_wait of a CLI open: says on stderr, at the first retry, who holds the store
+    and how long this command waits (`read_wait` for reads, `lock_timeout` for writes)."""
+    from daemon.common.storewait import WaitReporter
+
+    limit, setting = (s.lock_timeout, "lock_timeout") if write else (s.read_wait, "read_wait")
+    return WaitReporter(s.db, s.status_path(), limit, setting, _say)
+
+
+def _store(s: Settings, write: bool = False) -> Any:
+    """The store as a CLI command opens it: reads wait `read_wait`, writes
+    `lock_timeout`, and either says its wait out loud."""
     from store.db import Store
+
+    limit = s.lock_timeout if write else s.read_wait
+    return Store(s.db, lock_timeout=limit, on_wait=_wait_reporter(s, write))
+
+
+def cmd_top(s: Settings, args: argparse.Namespace) -> int:
     from store.queries.reports import TOP_COLUMNS, top_pairs
 
-    with Store(s.db, lock_timeout=s.lock_timeout).reading() as con:
+    with _store(s).reading() as con:
         pairs = top_pairs(con, args.n, include_reviewed=args.all)
     _emit(TOP_COLUMNS, [[p[c] for c in TOP_COLUMNS] for p in pairs], args.format)
     return 0
@@ -359,11 +387,10 @@ def cmd_top(s: Settings, args: argparse.Namespace) -> int:
 
 def cmd_export(s: Settings, args: argparse.Namespace) -> int:
     from store import backup
-    from store.db import Store
     from store.queries.reports import export_csv, write_file
 
     dest = args.csv if args.csv is not None else args.decisions
-    with Store(s.db, lock_timeout=s.lock_timeout).reading() as con:
+    with _store(s).reading() as con:
         doc = None if args.csv is not None else backup.export_review(con)
 
         def write(fh: TextIO) -> int:
@@ -381,7 +408,6 @@ def cmd_export(s: Settings, args: argparse.Namespace) -> int:
 def cmd_import(s: Settings, args: argparse.Namespace) -> int:
     from store import backup
     from store.connection import StoreMissing
-    from store.db import Store
 
     source = str(args.decisions)
     try:
@@ -399,7 +425,7 @@ def cmd_import(s: Settings, args: argparse.Namespace) -> int:
     except backup.BackupError as exc:
         print(f"facelint: {exc}; nothing imported", file=sys.stderr)
         return 2
-    store = Store(s.db, lock_timeout=s.lock_timeout)
+    store = _store(s, write=True)
     if not store.exists():
         # A typo in --db must not make a store of its own: restore into a scanned one.
         raise StoreMissing(f"no store at {s.db}: run `facelint scan` first, then import")
@@ -420,10 +446,9 @@ def cmd_import(s: Settings, args: argparse.Namespace) -> int:
 def cmd_sql(s: Settings, args: argparse.Namespace) -> int:
     import duckdb
 
-    from store.db import Store
     from store.queries.reports import SqlRefused, check_sql, run_sql
 
-    store = Store(s.db, lock_timeout=s.lock_timeout)
+    store = _store(s, write=args.write)
     try:
         check_sql(args.query)
         with store.writing() if args.write else store.reading() as con:
@@ -446,7 +471,7 @@ def cmd_sql(s: Settings, args: argparse.Namespace) -> int:
 def cmd_status(s: Settings, args: argparse.Namespace) -> int:
     from daemon.status import read_status
 
-    status = read_status(s)
+    status = read_status(s, on_wait=_wait_reporter(s, write=False))
     # A store that cannot be read is an error (exit 4), said after everything the
     # daemon's status file still tells; a busy or missing one is a note.
     code = 4 if status.get("store_error") else 0
@@ -520,6 +545,8 @@ def human_status(status: dict[str, Any], now: float) -> list[tuple[str, str]]:
                 f"{count(switch['encoded'])} of {count(switch['total'])}",
             )
         )
+    if status.get("longest_store_wait"):
+        rows.append(("longest store wait", f"{float(status['longest_store_wait']):.1f} s"))
     if status.get("waiting_for_store"):
         held = count(status["waiting_for_store"])
         rows.append(("waiting for store", f"{held} changed paths, retried until it works"))
@@ -535,20 +562,47 @@ def human_status(status: dict[str, Any], now: float) -> list[tuple[str, str]]:
 
 
 def cmd_search(s: Settings, args: argparse.Namespace) -> int:
-    from daemon.search import SearchError, search
+    # Only the standard library until it is known that no daemon answers: asking the
+    # running daemon (its model is loaded) is about a second, loading one is several.
+    from daemon.common import searchclient
 
-    try:
-        result = search(s, args.photo, args.n)
-    except SearchError as exc:
-        print(f"facelint: {exc}", file=sys.stderr)
+    photo: Path = args.photo
+    if not photo.is_file():
+        print(f"facelint: {terminal_safe(str(photo))} is not a file", file=sys.stderr)
         return 2
+    try:
+        started = time.perf_counter()
+        result = searchclient.ask(
+            s.search_socket_path(), s.search_key_path(), photo.read_bytes(), photo.name, args.n
+        )
+        result["photo"] = str(photo)
+        result.setdefault("seconds", {})["round_trip"] = round(time.perf_counter() - started, 4)
+    except searchclient.SearchRefused as exc:
+        print(f"facelint: {terminal_safe(str(exc))}", file=sys.stderr)
+        return 2
+    except searchclient.DaemonAbsent as exc:
+        log.debug("searching here: %s", exc)
+        _say("no daemon answers searches for this store: encoding the photo here")
+        from daemon.search import SearchError, search
+
+        try:
+            found = search(s, photo, args.n, on_wait=_wait_reporter(s, write=False))
+        except SearchError as exc:
+            print(f"facelint: {terminal_safe(str(exc))}", file=sys.stderr)
+            return 2
+        result = {**found.as_dict(), "searched_by": f"this command (pid {os.getpid()})"}
     if args.json:
-        print(json.dumps(result.as_dict(), ensure_ascii=False, default=str))
+        print(json.dumps(result, ensure_ascii=False, default=str))
         return 0
-    print(f"{args.photo}: {result.faces} face(s); nearest {len(result.hits)} of the store")
+    hits = result.get("results", [])
+    print(
+        terminal_safe(
+            f"{args.photo}: {result.get('faces', 0)} face(s); nearest {len(hits)} of the store"
+        )
+    )
     _emit(
         ["rank", "score", "folder", "path"],
-        [[h.rank, h.score, h.klass, h.path] for h in result.hits],
+        [[h["rank"], h["score"], h["folder"], h["path"]] for h in hits],
         "table",
     )
     return 0

@@ -146,6 +146,11 @@ class Settings(BaseSettings):
         60_000_000, ge=1, description="larger images are refused (a decompression-bomb guard)"
     )
     workers: int = Field(0, ge=0, description="encoder processes; 0: one per CPU core")
+    ray_address: str = Field(
+        "",
+        description="a Ray cluster to encode on (auto, host:6379 or ray://host:10001; pip "
+        "install '.[cluster]'); empty: RAY_ADDRESS if set, else the local processes",
+    )
     onnx_model: str = Field(
         "",
         description="your own ArcFace-style ONNX model file (FACE01's, for one); set, it is "
@@ -177,11 +182,27 @@ class Settings(BaseSettings):
     )
 
     # -- the store's lock ---------------------------------------------------------------
+    # Every wait below says who holds the store (its pid and command) within a second.
     lock_timeout: float = Field(
         600.0,
         ge=0.0,
-        description="seconds the daemon and the CLI wait out another process's lock on the "
-        "store before giving up",
+        description="seconds a CLI write (scan, import, sql --write) waits out another "
+        "process's lock on the store before giving up",
+    )
+    # Short: a `facelint status` or `top` must answer, not hang behind a DuckDB CLI.
+    read_wait: float = Field(
+        5.0,
+        ge=0.0,
+        description="seconds a CLI read (status, top, export, sql, search) waits for another "
+        "process's lock on the store before giving up (exit code 3)",
+    )
+    # Bounded: a reader left open (a DuckDB CLI, a notebook) must not stall the daemon for
+    # minutes; the work is put back and retried, nothing is lost.
+    daemon_store_wait: float = Field(
+        20.0,
+        gt=0.0,
+        description="daemon: seconds one open waits for another process's lock on the store "
+        "before the work is put back and retried 5 s later",
     )
 
     # -- the daemon ---------------------------------------------------------------------
@@ -300,6 +321,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"{host!r} is not a host name (no '*' alone, no URL)")
         return out
 
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, value: str) -> str:
+        value = value.strip()
+        if any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} is not a Ray address (auto, host:port, ray://host:port)")
+        return value
+
     @field_validator("quarantine")
     @classmethod
     def _quarantine(cls, value: str) -> str:
@@ -335,6 +364,16 @@ class Settings(BaseSettings):
         if self.status_file is not None:
             return self.status_file
         return self.db.with_name(self.db.name + ".status.json")
+
+    def search_socket_path(self) -> Path:
+        """The daemon's search socket: beside the status file."""
+        status = self.status_path()
+        return status.with_name(status.name.removesuffix(".status.json") + ".search.sock")
+
+    def search_key_path(self) -> Path:
+        """The search socket's key (owner-only), beside the socket."""
+        sock = self.search_socket_path()
+        return sock.with_name(sock.name.removesuffix(".sock") + ".key")
 
     def with_overrides(self, **values: Any) -> Settings:
         """A copy with the given non-None values applied (flags use this), validated."""

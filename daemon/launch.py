@@ -1,4 +1,5 @@
-"""Starting the review dashboard: `facelint dashboard` runs Streamlit on dashboard/app.py.
+"""Starting the review dashboard: `facelint dashboard` runs Streamlit on dashboard/serve.py
+(dashboard/app.py behind a Host check on every request).
 
 The dashboard takes its settings as arguments after `--` and imports no daemon module but
 daemon/config.py; this is the one place where the settings facelint resolved become
@@ -25,7 +26,7 @@ def _app_path() -> Path:
     spec = importlib.util.find_spec("dashboard")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the dashboard package is not installed alongside facelint")
-    return Path(next(iter(spec.submodule_search_locations))) / "app.py"
+    return Path(next(iter(spec.submodule_search_locations))) / "serve.py"
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -126,9 +127,20 @@ def run_dashboard(settings: Settings) -> int:
     )
     proc = start_dashboard(settings)
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate()) if in_main else None
+    asked: list[bool] = []
+
+    def stop(*_: object) -> None:
+        asked.append(True)
+        proc.terminate()
+
+    previous = signal.signal(signal.SIGTERM, stop) if in_main else None
     try:
-        return proc.wait()
+        code = proc.wait()
+        if code < 0:
+            # uvicorn ends by re-raising the signal it stopped on: a stop we asked for is
+            # a clean stop; any other signal is reported as a shell would (128 + N).
+            return 0 if asked and code == -signal.SIGTERM else 128 - code
+        return code
     except KeyboardInterrupt:
         # A terminal's Ctrl-C reached Streamlit too; make sure, then give it time to stop.
         stop_process(proc, 10)

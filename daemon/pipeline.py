@@ -23,8 +23,7 @@ from daemon import refresh as refresh_step
 from daemon import scan
 from daemon.backend import get_backend
 from daemon.config import Settings
-from daemon.encode import encode
-from daemon.encoders.pool import EncoderPool
+from daemon.encode import Pool, encode, make_pool
 from daemon.index.keeper import Keeper
 from daemon.runstats import ProgressEvent, RunStats
 from daemon.snapshot import FaceCache, Snapshot
@@ -42,12 +41,13 @@ __all__ = ["Pipeline", "ProgressEvent", "RunStats"]
 
 
 class Pipeline:
-    """One store, one root, one encoder pool; run() as often as needed."""
+    """One store, one root, one encoder pool (local processes, or a Ray cluster: see
+    daemon/encode.py's make_pool); run() as often as needed."""
 
     def __init__(
         self,
         settings: Settings,
-        pool: EncoderPool | None = None,
+        pool: Pool | None = None,
         on_progress: Callable[[ProgressEvent], None] | None = None,
         on_state: Callable[[str], None] | None = None,
         on_wait: Callable[[float, str], None] | None = None,
@@ -56,7 +56,7 @@ class Pipeline:
     ):
         self.s = settings
         self.root = Path(settings.root)
-        self.pool = pool or EncoderPool(settings)
+        self.pool = pool or make_pool(settings)
         self._own_pool = pool is None
         self.model = self.pool.model_id
         self.on_progress = on_progress or (lambda event: None)

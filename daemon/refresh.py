@@ -199,7 +199,9 @@ def calibrate(
     # Calibrate on each image's first face: the standing face is chosen with the
     # calibration, and the first face is the standing one for nearly every image.
     first = unit_faces[faces.face_start]
-    new = calib.estimate(first, codes, raw_is_score=registry.model_is_calibrated(model))
+    new = calib.estimate(
+        first, codes, raw_is_score=registry.model_is_calibrated(model), keys=faces.hashes
+    )
     if old is not None and new.max_shift(old) <= RESCORE_TOLERANCE:
         # Within tolerance: keep the scores stable, remember the size it was checked at.
         return dataclasses.replace(old, images=n), False

@@ -27,6 +27,7 @@ from typing import Any
 from daemon.common.humanize import rate_and_eta
 from daemon.common.statusfile import write_status
 from daemon.config import Settings
+from daemon.encoders.ray_pool import ClusterUnavailable
 from daemon.inventory import EmptyRoot, printable
 from daemon.notify import SystemdNotifier
 from daemon.pipeline import Pipeline
@@ -263,14 +264,19 @@ class Service:
         self._stage_started = clock()
         self.store_lost = threading.Event()
         self.guard = StoreGuard()
+        # The daemon's opens wait `daemon_store_wait`, not a CLI write's `lock_timeout`:
+        # past it the work is put back and retried (RETRY_SECONDS), so a reader left open
+        # never stalls the daemon for minutes, and nothing is lost.
         self.pipeline = Pipeline(
-            settings,
+            settings.with_overrides(lock_timeout=settings.daemon_store_wait),
             on_progress=self._progress,
             on_state=self._set_state,
             on_wait=self._store_wait,
             before_encode=self._before_encode,
             guard=self.guard,
         )
+        # The whole of each wait, once it ended: the status file keeps the longest.
+        self.pipeline.store.on_opened = self._store_opened
         self.state = "starting"
         self.message = ""
         # What the user must know even after work goes on (a lost store): kept in the
@@ -294,6 +300,12 @@ class Service:
         self._root_id: tuple[int, int] | None = None
         self.root_away = False
         self.root_event = threading.Event()
+        # The signal that stopped the daemon, if one did (SIGINT: exit 130).
+        self.stopped_by: int | None = None
+        # The last wait's seconds so far: a smaller figure is the start of a new wait.
+        self._waited_before = float("inf")
+        self.longest_store_wait = 0.0
+        self.search_server: Any = None
 
     # -- status --------------------------------------------------------------------------
 
@@ -328,9 +340,21 @@ class Service:
             self.publish()
 
     def _store_wait(self, waited: float, why: str) -> None:
+        from daemon.common.storewait import held_by
+
         self._mark_alive()
-        self.message = f"store locked by another process for {waited:.0f} s"
+        self.message = (
+            f"the store is {held_by(self.s.db)}: waiting {waited:.0f} s of at most "
+            f"{self.s.daemon_store_wait:g} s (`daemon_store_wait`), then the work is put back "
+            f"and retried {RETRY_SECONDS:.0f} s later"
+        )
+        if waited < self._waited_before:  # a new wait (the pipeline logs only its first)
+            log.info("%s", self.message)
+        self._waited_before = waited
         self.publish()
+
+    def _store_opened(self, waited: float) -> None:
+        self.longest_store_wait = max(self.longest_store_wait, waited)
 
     def throughput(self) -> float:
         """Images encoded per second over the last minute."""
@@ -355,6 +379,9 @@ class Service:
             "alert": self.alert,
             # Changed paths a store failure holds back: retried until the store works.
             "waiting_for_store": self.queue.held(),
+            # Seconds of the longest wait for the store that ended in an open, since the
+            # start (one that gave up waited daemon_store_wait: the message says so).
+            "longest_store_wait": round(self.longest_store_wait, 2),
             "progress": self.progress,
             "root": str(self.root),
             **self.totals,
@@ -582,7 +609,15 @@ class Service:
         except StoreBusy as exc:
             on_fail(False)
             self.message = f"store busy: {exc}{self._held_note()}"
+            log.warning("%s; put back, retried in %.0f s", self.message, RETRY_SECONDS)
             self._set_state(WAITING_FOR_STORE)
+        except ClusterUnavailable as exc:
+            # The cluster's fault, not the files': nothing counts towards giving up on them,
+            # and what was not encoded stays to be encoded.
+            log.error("encoding cluster unavailable, will retry: %s", exc)
+            on_fail(False)
+            self.message = f"encoding cluster unavailable: {exc}"
+            self._set_state(ERROR)
         except Exception as exc:
             if self._store_failed(exc):
                 # Not the files' fault: nothing is counted towards giving up on them.
@@ -743,6 +778,19 @@ class Service:
         )
         self._root_id = dir_identity(self.root)
         self.watcher.start()
+        self.start_search()
+
+    def start_search(self) -> None:
+        """Answer searches over the socket beside the status file, with a model loaded
+        once (daemon/search.py); a socket that cannot be served is said, and `facelint
+        search` then encodes by itself."""
+        from daemon.search import SearchServer
+
+        if self.search_server is not None:
+            return
+        server = SearchServer(self.s)
+        if server.start():
+            self.search_server = server
 
     def schedule(self) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
@@ -769,11 +817,16 @@ class Service:
             self._scheduler.shutdown(wait=False)
         if self.watcher is not None:
             self.watcher.stop()
+        if self.search_server is not None:
+            self.search_server.stop()
+            self.search_server = None
         self.pipeline.close()
         self.publish()
 
     def run(self) -> int:
         self.open()
+        if self.search_server is not None:
+            self.search_server.preload()
         self.schedule()
         try:
             while not self.stop_event.is_set():
@@ -781,12 +834,15 @@ class Service:
                     self.wait()
         finally:
             self.close()
-        return 0
+        # Ctrl-C is an interruption (the shell's 128 + SIGINT); SIGTERM and SIGHUP are
+        # the clean stops a service manager and a closed terminal ask for.
+        return 130 if self.stopped_by == signal.SIGINT else 0
 
     def request_stop(self, signum: int | None = None, _frame: object = None) -> None:
         if not self.stop_event.is_set():
             by = f" ({signal.Signals(signum).name})" if signum else ""
             log.info("stop requested%s: finishing the current step", by)
+            self.stopped_by = signum
         self.stop_event.set()
         self.queue.changed.set()
 

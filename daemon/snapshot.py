@@ -40,6 +40,7 @@ class Snapshot:
     serving: str  # the model this refresh computes with
     switch_left: int  # contents the configured model has yet to encode
     configured: str  # the model the settings ask for
+    file_first_seen: np.ndarray | None = None  # epoch microseconds per file
 
     @property
     def switching(self) -> bool:
@@ -80,6 +81,7 @@ class Snapshot:
             file_classes=files.classes,
             file_hashes=files.hashes,
             file_folders=files.folder_ids,
+            file_first_seen=files.first_seen,
             folders=folders.load_folders(con),
             lists=matches.load_lists(con),
             calibration=matches.load_calibration(con, serving),

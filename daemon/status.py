@@ -7,13 +7,17 @@ falls back to the file's last copy of them while another process holds the store
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
 
 from daemon.common.statusfile import DaemonStatus, read_status_file
 from daemon.config import Settings
+
+log = logging.getLogger("facelint.status")
 
 
 def _not_running(status: DaemonStatus) -> str:
@@ -29,8 +33,14 @@ def _not_running(status: DaemonStatus) -> str:
     )
 
 
-def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
-    """What `facelint status` prints: live state plus the store's totals."""
+def read_status(
+    settings: Settings,
+    now: float | None = None,
+    on_wait: Callable[[float, str], None] | None = None,
+) -> dict[str, Any]:
+    """What `facelint status` prints: live state plus the store's totals. The store is
+    read with `read_wait` (another process's lock is waited for that long, `on_wait`
+    told at each retry); past it, the status file's last totals stand in."""
     from store.connection import StoreBusy, StoreMissing
     from store.db import Store
     from store.queries.status import summary
@@ -54,6 +64,8 @@ def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
         "alert": live.get("alert", ""),
         # Changed paths a store failure holds back (the daemon retries them).
         "waiting_for_store": live.get("waiting_for_store", 0) if running else 0,
+        # The longest the daemon waited for another process's lock since it started.
+        "longest_store_wait": live.get("longest_store_wait"),
         "pid": live.get("pid"),
         "store": str(settings.db),
     }
@@ -62,7 +74,10 @@ def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
         from store import embeddings
 
         configured = registry.model_id(settings)
-        with Store(settings.db, lock_timeout=2.0).reading() as con:
+        store = Store(settings.db, lock_timeout=settings.read_wait, on_wait=on_wait)
+        started = time.monotonic()
+        with store.reading() as con:
+            opened = time.monotonic() - started
             totals = summary(con, settings.threshold)
             if totals.get("model") not in (None, configured):
                 done, total = embeddings.count_to_encode(con, configured)
@@ -74,6 +89,13 @@ def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
                     "total": total,
                 }
         out["store_readable"] = True
+        # `facelint -v status` says where the time went (benchmarks/bench_waits.py).
+        log.debug(
+            "the store opened in %.2f s (any wait for its lock included), its totals read "
+            "in %.2f s",
+            opened,
+            time.monotonic() - started,
+        )
     except (StoreBusy, StoreMissing) as exc:
         totals = {k: live.get(k) for k in ("images", "pairs", "encoded_total")}
         out["store_readable"] = False
@@ -87,7 +109,11 @@ def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
         out["store_message"] = f"the store {settings.db} cannot be read: " + " ".join(
             str(exc).split()
         )
+    # A scan, or a daemon that has stopped since, reconciled too: the store's runs say when.
+    stored_reconcile = totals.pop("last_reconcile", None)
     out.update({k: v for k, v in totals.items()})
+    if not out.get("last_reconcile"):
+        out["last_reconcile"] = stored_reconcile
     for key in ("images", "pairs", "encoded_total"):
         out.setdefault(key, None)
     return out

@@ -23,6 +23,7 @@ import duckdb
 from daemon.common.hashing import content_hash
 from dashboard import db, files
 from dashboard.files import FileActionRefused
+from dashboard.queue import CardGone
 from dashboard.settings import DashboardSettings
 from store import actions as action_log
 from store import decisions, embeddings, suggestions
@@ -276,7 +277,7 @@ def _still_there(con: duckdb.DuckDBPyConnection, s: suggestions.Suggestion) -> N
     # The daemon may have dropped it since the page loaded (a fix made elsewhere made it
     # moot): say so rather than fail the page.
     if suggestions.get(con, s.id) is None:
-        raise FileActionRefused(
+        raise CardGone(
             f"{suggestion_title(s)} is no longer suggested (changed since this page loaded)"
         )
 
@@ -381,12 +382,17 @@ def _image_of(s: suggestions.Suggestion) -> tuple[str, ...]:
     return (s.hash,)
 
 
-def quarantine_image(settings: DashboardSettings, s: suggestions.Suggestion) -> Done:
+def quarantine_image(
+    settings: DashboardSettings, s: suggestions.Suggestion, path: str | None = None
+) -> Done:
     """A misfiled image, a stranger or a duplicate's copy leaves the data set (kept in the
-    quarantine folder)."""
+    quarantine folder). `path`: another file of the same content to take out instead (a
+    duplicate whose reviewer keeps the copy the faces called stray)."""
     if s.kind == Kind.SAME_PERSON or s.path is None:
         raise FileActionRefused("a same-person suggestion has no one image to quarantine")
-    path, content = s.path, _image_of(s)
+    if path is not None and s.kind != Kind.DUPLICATE:
+        raise FileActionRefused(f"{s.id}: only a duplicate has another copy to quarantine")
+    path, content = path or s.path, _image_of(s)
     first, done = _suggestion_moves(
         settings,
         s,

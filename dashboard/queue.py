@@ -55,6 +55,14 @@ REFUSALS: tuple[type[Exception], ...] = (
 )
 
 UNDO_DEPTH = 50
+# What a card collapses to when its decision found it gone.
+GONE = "gone"
+
+
+class CardGone(FileActionRefused):
+    """The card's subject changed since the page loaded (the daemon dropped a suggestion
+    that a fix elsewhere made moot): nothing to decide. The card collapses and the focus
+    moves on, as after a decision; a key must never stay stuck on it."""
 
 
 def refusal(exc: Exception) -> str:
@@ -114,6 +122,13 @@ class CardQueue(Generic[T]):
     # The buttons of one card, when they differ by card (labels that say what the
     # decision does to this card); their values are among `choices`, the toolbar's.
     card_choices: Callable[[T], Sequence[Choice]] | None = None
+    # J past the last open card, K before the first: turn the page (the page's context
+    # then changes and its cards load); each says whether there was a page to turn to.
+    next_page: Callable[[], bool] | None = None
+    previous_page: Callable[[], bool] | None = None
+    # Called once the page is drawn: load what the next key is likely to need (the next
+    # page of cards) while the reader looks at this one.
+    preload: Callable[[Sequence[T]], None] | None = None
 
     # -- state, all in st.session_state under "q_<name>_..." -----------------------------
 
@@ -148,17 +163,45 @@ class CardQueue(Generic[T]):
         return next((c for c in self._cards() if self.key(c) == focus), None)
 
     def _move_focus(self, step: int) -> None:
+        """To the next (step 1) or previous (-1) open card: decided ones are skipped (they
+        take no key), and past either end of the page the page turns."""
         keys = [self.key(c) for c in self._cards()]
-        if not keys:
-            return
+        decided = self._decided()
         focus = self._get("focus")
-        i = keys.index(focus) if focus in keys else 0
-        self._set("focus", keys[max(0, min(len(keys) - 1, i + step))])
+        at = keys.index(focus) if focus in keys else (-1 if step > 0 else len(keys))
+        ahead = keys[at + 1 :] if step > 0 else keys[:at][::-1]
+        target = next((k for k in ahead if k not in decided), None)
+        if target is not None:
+            self._set("focus", target)
+            return
+        turn = self.next_page if step > 0 else self.previous_page
+        if turn is not None and turn():
+            # The cards load on the next run: the focus goes to the first open card of
+            # the next page, or to the one just before this page's first on the previous.
+            self._set("focus", None)
+            self._set("focus_edge", "first" if step > 0 else ("before", keys[0] if keys else None))
+
+    def _focus_after_load(self, open_keys: list[str]) -> str | None:
+        edge = self._get("focus_edge")
+        self._set("focus_edge", None)
+        if not open_keys:
+            return None
+        if isinstance(edge, tuple):
+            keys = [self.key(c) for c in self._cards()]
+            if edge[1] in keys:
+                before = [k for k in keys[: keys.index(edge[1])] if k in open_keys]
+                if before:
+                    return before[-1]
+            return open_keys[-1]
+        return open_keys[0]
 
     def _decide(self, card: T, value: str) -> None:
         card_key = self.key(card)
+        gone = False
         try:
             message = self.decide(card, value)
+        except CardGone as exc:
+            message, value, gone = f"not done: {exc}", GONE, True
         except REFUSALS as exc:
             self._set("toast", (f"not done: {refusal(exc)}", "⚠️"))
             return
@@ -174,6 +217,9 @@ class CardQueue(Generic[T]):
             after = [k for k in keys[i + 1 :] if k not in decided]
             before = [k for k in keys[:i] if k not in decided]
             self._set("focus", (after or before[-1:] or [None])[0])
+        if gone:
+            self._set("toast", (message, "ℹ️"))
+            return
         stack: list[tuple[T, str]] = list(self._get("undo", []))  # type: ignore[call-overload]
         stack.append((card, value))
         self._set("undo", stack[-UNDO_DEPTH:])
@@ -268,7 +314,10 @@ class CardQueue(Generic[T]):
         choices = self._choices_of(card)
         with st.container(border=True, key=self.container_key(card_key)):
             if decided is not None:
-                label = next((c.label for c in choices if c.value == decided), decided)
+                label = next(
+                    (c.label for c in choices if c.value == decided),
+                    "no longer suggested" if decided == GONE else decided,
+                )
                 title = self.title(card) if self.title else card_key
                 st.caption(md(f"✓ {label} — {title}"))
                 return
@@ -277,8 +326,6 @@ class CardQueue(Generic[T]):
             body, side = st.columns([6, 1], vertical_alignment="center")
             with side:
                 self._mark(card_key, focused, choices[0])
-                if self.summary is not None:
-                    st.markdown(self.summary(card))
                 for choice in choices:
                     st.button(
                         choice.label,
@@ -288,6 +335,11 @@ class CardQueue(Generic[T]):
                         args=(card, choice.value),
                         width="stretch",
                     )
+                # Under the buttons, not above: a button's tooltip opens above it, and
+                # the focused card's first button has the focus (and its tooltip) most
+                # of the time, which covered the confidence.
+                if self.summary is not None:
+                    st.markdown(self.summary(card))
             with body:
                 self.render_card(card, focused)
 
@@ -365,7 +417,7 @@ class CardQueue(Generic[T]):
             decided = self._decided()
             open_keys = self._open_keys()
             if self._get("focus") not in open_keys:
-                self._set("focus", open_keys[0] if open_keys else None)
+                self._set("focus", self._focus_after_load(open_keys))
             focus = self._get("focus")
             if self.header is not None:
                 self.header(cards)
@@ -378,6 +430,8 @@ class CardQueue(Generic[T]):
             if self.footer is not None:
                 self.footer(cards)
             self._install_focus_script()
+            if self.preload is not None:
+                self.preload(cards)
 
         queue()
 

@@ -180,6 +180,23 @@ def _stamp(settings: DashboardSettings, path: str) -> tuple[int, int]:
     return st_.st_mtime_ns, st_.st_size
 
 
+def warm_image(settings: DashboardSettings, image: Any, max_side: int, face: bool) -> None:
+    """Render an image into the cache ahead of its page (the next page of a queue): the
+    draw then costs a cache hit. A failure is the draw's to say, later."""
+    try:
+        _rendered(
+            str(settings.root),
+            image.path,
+            _stamp(settings, image.path),
+            image.box,
+            max_side,
+            face,
+            settings.max_pixels,
+        )
+    except (UnsafePath, ImageReadError, OSError, ValueError):
+        return
+
+
 def show_image(
     settings: DashboardSettings,
     image: Any,

@@ -70,7 +70,7 @@ def serve(db: Path, root: Path, port: int, *extra: str) -> subprocess.Popen[byte
             "-m",
             "streamlit",
             "run",
-            str(REPO / "dashboard" / "app.py"),
+            str(REPO / "dashboard" / "serve.py"),
             "--server.address",
             "127.0.0.1",
             "--server.port",

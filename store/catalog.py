@@ -202,11 +202,16 @@ class AllFiles:
     classes: list[str]
     hashes: list[str | None]
     folder_ids: np.ndarray  # -1 where not assigned yet
+    # When each file was first stored (epoch microseconds): a move keeps it, a copy gets
+    # its own. A duplicate's original is the earlier copy when the faces cannot tell.
+    first_seen: np.ndarray | None = None
 
 
 def all_files(con: duckdb.DuckDBPyConnection) -> AllFiles:
     table = con.sql(
-        "SELECT id, path, class, hash, coalesce(folder_id, -1) AS folder_id FROM files ORDER BY id"
+        """SELECT id, path, class, hash, coalesce(folder_id, -1) AS folder_id,
+                  epoch_us(first_seen) AS first_seen
+           FROM files ORDER BY id"""
     ).to_arrow_table()
     return AllFiles(
         table.column("id").to_numpy().astype(np.int64),
@@ -214,6 +219,7 @@ def all_files(con: duckdb.DuckDBPyConnection) -> AllFiles:
         table.column("class").to_pylist(),
         table.column("hash").to_pylist(),
         table.column("folder_id").to_numpy().astype(np.int64),
+        table.column("first_seen").to_numpy().astype(np.int64),
     )
 
 

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -24,6 +25,82 @@ from store.schema import ensure_schema
 
 class StoreBusy(TimeoutError):
     """Another process held the store's lock past our deadline."""
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """A process holding DuckDB's lock on a store file, from the kernel's lock table."""
+
+    pid: int
+    # "write" (a read-write connection: excludes everyone) or "read" (read-only ones).
+    mode: str
+    # Its command line, "" when it cannot be read (gone, another user's).
+    command: str
+
+    def __str__(self) -> str:
+        return f"pid {self.pid}" + (f" ({self.command})" if self.command else "")
+
+
+def _command_line(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    args = [a.decode(errors="backslashreplace") for a in raw.split(b"\0") if a]
+    if args:
+        args[0] = os.path.basename(args[0])
+    text = " ".join(args)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def lock_holders(path: Path | str) -> list[LockHolder]:
+    """The processes (other than this one) holding a lock on the file, writers first.
+
+    DuckDB takes a POSIX (fcntl) lock on its file: a write lock for a read-write
+    connection, a read lock for a read-only one. Linux lists them in /proc/locks by
+    device and inode, with the owner's pid, so a waiter can say who it waits for. Empty
+    where that cannot be told (not Linux, another pid namespace, the lock gone since).
+    """
+    try:
+        st = os.stat(path)
+        text = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return []
+    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    found: dict[int, str] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        # "1: POSIX  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; "->" marks a waiter.
+        if "POSIX" not in parts or "->" in parts:
+            continue
+        i = parts.index("POSIX")
+        if len(parts) <= i + 4 or parts[i + 4] != want:
+            continue
+        try:
+            pid = int(parts[i + 3])
+        except ValueError:
+            continue
+        if pid == os.getpid() or pid <= 0:
+            continue
+        mode = "write" if parts[i + 2] == "WRITE" else "read"
+        if found.get(pid) != "write":
+            found[pid] = mode
+    return sorted(
+        (LockHolder(pid, mode, _command_line(pid)) for pid, mode in found.items()),
+        key=lambda h: (h.mode != "write", h.pid),
+    )
+
+
+def describe_holders(holders: list[LockHolder]) -> str:
+    """ "held for writing by pid 12 (duckdb s.duckdb)", "read by pid 3 (...) and 1
+    other"; "held by another process" when the kernel did not say."""
+    if not holders:
+        return "held by another process"
+    first = holders[0]
+    verb = "held for writing by" if first.mode == "write" else "read by"
+    more = len(holders) - 1
+    tail = f" and {more} other process{'es' if more > 1 else ''}" if more else ""
+    return f"{verb} {first}{tail}"
 
 
 class StoreMissing(FileNotFoundError):
@@ -103,11 +180,13 @@ def open_store(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     guard: StoreGuard | None = None,
+    on_opened: Callable[[float], None] | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection for one unit of work; writes commit when the block exits cleanly.
 
     `on_wait(waited_seconds, message)` is called before each retry so that a service can
-    show "waiting for store" while another process holds the file. With a `guard`, a
+    show "waiting for store" while another process holds the file; `on_opened(seconds)`
+    once the open went through after waiting (the whole wait). With a `guard`, a
     write open of a file that is not the one the guard first saw raises StoreLost, and
     nothing is written.
     """
@@ -118,6 +197,7 @@ def open_store(
         path.parent.mkdir(parents=True, exist_ok=True)
     start = clock()
     delay = 0.05
+    refused = False
     while True:
         if guard is not None and not read_only:
             guard.check(path)
@@ -127,15 +207,19 @@ def open_store(
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not _is_lock_error(exc):
                 raise
+            refused = True
             waited = clock() - start
             if waited >= timeout:
                 raise StoreBusy(
-                    f"store {path} stayed locked by another process for {waited:.0f} s: {exc}"
+                    f"store {path} stayed locked by another process for {waited:.0f} s "
+                    f"({describe_holders(lock_holders(path))}): {str(exc).splitlines()[0]}"
                 ) from exc
             if on_wait is not None:
                 on_wait(waited, str(exc).split("\n")[0])
             sleep(min(delay * (0.5 + random.random()), max(0.0, timeout - waited)))
             delay = min(delay * 2, 2.0)
+    if refused and on_opened is not None:
+        on_opened(clock() - start)
     try:
         if not read_only:
             ensure_schema(con)

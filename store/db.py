@@ -38,7 +38,8 @@ class Store:
     `lock_timeout`: how long an open waits for another process's lock before raising
     StoreBusy. `on_wait(waited_seconds, message)` is told before each retry. With a
     `guard`, a read or write of a file that is not the one the guard first wrote to
-    raises StoreLost, and nothing is read or written. `clock`
+    raises StoreLost, and nothing is read or written. `on_opened(seconds)` hears the
+    whole wait of an open that had to wait. `clock`
     and `sleep` drive the retry's deadline and backoff (a test passes fakes).
     """
 
@@ -51,10 +52,13 @@ class Store:
         guard: StoreGuard | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        on_opened: Callable[[float], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.lock_timeout = lock_timeout
         self.on_wait = on_wait
+        # Told the whole wait once an open that had to wait went through.
+        self.on_opened = on_opened
         self.guard = guard
         self.clock = clock
         self.sleep = sleep
@@ -79,6 +83,7 @@ class Store:
             on_wait=self.on_wait,
             clock=self.clock,
             sleep=self.sleep,
+            on_opened=self.on_opened,
         ) as con:
             yield con
 
@@ -94,6 +99,7 @@ class Store:
             clock=self.clock,
             sleep=self.sleep,
             guard=self.guard,
+            on_opened=self.on_opened,
         ) as con:
             yield con
 

@@ -137,6 +137,23 @@ def hashes_to_encode(con: duckdb.DuckDBPyConnection, model: str) -> list[tuple[s
     ]
 
 
+def still_to_encode(con: duckdb.DuckDBPyConnection, model: str, hashes: Sequence[str]) -> set[str]:
+    """Those of `hashes` that `hashes_to_encode` would still name: a file holds the
+    content and no encoding by `model` answers it (an `error` is tried again)."""
+    if not hashes:
+        return set()
+    table = pa.table({"hash": pa.array(list(hashes), pa.string())})
+    with registered(con, "asked_hashes", table):
+        rows = con.execute(
+            f"""SELECT DISTINCT a.hash FROM asked_hashes a
+               JOIN files f ON f.hash = a.hash
+               LEFT JOIN embeddings e ON e.hash = a.hash AND e.model = ?
+               WHERE e.hash IS NULL OR e.status = '{Status.ERROR}'""",
+            [model],
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
 def count_to_encode(con: duckdb.DuckDBPyConnection, model: str) -> tuple[int, int]:
     """(contents encoded by `model`, contents stored): the progress of a model switch."""
     row = con.execute(

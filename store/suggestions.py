@@ -22,6 +22,10 @@ from store import decisions
 from store.sql import Merged, first_row, merge_counts, records, registered, rows_as
 from store.vocab import SUGGESTION_DECISIONS, Decision, Kind, State
 
+# The queue's floor: suggestions less likely than this to be a real mistake are not kept
+# (the daemon's kinds drop them; the Review page's confidence filter starts here).
+CONFIDENCE_FLOOR = 0.02
+
 MIGRATIONS: dict[int, list[str]] = {
     # Suggested mistakes as last computed. Decided ones stay after they stop being
     # computed (active = false), so the view keeps every decision a reviewer made.
@@ -226,9 +230,11 @@ def queue(
     kinds: Sequence[str] = (),
     limit: int = 20,
     offset: int = 0,
+    min_confidence: float = 0.0,
 ) -> list[Suggestion]:
-    """Suggestions in one state, best first (state 'all': every one)."""
-    where, params = _filter(state, kinds)
+    """Suggestions in one state, best first (state 'all': every one), at or above a
+    confidence."""
+    where, params = _filter(state, kinds, min_confidence)
     return rows_as(
         Suggestion,
         con,
@@ -239,15 +245,22 @@ def queue(
 
 
 def count(
-    con: duckdb.DuckDBPyConnection, state: str = State.OPEN, kinds: Sequence[str] = ()
+    con: duckdb.DuckDBPyConnection,
+    state: str = State.OPEN,
+    kinds: Sequence[str] = (),
+    min_confidence: float = 0.0,
 ) -> int:
-    where, params = _filter(state, kinds)
+    where, params = _filter(state, kinds, min_confidence)
     row = first_row(con, f"SELECT count(*) FROM suggestions {where}", params)
     return int(row[0]) if row else 0
 
 
-def _filter(state: str, kinds: Sequence[str]) -> tuple[str, list[Any]]:
-    clauses, params = [], []
+def _filter(state: str, kinds: Sequence[str], min_confidence: float = 0.0) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if min_confidence > 0:
+        clauses.append("rank_score >= ?")
+        params.append(float(min_confidence))
     if state != "all":
         clauses.append("state = ?")
         params.append(state)
@@ -287,9 +300,11 @@ def decide(
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)""",
         [sid, str(decision), row[0], row[1], target, note, who, now],
     )
-    pair_decision = {Decision.ACCEPTED: Decision.SAME, Decision.REJECTED: Decision.DIFFERENT}.get(
-        Decision(decision)
-    )
+    pair_decision = {
+        Decision.ACCEPTED: Decision.SAME,
+        Decision.CONFIRMED: Decision.SAME,
+        Decision.REJECTED: Decision.DIFFERENT,
+    }.get(Decision(decision))
     if pair_decision is None or row[2] == Kind.STRANGER:
         return
 

@@ -47,14 +47,22 @@ class Decision(StrEnum):
     DIFFERENT = "different"  # different people
     REMOVED = "removed"  # one image was quarantined
     # On a suggestion.
-    ACCEPTED = "accepted"  # the mistake is real (and fixed, where files moved)
+    ACCEPTED = "accepted"  # the mistake is real and fixed (files moved)
+    # The mistake is real, but nothing was fixed (file actions were off): it waits on the
+    # Review page as "to fix" until someone fixes it with file actions on.
+    CONFIRMED = "confirmed"
     REJECTED = "rejected"  # no mistake
     # Either: not now. It leaves the queue and waits under its own filter.
     SKIPPED = "skipped"
 
 
 PAIR_DECISIONS = (Decision.SAME, Decision.DIFFERENT, Decision.REMOVED, Decision.SKIPPED)
-SUGGESTION_DECISIONS = (Decision.ACCEPTED, Decision.REJECTED, Decision.SKIPPED)
+SUGGESTION_DECISIONS = (
+    Decision.ACCEPTED,
+    Decision.CONFIRMED,
+    Decision.REJECTED,
+    Decision.SKIPPED,
+)
 
 
 class State(StrEnum):
@@ -62,6 +70,7 @@ class State(StrEnum):
 
     OPEN = "open"
     ACCEPTED = Decision.ACCEPTED.value
+    CONFIRMED = Decision.CONFIRMED.value  # "confirmed, not fixed": listed as "to fix"
     REJECTED = Decision.REJECTED.value
     SKIPPED = Decision.SKIPPED.value
 

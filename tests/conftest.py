@@ -1,9 +1,10 @@
 """Shared fixtures: real faces from tests/faces (the dev faces, with their manifest and
 SOURCES.md), real DuckDB files in temp dirs.
 
-The dev faces are encoded once per session (`scanned_dev`, ~5 s of dlib on two cores);
-every other store of dev images starts from a copy of that store, so its scan finds each
-content's encoding by hash and encodes nothing. Tests of encoding itself build their own.
+The dev faces are encoded once per test run (`scanned_dev`, ~5 s of dlib on two cores),
+however many pytest-xdist workers share the run; every other store of dev images starts
+from a copy of that store, so its scan finds each content's encoding by hash and encodes
+nothing. Tests of encoding itself build their own.
 """
 
 from __future__ import annotations
@@ -104,16 +105,38 @@ def release(holder: subprocess.Popen[str]) -> None:
     holder.wait(timeout=30)
 
 
+def _built_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]
+) -> Path:
+    """A folder `build` fills once per test run: with pytest-xdist, the first worker to
+    get here builds it under the run's shared temp folder while the others wait on its
+    lock, then all read it (the pattern pytest-xdist documents for session fixtures)."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    base = shared / name
+    with FileLock(str(shared / f"{name}.lock")):
+        if not (base / ".built").exists():
+            shutil.rmtree(base, ignore_errors=True)
+            base.mkdir(parents=True)
+            build(base)
+            (base / ".built").touch()
+    return base
+
+
 @pytest.fixture(scope="session")
 def scanned_dev(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(data root, store) of the whole dev set, scanned once per session: the session's
-    only encode of the dev faces, and the template every other dev store copies.
+    """(data root, store) of the whole dev set, scanned once per run: the run's only
+    encode of the dev faces, and the template every other dev store copies.
     Read-only use."""
-    base = tmp_path_factory.mktemp("scanned_dev")
-    root = copy_dev_faces(base / "data")
-    db = base / "facelint.duckdb"
-    scan(root, db)
-    return root, db
+
+    def build(base: Path) -> None:
+        scan(copy_dev_faces(base / "data"), base / "facelint.duckdb")
+
+    base = _built_once(tmp_path_factory, "scanned_dev", build)
+    return base / "data", base / "facelint.duckdb"
 
 
 # The default threshold keeps ~0.1 false matches per image: on 71 faces that is the nine
@@ -137,10 +160,14 @@ def scanned_dev_loose(
 ) -> tuple[Path, Path]:
     """The dev set at a low threshold: many pairs to page, filter and decide. Rescored
     from the session's encodings, as a user's change of threshold would be."""
-    root, db = _private_copy(scanned_dev, tmp_path_factory.mktemp("scanned_dev_loose"))
-    stats = scan(root, db, threshold=LOOSE_THRESHOLD)
-    assert stats.encoded == 0 and stats.full_compare, "the loose store must only rescore"
-    return root, db
+
+    def build(base: Path) -> None:
+        root, db = _private_copy(scanned_dev, base)
+        stats = scan(root, db, threshold=LOOSE_THRESHOLD)
+        assert stats.encoded == 0 and stats.full_compare, "the loose store must only rescore"
+
+    base = _built_once(tmp_path_factory, "scanned_dev_loose", build)
+    return base / "data", base / "facelint.duckdb"
 
 
 @pytest.fixture

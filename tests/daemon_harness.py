@@ -80,7 +80,9 @@ class DaemonProcess:
                 "WATCHDOG_USEC": "2000000",
                 "FACELINT_QUIET_SECONDS": "0.5",
                 "FACELINT_CONFIG": str(tmp / "no-config.toml"),
-                "FACELINT_WORKERS": "2",
+                # One encoder process: each more loads the models again (a second of CPU
+                # per daemon start), and the suite runs two test workers on two cores.
+                "FACELINT_WORKERS": "1",
                 "PYTHONPATH": str(REPO),
             }
         )

@@ -61,6 +61,7 @@ EVERY_SETTING = {
     "detect_max_side": 800,
     "max_pixels": 1_000_000,
     "workers": 3,
+    "ray_address": "ray://head:10001",
     "onnx_model": "/models/own.onnx",
     "onnx_input_size": 112,
     "onnx_alignment": "chip",
@@ -68,6 +69,8 @@ EVERY_SETTING = {
     "onnx_channels": "bgr",
     "extensions": (".png", ".tif"),
     "lock_timeout": 30.0,
+    "read_wait": 2.5,
+    "daemon_store_wait": 7.0,
     "quiet_seconds": 0.5,
     "batch_max": 16,
     "reconcile_minutes": 5.0,
@@ -149,6 +152,7 @@ def test_two_lock_waits_are_two_settings():
         ("page_size", "101", "less than or equal to 100"),
         ("extensions", "png,.jpg", "must start with '.'"),
         ("allow_file_actions", "perhaps", "valid boolean"),
+        ("ray_address", "head :6379", "not a Ray address"),
     ],
 )
 def test_every_rule_is_the_models_wherever_the_value_comes_from(tmp_path, name, value, why):

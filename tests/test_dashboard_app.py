@@ -435,7 +435,14 @@ def test_launch_command_round_trips_into_dashboard_settings(tmp_path):
         quarantine="trash",
     )
     cmd = dashboard_command(s)
-    assert cmd[:5] == [sys.executable, "-m", "streamlit", "run", APP]
+    # What is served: app.py behind the Host check of dashboard/serve.py.
+    assert cmd[:5] == [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(Path(APP).with_name("serve.py")),
+    ]
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--server.port") + 1] == "8599"
     got = parse_args(cmd[cmd.index("--") + 1 :])

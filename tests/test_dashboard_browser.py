@@ -6,6 +6,7 @@ executable path: `playwright install` is never needed (and would download a brow
 
 from __future__ import annotations
 
+import http.client
 import shutil
 import socket
 import subprocess
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, FloatRect, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
-APP = str(REPO / "dashboard" / "app.py")
+APP = str(REPO / "dashboard" / "serve.py")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 pytestmark = pytest.mark.skipif(
@@ -68,7 +69,8 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @contextmanager
 def serving(db: Path, root: Path, *app_args: str) -> Iterator[str]:
-    """`streamlit run dashboard/app.py -- --db ... --root ... *app_args`; yields its URL."""
+    """`streamlit run dashboard/serve.py -- --db ... --root ... *app_args` (what
+    `facelint dashboard` serves); yields its URL."""
     port = _free_port()
     # Streamlit's own log goes to a file, not a pipe nobody reads (a full pipe would
     # stall the server).
@@ -432,7 +434,10 @@ def test_merge_by_keyboard_moves_the_folder_and_undo_moves_it_back(dev_copy, run
     assert row is not None
     sid = str(row[0])
     card_class = "st-key-qcard-mistakes-" + sid.replace(":", "-")
-    with serving(db, root, "--allow-file-actions") as url, browser_page(browser) as page:
+    with (
+        serving(db, root, "--allow-file-actions", "--page-size", "3") as url,
+        browser_page(browser) as page,
+    ):
         page.goto(url, wait_until="domcontentloaded")
         # The landing page is the queue; the best suggestion holds the keyboard focus.
         page.wait_for_function(
@@ -466,6 +471,81 @@ def test_merge_by_keyboard_moves_the_folder_and_undo_moves_it_back(dev_copy, run
             arg=card_class,
             timeout=30_000,
         )
+        # The confidence sits under the card's buttons, where no tooltip covers it.
+        assert page.evaluate(_CONFIDENCE_UNDER_THE_BUTTONS, card_class)
+        # More mistakes for two pages of three: copies in other folders (duplicates) and
+        # a misfiled photo, stored by a scan beside the running dashboard; a new visit.
+        for src, dst in (
+            ("Penny/penny1.png", "Raj"),
+            ("Amy/amy1.png", "Howard"),
+            ("Leonard/leonard1.png", "Stuart"),
+        ):
+            shutil.copy2(root / src, root / dst / Path(src).name)
+        (root / "Barack_Obama" / "obama1.jpg").rename(root / "Sheldon" / "obama1.jpg")
+        run_scan(root, db)
+        page.reload(wait_until="domcontentloaded")
+        page.wait_for_function(
+            f"document.activeElement && document.activeElement.closest('{MISTAKE}')",
+            timeout=60_000,
+        )
+        _keys_reach_every_open_card(page, db)
+
+
+# Whether, in the card, the confidence line starts below its last button.
+_CONFIDENCE_UNDER_THE_BUTTONS = """c => {
+    const card = document.getElementsByClassName(c)[0];
+    const buttons = [...card.querySelectorAll('button')];
+    const conf = [...card.querySelectorAll('p')].find(p => p.innerText.startsWith('confidence'));
+    const lowest = Math.max(...buttons.slice(0, -1).map(b => b.getBoundingClientRect().bottom));
+    return !!conf && conf.getBoundingClientRect().top >= lowest - 1;
+}"""
+
+
+def _focused_mistake(page: Page) -> str | None:
+    return page.evaluate(
+        f"""() => {{
+            const c = document.activeElement && document.activeElement.closest('{MISTAKE}');
+            if (!c) return null;
+            const k = [...c.classList].find(x => x.startsWith('st-key-qcard-mistakes-'));
+            return k.slice('st-key-qcard-mistakes-'.length);
+        }}"""
+    )
+
+
+def _press_until(page: Page, key: str, want: str) -> None:
+    page.keyboard.press(key)
+    page.wait_for_function(
+        f"""w => {{
+            const a = document.activeElement;
+            const c = a && a.closest('{MISTAKE}');
+            return !!c && c.classList.contains('st-key-qcard-mistakes-' + w) && !a.disabled;
+        }}""",
+        arg=want,
+        timeout=30_000,
+    )
+
+
+def _keys_reach_every_open_card(page: Page, db: Path) -> None:
+    """Pages of three cards: decide out of order (J, skip, K past the skipped card, reject),
+    then K and J at the page's edges, and J alone walks every open card left, across
+    pages, each once and in the queue's order."""
+    from store import suggestions
+
+    with open_store(db, read_only=True, timeout=10) as con:
+        ids = [s.id for s in suggestions.queue(con, "open", (), 100)]
+    order = [sid.replace(":", "-") for sid in ids]
+    assert len(order) >= 6, order  # two pages of three, and more
+    assert _focused_mistake(page) == order[0]
+    _press_until(page, "j", order[1])
+    _press_until(page, "x", order[2])  # skip card 2: the focus moves on to card 3
+    _press_until(page, "k", order[0])  # back past the skipped card
+    _press_until(page, "d", order[2])  # reject card 1: on to card 3
+    page.keyboard.press("k")  # no open card before it, no page before this one
+    _press_until(page, "j", order[3])  # J turns the page: its first card
+    _press_until(page, "k", order[2])  # K turns it back: the card before
+    for card in order[3:]:
+        _press_until(page, "j", card)
+    assert [_suggestion_state(db, sid) for sid in ids[:3]] == ["rejected", "skipped", "open"]
 
 
 # -- names with markdown and HTML in them (issue 16, item 9) ---------------------------------
@@ -565,7 +645,8 @@ def test_markdown_and_html_in_names_show_as_typed_on_every_page(
                 arg=list(literal),
                 timeout=30_000,
             )
-            page.wait_for_timeout(1500)  # images and late fragments
+            # Images and late fragments: until the page has fetched everything it asked for.
+            page.wait_for_load_state("networkidle")
             assert page.locator('[data-testid="stException"]').count() == 0, path
             assert page.evaluate(_BUILT_FROM_A_NAME) == [], path
 
@@ -587,7 +668,7 @@ def test_markdown_and_html_in_names_show_as_typed_on_every_page(
         page.locator('input[type="file"]').set_input_files(str(photo))
         expect(page.get_by_text("1 face(s) in the photo")).to_be_visible(timeout=120_000)
         expect(page.get_by_text(ITALIC_FOLDER).first).to_be_visible(timeout=30_000)
-        page.wait_for_timeout(1500)
+        page.wait_for_load_state("networkidle")
         assert page.evaluate(_BUILT_FROM_A_NAME) == []
     assert [r for r in requests if urlparse(r).port == 9] == []
     assert dialogs == []
@@ -614,7 +695,16 @@ def _upgrade(port: int, host: str, origin: str) -> str:
         return s.recv(4096).decode("latin-1").split("\r\n", 1)[0]
 
 
-def test_a_websocket_with_a_foreign_host_is_refused(scanned_dev, tmp_path):
+def _get(port: int, path: str, host: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        connection.request("GET", path, headers={"Host": host})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_a_foreign_host_is_refused_on_the_websocket_and_over_http(scanned_dev, tmp_path):
     """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 opens the
     dashboard's websocket with Host and Origin both evil.example, so the same-origin check
     passes. The dashboard `facelint dashboard` serves refuses it by its Host."""
@@ -638,5 +728,39 @@ def test_a_websocket_with_a_foreign_host_is_refused(scanned_dev, tmp_path):
             for host in ("evil.example", f"evil.example:{port}"):
                 answer = _upgrade(port, host, f"http://{host}")
                 assert answer.split(" ")[1] == "403", (host, answer)
+            # Plain HTTP too: the page, a stored image's URL shape, the health route.
+            for path in ("/", "/media/0.jpg", "/_stcore/health"):
+                assert _get(port, path, "evil.example") == 400, path
+            assert _get(port, "/", f"localhost:{port}") == 200
         finally:
             _stop(proc)
+
+
+def test_a_page_that_waits_for_the_store_says_who_holds_it_within_a_second(dev_copy, browser):
+    """The Status page meets a store another process holds: while it waits, a note names
+    the holder's pid and the page's limit, within a second of the page reaching the read
+    (its "Store" heading is drawn just before it); the page then says busy and retries
+    (each retry waits and says so again), and once the store is let go no note is left."""
+    from playwright.sync_api import expect
+
+    from tests.conftest import release, store_held_by_another_process
+
+    root, db = dev_copy
+    with (
+        serving(db, root, "--page-lock-timeout", "4") as url,
+        browser_page(browser) as page,
+        store_held_by_another_process(db) as holder,
+    ):
+        page.goto(url + "status", wait_until="domcontentloaded")
+        expect(page.get_by_role("heading", name="Store")).to_be_visible(timeout=60_000)
+        started = time.monotonic()
+        note = page.get_by_text("waiting up to 4 s")
+        expect(note).to_be_visible(timeout=1_000)
+        said_after = time.monotonic() - started
+        text = note.inner_text()
+        assert f"pid {holder.pid}" in text and "held for writing by" in text, text
+        assert said_after < 1.0
+        expect(page.get_by_text("store busy, retrying")).to_be_visible(timeout=10_000)
+        release(holder)
+        expect(note).to_have_count(0, timeout=20_000)
+        expect(page.get_by_text("store busy, retrying")).to_have_count(0, timeout=20_000)

@@ -243,3 +243,17 @@ def test_status_on_a_foreign_duckdb_file_says_so(tmp_path, capsys):
     assert main(["status", "--db", str(db)]) == 4
     out = capsys.readouterr().out
     assert "encoding" in out and "cannot be read" in out, out
+
+
+def test_table_widths_are_measured_on_what_the_terminal_shows():
+    """An NFD name's combining marks take no column; wide characters take two."""
+    import unicodedata
+
+    from daemon.cli import _pad, _width
+
+    nfc = "長谷川ガク"
+    nfd = unicodedata.normalize("NFD", nfc)
+    assert len(nfd) > len(nfc)
+    assert _width(nfc) == _width(nfd) == 10
+    assert _width("ｽｽﾞｷ") == 4 and _width("Joe_Biden") == 9
+    assert _pad(nfd, 12) == nfd + "  "

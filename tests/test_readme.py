@@ -205,7 +205,17 @@ QUOTED = (
     Quoted(
         r"Measured in Chromium: median (\d+) ms from a key\s+press",
         "dashboard.txt",
-        r"^  median (\d+) ms, 90th percentile",
+        # The Pairs page's run (the Review page's are beside it).
+        r"D/S/X in turn[^\n]*\n(?:  [^\n]*\n)*?  median (\d+) ms, 90th percentile",
+    ),
+    Quoted(
+        r"beside it, on a 2-core machine that\s+other work kept at a load average of "
+        r"(\d+\.\d)–(\d+\.\d), the median was (\d+) ms "
+        r"\(90th percentile\s+(\d+) ms, the page turns\)",
+        "dashboard.txt",
+        r"Review page[^\n]*\n  condition: the daemon encoding[^\n]*load average \(1 min\) "
+        r"during the keys (\d+\.\d)-(\d+\.\d) [^\n]*\n(?:  [^\n]*\n)*?  median (\d+) ms, "
+        r"90th percentile (\d+) ms",
     ),
     # Millions of faces
     Quoted(
@@ -235,6 +245,33 @@ QUOTED = (
         "search.txt",
         r"; median (\d+\.\d+) s \(target",
     ),
+    Quoted(
+        r"the\s+daemon\s+answers\s+in\s+a\s+median\s+of\s+(\d+\.\d+) s\s+"
+        r"\(the round\s+trip the\s+dashboard\s+makes\)\s+and\s+`facelint search`"
+        r"\s+takes\s+(\d+\.\d+) s",
+        "search.txt",
+        r"round trip as the dashboard asks, \d+ runs: [^\n]*; median (\d+\.\d+) s, worst"
+        r"(?:(?!\n\n).)*?whole `facelint search --json` command[^\n]*; median (\d+\.\d+) s$",
+    ),
+    # How it works, step 8: the waits
+    Quoted(
+        r"the\s+longest\s+store\s+waits\s+were\s+(\d+\.\d+) s\s+for\s+a\s+`facelint status`"
+        r"\s+open,\s+(\d+\.\d+) s\s+for\s+a\s+page\s+and\s+(\d+\.\d+) s\s+for\s+the\s+daemon",
+        "waits.txt",
+        r"^worst store waits: a `facelint status` open (\d+\.\d+) s, a page (\d+\.\d+) s, "
+        r"the daemon (\d+\.\d+) s",
+    ),
+    # Encoding on a Ray cluster
+    Quoted(
+        r"to the very same vectors at (\d+\.\d)× the\s+local pool's CPU seconds, with "
+        r"(\d[\d,]*) MB of processes against the pool's (\d[\d,]*) MB, and\s+a job of 8 "
+        r"images — a small daemon batch — took (\d+\.\d) s",
+        "ray.txt",
+        r"\A(?=(?:.|\n)*?^ray_vs_local_cpu +(\d+\.\d+))"
+        r"(?=(?:.|\n)*?^ray_peak_rss_mb +(\d[\d,]*\.\d+))"
+        r"(?=(?:.|\n)*?^local_peak_rss_mb +(\d[\d,]*\.\d+))"
+        r"(?=(?:.|\n)*?^ray_small_job_wall_s +(\d+\.\d+))",
+    ),
 )
 
 # Figures in those sections that are settings or rules, not measurements: (README text
@@ -242,6 +279,7 @@ QUOTED = (
 NOT_MEASURED = (
     ("re-estimated when the set grows by 1 %", "the pipeline's re-estimate rule"),
     ("refreshes itself every 5 s", "the Status page's refresh interval"),
+    ("over the 300 ms target", "the keyboard's target (bench_dashboard.py)"),
     (f"heartbeat is older than {STALE_SECONDS:g} s", "the status file's staleness limit"),
 )
 

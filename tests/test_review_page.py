@@ -14,11 +14,13 @@ from store import actions as action_log
 from store import suggestions
 from store.connection import open_store
 from store.schema import SCHEMA_VERSION
+from store.suggestions import CONFIDENCE_FLOOR
 from tests import app_harness as harness
 from tests.app_harness import captions as image_captions
 from tests.app_harness import shown
 
 BIDEN = ("Joe_Biden", "Joseph_Biden")
+CARD_VALUES = ("accept", "quarantine", "reject", "skip")  # a card's buttons: <value>-<card>
 
 
 def start(monkeypatch, root: Path, db: Path, *extra: str) -> AppTest:
@@ -88,10 +90,14 @@ def test_the_queue_is_the_landing_page_and_records_decisions_without_file_action
     captions = image_captions(at)
     assert sum(c.startswith("biden") for c in captions) == 2
     assert sum(c.startswith("Joseph_Biden_") for c in captions) == 5
-    # Without file actions the card says "same person" and records only.
-    assert "same person" in [b.label for b in at.button if b.key == f"accept-{focus(at)}"]
+    # Without file actions the buttons confirm, never "fix": A records "confirmed, not
+    # fixed" and moves nothing.
+    assert [b.label for b in at.button if b.key == f"accept-{focus(at)}"] == [
+        "confirm: same person"
+    ]
+    assert at.button(key="q-mistakes-accept").label == "confirm"
     toolbar(at, "accept")
-    assert state_of(db, biden.id) == ("accepted", "Joseph_Biden")  # the larger folder
+    assert state_of(db, biden.id) == ("confirmed", "Joseph_Biden")  # the larger folder
     assert {k: files_in(root, k) for k in BIDEN} == before
     assert (f"{n - 1} open suggestion" if n > 1 else "No open suggestions") in shown(at)
     toolbar(at, "undo")
@@ -143,25 +149,6 @@ def _only_kind(at: AppTest, kind: str) -> AppTest:
     return at
 
 
-def test_duplicate_card_quarantines_the_copy_and_undo_puts_it_back(dev_copy, run_scan, monkeypatch):
-    root, db = _planted(dev_copy, run_scan)
-    at = _only_kind(start(monkeypatch, root, db, "--allow-file-actions"), "duplicate")
-    dup = suggestion(db, "duplicate")
-    text = shown(at)
-    assert "the copy" in text and "the first copy" in text
-    assert "**Raj/penny1.png**" in text and "**Penny/penny1.png**" in text
-    labels = [b.label for b in at.button if b.key and b.key.endswith(focus(at))]
-    assert labels == ["quarantine", "keep both", "skip"]
-    toolbar(at, "accept")
-    assert state_of(db, dup.id)[0] == "accepted"
-    assert not (root / "Raj" / "penny1.png").exists()
-    assert (root / "_quarantine" / "Raj" / "penny1.png").is_file()
-    assert (root / "Penny" / "penny1.png").is_file()
-    toolbar(at, "undo")
-    assert (root / "Raj" / "penny1.png").is_file()
-    assert state_of(db, dup.id)[0] == "open"
-
-
 def test_misfiled_card_moves_the_image_to_the_proposed_folder(dev_copy, run_scan, monkeypatch):
     root, db = _planted(dev_copy, run_scan)
     at = _only_kind(start(monkeypatch, root, db, "--allow-file-actions"), "misfiled")
@@ -192,7 +179,7 @@ def test_stranger_card_and_a_decided_one_cleared_from_the_rejected_list(
     text = shown(at)
     assert "**stranger in its folder**" in text and "matches no one in" in text
     labels = [b.label for b in at.button if b.key and b.key.endswith(focus(at))]
-    assert labels == ["quarantine", "filed right", "skip"]
+    assert labels == ["confirm: quarantine", "filed right", "skip"]  # file actions off
     toolbar(at, "reject")
     assert state_of(db, stranger.id)[0] == "rejected"
     left = len(strangers) - 1
@@ -213,6 +200,15 @@ def test_pages_of_the_queue(dev_copy, run_scan, monkeypatch):
         total = suggestions.count(con)
     assert total >= 3
     assert f"{total} open suggestions · showing 1–2" in shown(at)
+    # The confidence filter starts at the store's floor, shown; raised, it leaves the
+    # unlikelier suggestions out and says so.
+    assert at.slider(key="m_confidence").value == CONFIDENCE_FLOOR
+    with open_store(db, read_only=True, timeout=5) as con:
+        likely = suggestions.count(con, "open", (), 0.5)
+    assert 0 < likely < total
+    at.slider(key="m_confidence").set_value(0.5).run()
+    assert f"{likely} open suggestions with confidence ≥ 0.50" in shown(at)
+    at.slider(key="m_confidence").set_value(CONFIDENCE_FLOOR).run()
     at.button(key="mistakes-next").click().run()
     assert not at.exception
     assert f"showing 3–{min(4, total)}" in shown(at)
@@ -275,3 +271,96 @@ def test_a_schema_2_store_gains_action_batches_on_open(dev_copy):
         assert action_log.new_batch(con) >= 1
     assert version == (str(SCHEMA_VERSION),)
     assert old == [("old", None, None)]  # an old action stands alone
+
+
+def test_a_mistake_confirmed_without_file_actions_waits_to_be_fixed(dev_copy, monkeypatch):
+    """File actions off: A confirms (state `confirmed`, listed as "to fix"), nothing moves.
+    Later, with file actions on, the page says it waits, and A under "to fix" fixes it."""
+    root, db = dev_copy
+    at = start(monkeypatch, root, db)
+    biden = suggestion(db, "same_person")
+    toolbar(at, "accept")
+    assert state_of(db, biden.id)[0] == "confirmed"
+    assert (root / "Joe_Biden").is_dir()
+    at = start(monkeypatch, root, db, "--allow-file-actions")
+    assert "1 confirmed mistake waits to be fixed" in shown(at)
+    at.selectbox(key="m_state").set_value("confirmed").run()
+    assert "1 to fix (confirmed, not fixed) suggestions" in shown(at)
+    assert focus(at) == biden.id.replace(":", "-")
+    assert at.button(key="q-mistakes-accept").label == "fix it"
+    toolbar(at, "accept")
+    assert state_of(db, biden.id) == ("accepted", "Joseph_Biden")
+    assert not (root / "Joe_Biden").exists()
+
+
+def test_the_duplicate_card_keeps_the_original_whatever_the_paths(dev_copy, run_scan, monkeypatch):
+    """Penny's photo copied into Amy's folder ("Amy" sorts first): the card's copy is the
+    stray one in Amy, each side has "keep this one", and A quarantines the stray copy."""
+    root, db = dev_copy
+    shutil.copy2(root / "Penny" / "penny1.png", root / "Amy" / "penny1.png")
+    run_scan(root, db)
+    at = _only_kind(start(monkeypatch, root, db, "--allow-file-actions"), "duplicate")
+    dup = suggestion(db, "duplicate")
+    text = shown(at)
+    assert "the copy in Amy (the stray one)" in text and "the original in Penny" in text
+    assert "**Amy/penny1.png**" in text and "**Penny/penny1.png**" in text
+    card = focus(at)
+    keep = [b.label for b in at.button if b.key in (f"keep-copy-{card}", f"keep-original-{card}")]
+    assert keep == ["keep this one", "keep this one"]
+    labels = [b.label for b in at.button if b.key in (f"{v}-{card}" for v in CARD_VALUES)]
+    assert labels == ["quarantine", "keep both", "skip"]
+    toolbar(at, "accept")
+    assert state_of(db, dup.id)[0] == "accepted"
+    assert (root / "_quarantine" / "Amy" / "penny1.png").is_file()
+    assert not (root / "Amy" / "penny1.png").exists()
+    assert (root / "Penny" / "penny1.png").is_file()
+    # "keep this one" on the stray side takes the original out instead.
+    toolbar(at, "undo")
+    assert (root / "Amy" / "penny1.png").is_file()
+    at.button(key=f"keep-copy-{card}").click().run()
+    assert not at.exception, at.exception
+    assert (root / "_quarantine" / "Penny" / "penny1.png").is_file()
+    assert (root / "Amy" / "penny1.png").is_file()
+    assert state_of(db, dup.id)[0] == "accepted"
+
+
+def test_a_card_whose_suggestion_went_away_collapses_and_the_keys_move_on(
+    dev_copy, run_scan, monkeypatch
+):
+    """The daemon dropped the focused card's suggestion after the page loaded (a fix made
+    elsewhere made it moot): D collapses it as "no longer suggested", the focus moves on,
+    and nothing is recorded."""
+    root, db = _planted(dev_copy, run_scan)
+    at = start(monkeypatch, root, db)
+    first = focus(at)
+    with open_store(db, read_only=True, timeout=5) as con:
+        ids = [s.id for s in suggestions.queue(con, "open", (), 100)]
+    assert len(ids) >= 2 and ids[0].replace(":", "-") == first
+    with open_store(db) as con:
+        con.execute("UPDATE suggestion_rows SET active = false WHERE id = ?", [ids[0]])
+    toolbar(at, "reject")
+    assert "no longer suggested" in shown(at)
+    assert focus(at) == ids[1].replace(":", "-")
+    with open_store(db, read_only=True, timeout=5) as con:
+        assert suggestions.get(con, ids[0]) is None  # inactive, undecided: not listed
+
+
+def test_a_merge_of_one_name_in_two_forms_offers_the_nfc_name_alone():
+    import unicodedata
+
+    from dashboard.cards.base import Card
+    from dashboard.cards.same_person import one_name, surviving
+
+    nfc = "長谷川ガク"
+    nfd = unicodedata.normalize("NFD", nfc)
+
+    def card(a: str, b: str, sizes: dict[str, int]) -> Card:
+        s = suggestions.Suggestion(
+            "same:1:2", "same_person", 1.0, a, b, None, "", "open", None, 7, None, None
+        )
+        return Card(s, sizes)
+
+    # The NFD folder is the larger, yet the NFC name survives: one choice, not two.
+    assert one_name(card(nfd, nfc, {nfd: 4, nfc: 3})) == nfc
+    assert surviving(card(nfd, nfc, {nfd: 4, nfc: 3})) == nfc
+    assert one_name(card("Joe_Biden", "Joseph_Biden", {})) is None

@@ -4,6 +4,7 @@ status, problems, and the command line around them. Real stores, real subprocess
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -134,6 +135,37 @@ def test_bookmarked_person_url_opens_that_person(scanned_dev, monkeypatch):
     assert "## Michael_Caine" in shown(at)
 
 
+def test_person_urls_and_searches_that_match_no_folder_say_so(dev_copy, run_scan, monkeypatch):
+    """`?name=` in NFC opens a folder written in NFD; a name no folder has says "no such
+    folder"; a search that matches nothing says so instead of showing the last folder."""
+    import unicodedata
+
+    root, db = dev_copy
+    nfd = unicodedata.normalize("NFD", "長谷川ガク")
+    (root / "Michael_Caine").rename(root / nfd)
+    (root / "Anthony_Hopkins" / "Anthony_Hopkins_0002.jpg").unlink()
+    run_scan(root, db)
+    monkeypatch.setattr(sys, "argv", ["app.py", "--db", str(db), "--root", str(root)])
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["name"] = "長谷川ガク"
+    at.run()
+    at.switch_page("views/person.py").run()
+    assert not at.exception, at.exception
+    assert f"## {nfd}" in shown(at)
+    at.text_input(key="person_search").set_value("xyz_nobody").run()
+    text = shown(at)
+    assert "No folder matches “xyz_nobody”." in text and f"## {nfd}" not in text
+    at.text_input(key="person_search").set_value("").run()
+    at.query_params["name"] = "Nobody_Here"
+    at.run()
+    text = shown(at)
+    assert "no such folder: Nobody_Here" in text and "## Nobody_Here" not in text
+    # One image is "1 image".
+    at.text_input(key="person_search").set_value("anthony").run()
+    assert at.selectbox[0].options == ["Anthony_Hopkins (1 image)"]
+    assert "1 image" in [c.value for c in at.caption]
+
+
 def test_busy_store_keeps_the_page_and_says_why(scanned_dev, monkeypatch):
     root, db = scanned_dev
     # Busy is busy however long the wait: a short one (the waiting: test_store_lock.py).
@@ -191,6 +223,27 @@ def test_status_says_progress_from_the_status_file_and_without_it(
     status.write_text(json.dumps(live | {"progress": {"done": "x"}}), encoding="utf-8")
     at.run()
     assert not at.exception and "[info] daemon encoding" in shown(at)
+    # Moments to the second, and the histogram's axis in rounded scores.
+    text = shown(at)
+    assert re.search(r"images at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", text), text
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d", text)
+    (chart,) = at.get("vega_lite_chart")
+    scores = _chart_column(chart.proto, "score")
+    assert scores and all(re.fullmatch(r"[01]\.\d\d", str(v)) for v in scores), scores
+
+
+def _chart_column(proto: object, column: str) -> list:
+    """A column of the data a Vega-Lite chart was sent (Arrow IPC bytes in its proto)."""
+    import pyarrow as pa
+
+    blobs = [proto.data.data] if proto.data.data else []  # type: ignore[attr-defined]
+    blobs += [d.data.data for d in proto.datasets]  # type: ignore[attr-defined]
+    for blob in blobs:
+        table = pa.ipc.open_stream(blob).read_all()
+        for name in table.column_names:
+            if name == column or name.endswith(column):
+                return table.column(name).to_pylist()
+    return []
 
 
 # -- search by photo -----------------------------------------------------------------------

@@ -232,3 +232,45 @@ def test_review_queries_only_read(scanned_dev_loose):
         status_page.totals(con)
     finally:
         con.close()
+
+
+def test_names_are_searched_as_people_type_them_and_one_name_in_two_forms_is_one_person(
+    dev_copy, run_scan
+):
+    """Joseph Biden's five photos split between an NFC-named folder (what an IME types)
+    and an NFD-named one (what macOS writes) of one name; two more folders renamed to
+    a katakana and a spaced name. The Person search for the NFC name finds both folders
+    (each kept exactly as on disk), width forms and full-width spaces find their folders,
+    and the two forms are the first same_person suggestion, saying why."""
+    import shutil
+    import unicodedata
+
+    root, db = dev_copy
+    nfc_name = "長谷川ガク"
+    nfd_name = unicodedata.normalize("NFD", nfc_name)
+    assert nfd_name != nfc_name
+    (root / "Joseph_Biden").rename(root / nfc_name)
+    (root / nfd_name).mkdir()
+    for photo in sorted((root / nfc_name).iterdir())[:2]:
+        shutil.move(photo, root / nfd_name / photo.name)
+    (root / "Penny").rename(root / "スズキ")
+    (root / "Amy").rename(root / "田中 花子")
+    stats = run_scan(root, db)
+    assert stats.encoded == 0
+    with _ro(db) as con:
+        found = dict(person_page.class_names(con, nfc_name))
+        assert found == {nfc_name: 3, nfd_name: 2}
+        assert set(person_page.class_names(con, nfd_name)) == set(found.items())
+        assert [n for n, _ in person_page.class_names(con, "ｽｽﾞｷ")] == ["スズキ"]
+        assert [n for n, _ in person_page.class_names(con, "田中　花子")] == ["田中 花子"]
+        assert person_page.folders_named(con, nfc_name) == [nfc_name]
+        assert person_page.folders_named(con, "nobody") == []
+        rows = con.execute(
+            """SELECT class_a, class_b, rank_score, evidence FROM suggestions
+               WHERE kind = 'same_person' AND state = 'open'
+               ORDER BY rank_score DESC, id"""
+        ).fetchall()
+    first = rows[0]
+    assert {first[0], first[1]} == {nfc_name, nfd_name}
+    assert first[2] == 1.0
+    assert "the same name in two Unicode forms" in first[3]

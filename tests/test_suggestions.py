@@ -135,3 +135,49 @@ def test_suggest_finds_a_split_and_a_misfile_in_synthetic_people():
     same = [s for s in best if s.kind == "same_person"]
     assert same and {same[0].folder_a, same[0].folder_b} == {59, 60}
     assert all(0.0 <= s.confidence <= 1.0 for s in found)
+
+
+# -- duplicates keep the right file (issue 15, item 1) ---------------------------------------
+
+
+def test_a_stray_copy_is_the_duplicate_whatever_its_path_and_never_a_stranger(dev_copy, run_scan):
+    """A copy of Penny's photo planted in Amy's folder: "Amy" sorts before "Penny", so the
+    first copy by path is the stray one. The faces say whose photo it is: the stray copy
+    in Amy is the duplicate, the original in Penny stays, and neither copy is anyone's
+    stranger or misfile."""
+    root, db = dev_copy
+    shutil.copy2(root / "Penny" / "penny1.png", root / "Amy" / "penny1.png")
+    run_scan(root, db)
+    rows = queue(db)
+    dup = [r for r in rows if r[1] == "duplicate"]
+    assert [(r[2], r[3], r[4]) for r in dup] == [("Amy", "Penny", "Amy/penny1.png")]
+    assert "also Penny/penny1.png in Penny, whose person it is" in dup[0][7]
+    assert "misfiled" in dup[0][7]
+    assert not [
+        r for r in rows if r[4] in ("Amy/penny1.png", "Penny/penny1.png") and r is not dup[0]
+    ]
+
+
+def test_without_faces_the_copy_stored_first_is_the_original_never_the_path():
+    from daemon.kinds.duplicate import KIND
+
+    def snap(first_seen: list[int]) -> SimpleNamespace:
+        # Three files, one content in two folders and no face (no_face images).
+        return SimpleNamespace(
+            file_ids=np.array([1, 2, 3]),
+            file_paths=["A/x.jpg", "B/x.jpg", "B/y.jpg"],
+            file_classes=["A", "B", "B"],
+            file_hashes=["h", "h", "k"],
+            file_first_seen=np.array(first_seen),
+            faces=SimpleNamespace(ids=np.empty(0, np.int64), classes=[], hashes=[]),
+        )
+
+    folders = {"A": 10, "B": 20}
+    # B's copy was stored first: A's (first by path) is the copy.
+    (said,) = KIND.survey(snap([200, 100, 100]), folders).found  # type: ignore[arg-type]
+    assert (said.row.class_a_name, said.row.class_b_name) == ("A", "B")
+    assert said.row.path_name == "A/x.jpg"
+    assert "the copy stored first (B's) is kept" in said.row.evidence
+    survey = KIND.survey(snap([100, 200, 100]), folders)  # type: ignore[arg-type]
+    assert [s.row.path_name for s in survey.found] == ["B/x.jpg"]
+    assert survey.left_out == {2}

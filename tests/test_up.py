@@ -74,7 +74,9 @@ def port_free(port: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGHUP], ids=["SIGKILL", "SIGHUP"])
+@pytest.mark.parametrize(
+    "how", [signal.SIGKILL, signal.SIGHUP, signal.SIGINT], ids=["SIGKILL", "SIGHUP", "SIGINT"]
+)
 def test_the_dashboard_dies_with_up_however_up_ends(tmp_path, how):
     port = free_port()
     d = DaemonProcess(
@@ -94,6 +96,8 @@ def test_the_dashboard_dies_with_up_however_up_ends(tmp_path, how):
         code = d.proc.wait(timeout=60)
         if how == signal.SIGHUP:
             assert code == 0  # a clean stop, like SIGTERM
+        if how == signal.SIGINT:
+            assert code == 130  # Ctrl-C: interrupted, as README says
         wait_for(lambda: port_free(port), 10, "the dashboard's port to be free")
         wait_for(lambda: not any(alive(k) for k in kids), 10, "the dashboard to end")
     finally:

@@ -130,4 +130,12 @@ class FromSnapshot(SuggestionKind):
     """A kind read off the snapshot, no model needed."""
 
     @abstractmethod
-    def survey(self, snap: Snapshot, folder_of_class: dict[str, int]) -> Survey: ...
+    def survey(
+        self,
+        snap: Snapshot,
+        folder_of_class: dict[str, int],
+        unit: np.ndarray | None = None,
+        cal: Calibration | None = None,
+    ) -> Survey:
+        """`unit`: the standing face of each file of snap.faces (unit length), and `cal`
+        the scoring, for a kind that lets the faces settle what the snapshot cannot."""

@@ -18,6 +18,7 @@ from functools import cache
 import numpy as np
 
 from daemon.common.kindmodules import kind_module
+from daemon.kinds import same_person
 from daemon.kinds.base import (
     EvidencePair,
     FromSnapshot,
@@ -136,7 +137,7 @@ def find_suggestions(
     current match lists as row indices of snap.faces."""
     out = Suggestions()
     surveys: list[Survey] = [
-        k.survey(snap, folder_of_class) for k in kinds() if isinstance(k, FromSnapshot)
+        k.survey(snap, folder_of_class, unit, cal) for k in kinds() if isinstance(k, FromSnapshot)
     ]
     left_out = set().union(*(s.left_out for s in surveys))
     faces = snap.faces
@@ -192,8 +193,24 @@ def find_suggestions(
         for said in survey.found:
             out.rows.append(said.row)
             out.pairs.extend(said.pairs)
+    _name_twins(snap, folder_of_class, out)
     _reopen(snap, out)
     return out
+
+
+def _name_twins(snap: Snapshot, folder_of_class: dict[str, int], out: Suggestions) -> None:
+    """Folders that are one name in two Unicode forms are one same_person suggestion,
+    certain by the names; what the faces said of the pair, if anything, follows."""
+    at = {row.id: i for i, row in enumerate(out.rows)}
+    for said in same_person.unicode_twins(snap, folder_of_class):
+        row = said.row
+        if row.id in at:
+            found = out.rows[at[row.id]]
+            out.rows[at[row.id]] = dataclasses.replace(
+                row, evidence=f"{row.evidence}; the faces: {found.evidence}"
+            )
+        else:
+            out.rows.append(row)
 
 
 def _reopen(snap: Snapshot, out: Suggestions) -> None:

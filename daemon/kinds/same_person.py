@@ -12,6 +12,10 @@ Id: `same:<folder id>:<folder id>`, the smaller first.
 
 from __future__ import annotations
 
+import unicodedata
+from collections import Counter, defaultdict
+from itertools import combinations
+
 import numpy as np
 
 from daemon.kinds.base import Described, FromStatistics, Scene
@@ -24,6 +28,7 @@ from daemon.kinds.stats import (
     above,
     odds_to_probability,
 )
+from daemon.snapshot import Snapshot
 from store.suggestions import SuggestionRow
 from store.vocab import Kind
 
@@ -106,6 +111,48 @@ class SamePerson(FromStatistics):
             path_name=None,
         )
         return Described(row, scene.evidence(sid, pairs))
+
+
+def unicode_twins(snap: Snapshot, folder_of_class: dict[str, int]) -> list[Described]:
+    """Two folders whose names differ only by Unicode normalisation (macOS writes names
+    in NFD, a keyboard types NFC): one person by their names alone, whatever the faces
+    say, so certain (confidence 1.0) and first in the queue. The merge keeps the NFC name
+    (dashboard/cards/same_person.py)."""
+    forms: dict[str, list[str]] = defaultdict(list)
+    for klass in sorted(folder_of_class):
+        forms[unicodedata.normalize("NFC", klass)].append(klass)
+    sizes = Counter(snap.file_classes)
+    out = []
+    for name, spelled in sorted(forms.items()):
+        for a, b in combinations(spelled, 2):
+            fa, fb = folder_of_class[a], folder_of_class[b]
+            text = (
+                f"{a} ({sizes[a]}) and {b} ({sizes[b]}): the same name in two Unicode "
+                f"forms ({_form(a)} and {_form(b)}; a keyboard types NFC, macOS writes "
+                f"NFD): one folder under the NFC name {name}"
+            )
+            row = SuggestionRow(
+                id=suggestion_id(fa, fb),
+                kind=Kind.SAME_PERSON,
+                model=None,
+                folder_a=fa,
+                folder_b=fb,
+                hash=None,
+                file_id=None,
+                rank_score=1.0,
+                strength=1.0,
+                images=sizes[a] + sizes[b],
+                evidence=text,
+                class_a_name=a,
+                class_b_name=b,
+                path_name=None,
+            )
+            out.append(Described(row))
+    return out
+
+
+def _form(name: str) -> str:
+    return next((f for f in ("NFC", "NFD") if unicodedata.is_normalized(f, name)), "mixed")
 
 
 KIND = SamePerson()

@@ -42,14 +42,16 @@ import numpy as np
 
 from daemon.common.stats import Tail, folder_tail
 from daemon.index.centroids import above_indexed
+from store.suggestions import CONFIDENCE_FLOOR
 from store.vocab import Kind
 
 # Prior odds that an image was filed from another folder: scraped sets are mostly right,
 # about one image in a hundred carries another folder's name (one of F). The other
 # kinds' priors are in their modules.
 MISFILED_RATE = 0.01
-# Suggestions below this confidence are not kept: the queue would only grow.
-MIN_CONFIDENCE = 0.02
+# Suggestions below this confidence are not kept: the queue would only grow (the store
+# names the floor: the Review page's filter starts there).
+MIN_CONFIDENCE = CONFIDENCE_FLOOR
 # Folder-size classes (by images): the null tail is fitted per class where it has data.
 SIZE_EDGES = np.array([1, 2, 3, 5, 9, 17])
 # Random draws per size class for the null tail, and the fewest for a class of its own.

@@ -94,20 +94,28 @@ class CardKind(ABC):
 def quarantine_choice(s: Suggestion, value: str, files_on: bool) -> Choice:
     return Choice(
         value,
-        # Short labels: the card's button column is narrow; the help says the rest.
-        "quarantine",
+        # Short labels: the card's button column is narrow; the help says the rest. A
+        # button says "fix" only when it moves files: otherwise it confirms.
+        "quarantine" if files_on else "confirm: quarantine",
         "Q",
         help=f"moves {s.path} to the quarantine folder (kept, not deleted)"
         if files_on
-        else "records the decision, moves no file",
+        else CONFIRM_HELP,
     )
+
+
+# What a decision does with file actions off.
+CONFIRM_HELP = (
+    "records that the mistake is real and moves no file: it waits under state 'to fix' "
+    "until it is fixed with file actions on"
+)
 
 
 def quarantine(settings: DashboardSettings, s: Suggestion) -> Done:
     """The image leaves the data set (kept in the quarantine folder)."""
     if settings.allow_file_actions:
         return actions.quarantine_image(settings, s)
-    return actions.record_suggestion(settings, s, Decision.ACCEPTED, target=settings.quarantine)
+    return actions.record_suggestion(settings, s, Decision.CONFIRMED, target=settings.quarantine)
 
 
 def strip(

@@ -10,6 +10,7 @@ from dashboard import actions
 from dashboard.actions import Done
 from dashboard.cards.base import (
     ACCEPT,
+    CONFIRM_HELP,
     QUARANTINE,
     REJECT,
     SKIP_CHOICE,
@@ -36,11 +37,11 @@ class MisfiledCard(CardKind):
         s = card.s
         move = Choice(
             ACCEPT,
-            "move image",
+            "move image" if files_on else "confirm: misfiled",
             "A",
             help=f"moves {s.path} into {s.class_b}/"
             if files_on
-            else f"records that it belongs in {s.class_b}",
+            else f"records that it belongs in {s.class_b}; {CONFIRM_HELP}",
         )
         keep = Choice(REJECT, "filed right", "D")
         return (move, quarantine_choice(s, QUARANTINE, files_on), keep, SKIP_CHOICE)
@@ -54,7 +55,7 @@ class MisfiledCard(CardKind):
             return quarantine(settings, s)
         if settings.allow_file_actions:
             return actions.move_image(settings, s)
-        return actions.record_suggestion(settings, s, Decision.ACCEPTED, target=s.class_b)
+        return actions.record_suggestion(settings, s, Decision.CONFIRMED, target=s.class_b)
 
 
 CARD = MisfiledCard()

@@ -4,6 +4,7 @@ are different people."""
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
 import streamlit as st
@@ -12,6 +13,7 @@ from dashboard import actions, ui
 from dashboard.actions import Done
 from dashboard.cards.base import (
     ACCEPT,
+    CONFIRM_HELP,
     QUARANTINE,
     REJECT,
     SKIP_CHOICE,
@@ -33,9 +35,22 @@ def _keep_key(card: Card) -> str:
     return f"keep-{card_key(card)}"
 
 
+def one_name(card: Card) -> str | None:
+    """The name a merge must keep when the two are one name in two Unicode forms: the
+    NFC form (what a keyboard types); None when the names differ, or neither is NFC."""
+    a, b = card.s.class_a, card.s.class_b
+    if not a or not b or unicodedata.normalize("NFC", a) != unicodedata.normalize("NFC", b):
+        return None
+    return next((n for n in (a, b) if unicodedata.is_normalized("NFC", n)), None)
+
+
 def surviving(card: Card) -> str:
-    """The name a merge keeps: the reviewer's choice, else the larger folder's."""
+    """The name a merge keeps: the NFC one of one name in two forms; else the reviewer's
+    choice, else the larger folder's."""
     s = card.s
+    nfc = one_name(card)
+    if nfc is not None:
+        return nfc
     chosen = st.session_state.get(_keep_key(card))
     if chosen in (s.class_a, s.class_b):
         return str(chosen)
@@ -60,7 +75,7 @@ class SamePersonCard(CardKind):
                 "folder into the surviving one (one undo takes it all back)",
             )
             if files_on
-            else Choice(ACCEPT, "same person", "A", help="records the decision, moves no file")
+            else Choice(ACCEPT, "confirm: same person", "A", help=CONFIRM_HELP)
         )
         return (merge, Choice(REJECT, "different people", "D"), SKIP_CHOICE)
 
@@ -71,7 +86,13 @@ class SamePersonCard(CardKind):
             if klass:
                 with col:
                     strip(settings, klass, card, STRIP, STRIP_COLUMNS)
-        if settings.allow_file_actions and s.state == State.OPEN and s.class_a and s.class_b:
+        fixable = s.state in (State.OPEN, State.CONFIRMED)
+        if settings.allow_file_actions and fixable and one_name(card) is not None:
+            # One name, two forms: two identical-looking choices would be no choice.
+            st.caption(
+                ui.md(f"surviving name: {surviving(card)} (the NFC form, as keyboards type it)")
+            )
+        elif settings.allow_file_actions and fixable and s.class_a and s.class_b:
             names = [s.class_a, s.class_b]
             st.radio(
                 "surviving name (the other folder's files move into it)",
@@ -91,7 +112,7 @@ class SamePersonCard(CardKind):
         keep = surviving(card)
         if settings.allow_file_actions:
             return actions.merge(settings, card.s, keep)
-        return actions.record_suggestion(settings, card.s, Decision.ACCEPTED, target=keep)
+        return actions.record_suggestion(settings, card.s, Decision.CONFIRMED, target=keep)
 
 
 CARD = SamePersonCard()

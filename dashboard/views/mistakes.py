@@ -4,20 +4,27 @@ per card from the keyboard. The pairs page stays for the detail under a card."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import duckdb
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from dashboard import actions, ui
+from dashboard import actions, db, ui
 from dashboard.actions import Done
 from dashboard.cards.base import (
     ACCEPT,
+    CONFIRM_HELP,
+    FACE,
+    PHOTO,
     QUARANTINE,
     REJECT,
+    ROW,
     SKIP,
     SKIP_CHOICE,
     STRIP,
+    THUMB,
     Card,
     card_key,
 )
@@ -25,48 +32,66 @@ from dashboard.cards.registry import card_for, labels
 from dashboard.queue import CardQueue, Choice, shortcuts_help
 from dashboard.settings import DashboardSettings, current
 from store import suggestions
+from store.connection import StoreBusy, StoreMissing
 from store.queries import images as image_rows
 from store.queries import review_cards
+from store.suggestions import CONFIDENCE_FLOOR
 from store.vocab import State
 
 STATE_LABELS = {
     State.OPEN: "open",
-    State.ACCEPTED: "accepted",
+    State.CONFIRMED: "to fix (confirmed, not fixed)",
+    State.ACCEPTED: "accepted (fixed)",
     State.REJECTED: "rejected",
     State.SKIPPED: "skipped",
     "all": "all",
 }
-# A CardQueue value -> the suggestion state it leaves (what an undo expects to find).
-STATE_OF = {
-    ACCEPT: State.ACCEPTED,
-    QUARANTINE: State.ACCEPTED,
-    REJECT: State.REJECTED,
-    SKIP: State.SKIPPED,
-}
 
-# The toolbar: one key per decision, whatever the card's kind; each card's buttons say
-# what that decision does to it (dashboard/cards/<kind>.py).
-CHOICES = (
-    Choice(
-        ACCEPT,
-        "fix it",
-        "A",
-        primary=True,
-        help="same person: merge the folders · misfiled: move the image to the proposed "
-        "folder · stranger, duplicate: quarantine the image",
-    ),
-    Choice(QUARANTINE, "quarantine", "Q", help="take the image out of the data set"),
-    Choice(
-        REJECT,
-        "no mistake",
-        "D",
-        help="different people · filed right · keep both copies",
-    ),
-    SKIP_CHOICE,
-)
+
+def state_of(value: str, files_on: bool) -> State:
+    """The suggestion state a CardQueue value leaves (what an undo expects to find)."""
+    if value in (ACCEPT, QUARANTINE):
+        return State.ACCEPTED if files_on else State.CONFIRMED
+    return {REJECT: State.REJECTED, SKIP: State.SKIPPED}[value]
+
+
+def choices(files_on: bool) -> tuple[Choice, ...]:
+    """The toolbar: one key per decision, whatever the card's kind; each card's buttons say
+    what that decision does to it (dashboard/cards/<kind>.py). A says "fix" only when
+    files will move."""
+    accept = (
+        Choice(
+            ACCEPT,
+            "fix it",
+            "A",
+            primary=True,
+            help="same person: merge the folders · misfiled: move the image to the proposed "
+            "folder · stranger, duplicate: quarantine the image",
+        )
+        if files_on
+        else Choice(ACCEPT, "confirm", "A", primary=True, help=CONFIRM_HELP)
+    )
+    return (
+        accept,
+        Choice(
+            QUARANTINE,
+            "quarantine" if files_on else "confirm: quarantine",
+            "Q",
+            help="take the image out of the data set" if files_on else CONFIRM_HELP,
+        ),
+        Choice(
+            REJECT,
+            "no mistake",
+            "D",
+            help="different people · filed right · keep both copies",
+        ),
+        SKIP_CHOICE,
+    )
+
 
 FILE_ACTIONS_OFF = (
-    "File actions are off: this page only records decisions (no file moves). Merging "
+    "File actions are off: this page only records decisions (no file moves). A and Q "
+    "*confirm* a mistake: it waits under state 'to fix' until it is fixed. Merging "
     "folders, moving or quarantining images needs `--allow-file-actions` (or "
     "`allow_file_actions = true` in facelint.toml)."
 )
@@ -74,9 +99,10 @@ FILE_ACTIONS_OFF = (
 # -- loading -------------------------------------------------------------------------------
 
 
-def _filters() -> tuple[str, tuple[str, ...]]:
+def _filters() -> tuple[str, tuple[str, ...], float]:
     st.session_state.setdefault("m_state", State.OPEN.value)
     st.session_state.setdefault("m_kinds", [])
+    st.session_state.setdefault("m_confidence", CONFIDENCE_FLOOR)
     kind_labels = labels()
     with st.sidebar:
         st.subheader("Filters")
@@ -92,29 +118,55 @@ def _filters() -> tuple[str, tuple[str, ...]]:
             list(STATE_LABELS),
             format_func=STATE_LABELS.__getitem__,
             key="m_state",
-            help="open: the review queue; the others show decided ones, to clear a decision",
+            help="open: the review queue; to fix: mistakes confirmed while file actions "
+            "were off, waiting for their fix; the others show decided ones, to clear a "
+            "decision",
         )
-    return str(state), tuple(kinds)
+        floor = st.slider(
+            "confidence at least",
+            min_value=0.0,
+            max_value=1.0,
+            step=0.01,
+            format="%.2f",
+            key="m_confidence",
+            help=f"the store keeps no suggestion below {CONFIDENCE_FLOOR:.2f} (its floor, "
+            "the default here); raise it to see only the likelier mistakes",
+        )
+    return str(state), tuple(kinds), float(floor)
 
 
-def _page(flt: tuple) -> int:
-    """The page shown; a new filter starts at page 1."""
+def _offset(flt: tuple) -> int:
+    """Where the page shown starts in the listing; a new filter starts at the top."""
     if st.session_state.get("m_filter") != flt:
         st.session_state["m_filter"] = flt
-        st.session_state["m_page"] = 1
-    return int(st.session_state["m_page"])
+        st.session_state["m_offset"] = 0
+    return int(st.session_state.get("m_offset", 0))
 
 
-def _set_page(page: int) -> None:
-    st.session_state["m_page"] = max(1, page)
+def _set_offset(offset: int) -> None:
+    st.session_state["m_offset"] = max(0, offset)
+
+
+def _still_listed(state: str) -> int:
+    """Cards of the page shown that the listing still holds: a decided card leaves every
+    listing but 'all'."""
+    cards = st.session_state.get("q_mistakes_cards", [])
+    if state == "all":
+        return len(cards)
+    return len(cards) - len(st.session_state.get("q_mistakes_decided", {}))
 
 
 def read_cards(
-    con: duckdb.DuckDBPyConnection, state: str, kinds: Sequence[str], size: int, offset: int
+    con: duckdb.DuckDBPyConnection,
+    state: str,
+    kinds: Sequence[str],
+    size: int,
+    offset: int,
+    min_confidence: float = 0.0,
 ) -> tuple[list[Card], int]:
     """One page of cards with every image they show, in one read."""
-    rows = suggestions.queue(con, state, kinds, size, offset)
-    total = suggestions.count(con, state, kinds)
+    rows = suggestions.queue(con, state, kinds, size, offset, min_confidence)
+    total = suggestions.count(con, state, kinds, min_confidence)
     folders = sorted({n for s in rows for n in (s.class_a, s.class_b) if n})
     sizes = review_cards.folder_sizes(con, folders)
     # One more than shown: the card's own image is left out of its folder's strip.
@@ -148,32 +200,101 @@ def _reloading(fn: Callable[..., Done], *args: object) -> None:
 
 def render(settings: DashboardSettings) -> None:
     st.header("Review")
-    state, kinds = _filters()
+    state, kinds, floor = _filters()
     size = settings.page_size
-    if not settings.allow_file_actions:
+    files_on = settings.allow_file_actions
+    flt = (state, kinds, floor)
+    if not files_on:
         st.caption(FILE_ACTIONS_OFF)
+    elif state == State.OPEN:
+        _to_fix_note(settings, kinds)
 
     def context() -> tuple:
-        return (state, kinds, _page((state, kinds)))
+        return (*flt, _offset(flt))
 
     def meta() -> dict:
         return st.session_state.get("mistakes_meta", {})
 
-    def load() -> list[Card] | None:
-        offset = (_page((state, kinds)) - 1) * size
-        got = ui.query(
-            settings, lambda con: read_cards(con, state, kinds, size, offset), keep="mistakes"
-        )
-        if got is None:
+    def preloaded(offset: int) -> tuple[list[Card], int] | None:
+        """The page preloaded for this offset: J (or "next page") turned to where it
+        starts, or every card of the page it follows was decided (they left the listing,
+        so the page after them now starts where theirs did). Not after a reload for
+        another reason (a decision cleared, an undo from an earlier page)."""
+        ready = _PRELOADED.pop(_session(), None)
+        if ready is None or ready["flt"] != flt or ready["size"] != size:
             return None
-        cards, total = got
+        if ready["got"] is None:
+            return None  # still loading: the page loads as usual
+        moved_up = state != "all" and offset == ready["base"]
+        if offset != ready["start"] and not (
+            moved_up and not st.session_state.get("q_mistakes_stale")
+        ):
+            return None
+        cards, total = ready["got"]
+        if state != "all":
+            # Decided since it was counted: out of the listing.
+            total -= len(st.session_state.get("q_mistakes_decided", {})) - ready["decided"]
+        return cards, total
+
+    def load() -> list[Card] | None:
+        offset = _offset(flt)
+        ready = preloaded(offset)
+        if ready is not None:
+            cards, total = ready
+        else:
+            got = ui.query(
+                settings,
+                lambda con: read_cards(con, state, kinds, size, offset, floor),
+                keep="mistakes",
+            )
+            if got is None:
+                return None
+            cards, total = got
         st.session_state["mistakes_meta"] = {"total": total}
         return cards
+
+    def preload(page: Sequence[Card]) -> None:
+        """The next page's cards and their images, while the reader looks at this one:
+        J past the last card, or the last decision of a page, then draws at once."""
+        total = int(meta().get("total", 0))
+        base = _offset(flt)
+        start = base + _still_listed(state)
+        if not page or base + len(page) >= total:
+            return
+        ready = _PRELOADED.get(_session())
+        shown = tuple(card_key(c) for c in page)
+        if ready is not None and (ready["flt"], ready["size"], ready["base"], ready["page"]) == (
+            flt,
+            size,
+            base,
+            shown,
+        ):
+            # Loaded after this very page: a decision on it since moved the next page up
+            # in the listing by one, and changed nothing in it. No second read.
+            ready["start"] = start
+            return
+        ready = {
+            "flt": flt,
+            "size": size,
+            "base": base,
+            "start": start,
+            "page": shown,
+            "got": None,
+            "decided": len(st.session_state.get("q_mistakes_decided", {})),
+        }
+        _PRELOADED[_session()] = ready
+        # In a thread of its own: the run ends at once, so the reader's next key is not
+        # kept waiting on a read and a page of image renders (seconds under load).
+        threading.Thread(
+            target=_preload_page,
+            args=(ready, settings, (state, kinds, size, start, floor)),
+            daemon=True,
+        ).start()
 
     def summary(card: Card) -> str:
         s = card.s
         by = f" by {ui.md(s.decided_by)}" if s.decided_by else ""
-        decided = f"  \n**{ui.md(s.state)}**{by}"
+        decided = f"  \n**{ui.md(STATE_LABELS.get(s.state, s.state))}**{by}"
         return f"confidence **{s.rank_score:.2f}**" + (decided if s.state != State.OPEN else "")
 
     def title(card: Card) -> str:
@@ -191,19 +312,21 @@ def render(settings: DashboardSettings) -> None:
             )
 
     def undo(card: Card, value: str) -> str:
-        return actions.clear_suggestion(settings, card.s, only_if=STATE_OF[value]).message
+        expected = state_of(value, files_on)
+        return actions.clear_suggestion(settings, card.s, only_if=expected).message
 
     def header(page: Sequence[Card]) -> None:
         ui.show_flash(lambda action_id: _reloading(actions.undo, settings, action_id))
-        first = (_page((state, kinds)) - 1) * size
+        first = _offset(flt)
         total = int(meta().get("total", 0))
-        if state == State.OPEN:
-            # Decided since this page was loaded: out of the queue.
+        if state != "all":
+            # Decided since this page was loaded: out of the listing.
             total -= len(st.session_state.get("q_mistakes_decided", {}))
         what = (
             STATE_LABELS[state]
             + " suggestions"
             + (f" ({', '.join(card_for(k).label for k in kinds)})" if kinds else "")
+            + (f" with confidence ≥ {floor:.2f}" if floor > CONFIDENCE_FLOOR else "")
         )
         if page:
             st.caption(
@@ -213,29 +336,46 @@ def render(settings: DashboardSettings) -> None:
         else:
             st.write(f"No {what}.")
 
+    def turn(step: int) -> bool:
+        """Another page, from the keyboard or the footer's buttons; whether there was one.
+        The next starts after this page's cards still listed (decided ones left it)."""
+        offset = _offset(flt)
+        if step > 0:
+            shown = len(st.session_state.get("q_mistakes_cards", []))
+            if offset + shown >= int(meta().get("total", 0)):
+                return False
+            _set_offset(offset + _still_listed(state))
+            return True
+        if offset <= 0:
+            return False
+        _set_offset(offset - size)
+        return True
+
     def footer(page: Sequence[Card]) -> None:
-        page_no = _page((state, kinds))
-        pages = max(1, -(-int(meta().get("total", 0)) // size))
+        offset = _offset(flt)
+        total = int(meta().get("total", 0))
+        page_no = offset // size + 1
+        pages = max(page_no, -(-total // size))
         prev_col, where, next_col = st.columns([2, 3, 2], vertical_alignment="center")
         prev_col.button(
             "← previous page",
             key="mistakes-prev",
-            disabled=page_no == 1,
-            on_click=_set_page,
-            args=(page_no - 1,),
+            disabled=offset <= 0,
+            on_click=turn,
+            args=(-1,),
         )
         where.caption(f"page {page_no:,} of {pages:,}")
         next_col.button(
             "next page →",
             key="mistakes-next",
-            disabled=page_no >= pages,
-            on_click=_set_page,
-            args=(page_no + 1,),
+            disabled=offset + len(page) >= total,
+            on_click=turn,
+            args=(1,),
         )
 
     queue: CardQueue[Card] = CardQueue(
         name="mistakes",
-        choices=CHOICES,
+        choices=choices(files_on),
         load=load,
         context=context,
         key=card_key,
@@ -246,11 +386,53 @@ def render(settings: DashboardSettings) -> None:
         footer=footer,
         summary=summary,
         title=title,
-        card_choices=lambda card: card_for(card.s.kind).choices(card, settings.allow_file_actions),
+        card_choices=lambda card: card_for(card.s.kind).choices(card, files_on),
         empty=lambda: _live_empty(settings, state, kinds),
+        next_page=lambda: turn(1),
+        previous_page=lambda: turn(-1),
+        preload=preload,
     )
     st.caption(shortcuts_help(queue))
     queue.render()
+
+
+# The next page of cards, loaded beside the page shown, per browser session: a worker
+# thread fills it (it cannot write Session State) and the page takes it when it turns.
+_PRELOADED: dict[str, dict] = {}
+
+
+def _session() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else ""
+
+
+def _preload_page(ready: dict, settings: DashboardSettings, query: tuple) -> None:
+    state, kinds, size, start, floor = query
+    try:
+        got = db.read(settings, lambda con: read_cards(con, state, kinds, size, start, floor))
+    except (StoreBusy, StoreMissing, duckdb.Error):
+        return  # only a head start: the page loads as usual when it is shown
+    ready["got"] = got
+    # At the sizes the cards draw them (dashboard/cards/base.py).
+    for card in got[0]:
+        for image in [card.image, *card.more.values()]:
+            if image is not None:
+                ui.warm_image(settings, image, FACE, face=True)
+                ui.warm_image(settings, image, PHOTO, face=False)
+        for strip in card.strips.values():
+            for image in strip[:ROW]:
+                ui.warm_image(settings, image, THUMB, face=True)
+
+
+def _to_fix_note(settings: DashboardSettings, kinds: tuple[str, ...]) -> None:
+    """Mistakes confirmed while file actions were off wait for their fix: say so."""
+    waiting = ui.query(settings, lambda con: suggestions.count(con, State.CONFIRMED, kinds))
+    if waiting:
+        st.info(
+            f"{waiting:,} confirmed mistake{'s' if waiting != 1 else ''} "
+            f"{'wait' if waiting != 1 else 'waits'} to be fixed (recorded while file actions "
+            "were off): choose state 'to fix' to fix them now."
+        )
 
 
 def _live_empty(settings: DashboardSettings, state: str, kinds: tuple[str, ...]) -> None:

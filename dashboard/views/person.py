@@ -3,8 +3,12 @@ to spot the stranger in a folder. Bookmarkable: /person?name=<class>."""
 
 from __future__ import annotations
 
+import unicodedata
+from collections import Counter
+
 import streamlit as st
 
+from daemon.common import humanize
 from dashboard import ui
 from dashboard.settings import DashboardSettings, current
 from store.queries import person as person_page
@@ -40,46 +44,74 @@ def pager(label: str, total: int, size: int, key: str) -> int:
 
 def _choose(settings: DashboardSettings) -> str | None:
     """The class to show: from the URL, or typed. The search runs in the store over every
-    folder (no cap on what can be found, one page of names sent to the browser)."""
-    wanted = st.query_params.get("name")
+    folder (no cap on what can be found, one page of names sent to the browser), as
+    people type names: any case, any Unicode form, full- or half-width, any spaces."""
+    asked = st.query_params.get("name")
     search = st.text_input(
         "find a class (type part of its name, press Enter)",
         key="person_search",
-        help="searches every folder's name, any part, any case",
+        help="searches every folder's name, any part, any case; full-width and half-width "
+        "forms, Unicode forms (NFC, NFD) and spaces as typed all find it",
     )
     found = ui.query(
         settings,
         lambda con: (
-            person_page.class_names(con, search, CLASSES_SHOWN),
-            person_page.count_classes(con, search),
+            person_page.find_classes(con, search, CLASSES_SHOWN),
+            asked,
+            person_page.folders_named(con, asked) if asked else [],
         ),
         keep="person_classes",
     )
     if found is None:
-        return wanted
-    names_counts, total = found
+        return asked
+    (names_counts, total), looked_up, named = found
+    if looked_up != asked:
+        # What was loaded before stands in (the store is busy): it looked up another
+        # name; take this one as it is until the store can say.
+        named = [asked] if asked else []
     counts = dict(names_counts)
     names = list(counts)
+    if search.strip() and not names:
+        # Nothing matches: say so, never go on showing the folder shown before.
+        st.info(ui.md(f"No folder matches “{search.strip()}”."))
+        return None
     if total > len(names):
         st.caption(
             f"showing 1–{len(names):,} of {total:,} classes: type more of the name to narrow"
         )
+    wanted = asked
+    if asked and not named and not search.strip():
+        # A bookmark or link to a folder that is not there (renamed, merged, mistyped):
+        # said, never an empty folder of "0 images".
+        st.warning(ui.md(f"no such folder: {asked}. Type part of a name to find one."))
+        return None
+    if named and asked not in named:
+        wanted = named[0]  # the same name in another Unicode form
     if search.strip() and st.session_state.get("person_search_seen") != search:
         # A new search opens its best match (the exact name when there is one).
         st.session_state["person_search_seen"] = search
-        if names:
-            wanted = names[0]
-    if wanted and wanted not in counts:
+        wanted = names[0]
+    if wanted and wanted not in counts and wanted in named:
         # Opened from another page or a bookmark: keep it selectable whatever the search.
         names.insert(0, wanted)
     if not names:
         st.write("No class matches.")
         return None
+    forms = Counter(person_page.nfc(n) for n in names)
+
+    def label(n: str) -> str:
+        size = f" ({humanize.count(counts[n], 'image')})" if n in counts else ""
+        if forms[person_page.nfc(n)] > 1:
+            # Two folders whose names look alike: one name in two Unicode forms.
+            form = next((f for f in ("NFC", "NFD") if unicodedata.is_normalized(f, n)), "mixed")
+            size += f" · Unicode form {form}"
+        return f"{n}{size}"
+
     chosen = st.selectbox(
         "class",
         names,
         index=names.index(wanted) if wanted in names else 0,
-        format_func=lambda n: f"{n} ({counts[n]} images)" if n in counts else n,
+        format_func=label,
     )
     if chosen != st.query_params.get("name"):
         st.query_params["name"] = chosen
@@ -104,7 +136,7 @@ def render(settings: DashboardSettings) -> None:
     grid = ui.query(
         settings, lambda con: person_page.class_images(con, klass, GRID_PAGE, offset)[0]
     )
-    st.caption(f"{total:,} images")
+    st.caption(humanize.count(total, "image"))
     for start in range(0, len(grid or []), GRID_COLUMNS):
         row = (grid or [])[start : start + GRID_COLUMNS]
         for col, image in zip(st.columns(GRID_COLUMNS), row, strict=False):

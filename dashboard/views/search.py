@@ -1,7 +1,9 @@
 """Search by photo: upload a photo, see the stored faces nearest to the face in it.
 
-The dashboard loads no model and imports no daemon code: it runs `facelint search PHOTO
---json` in a subprocess, with this dashboard's store, and shows what that prints.
+The dashboard loads no model: it asks the running daemon, which has its model loaded,
+over the daemon's search socket (daemon/common/searchclient.py); when no daemon answers it
+says so and runs `facelint search PHOTO --json` in a subprocess, with this dashboard's
+store, and shows what that prints.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from types import SimpleNamespace
 
 import streamlit as st
 
+from daemon.common import searchclient
 from daemon.common.imaging import ImageReadError
 from dashboard import images, ui
 from dashboard.settings import DashboardSettings, current
@@ -38,6 +41,23 @@ def run_search(settings: DashboardSettings, photo: Path, n: int) -> dict:
         lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
         raise RuntimeError(lines[-1] if lines else f"facelint search exited {done.returncode}")
     return json.loads(done.stdout)
+
+
+def ask_daemon(settings: DashboardSettings, data: bytes, name: str, n: int) -> dict | None:
+    """The running daemon's answer for the photo; None when no daemon answers (said on
+    the page); RuntimeError with the daemon's reason when it refuses."""
+    try:
+        return searchclient.ask(
+            settings.search_socket_path(), settings.search_key_path(), data, name, n
+        )
+    except searchclient.DaemonAbsent:
+        st.caption(
+            "no daemon answers searches for this store: searching in a process of its own "
+            "(it loads the face model, several seconds)"
+        )
+        return None
+    except searchclient.SearchRefused as exc:
+        raise RuntimeError(str(exc)) from exc
 
 
 def _your_photo(settings: DashboardSettings, data: bytes) -> None:
@@ -66,15 +86,17 @@ def render(settings: DashboardSettings) -> None:
     ckey = (upload.file_id, int(n))
     if st.session_state.get("search_key") != ckey:
         suffix = Path(upload.name).suffix.lower() or ".jpg"
-        with tempfile.TemporaryDirectory(prefix="facelint-search-") as tmp:
-            photo = Path(tmp) / f"photo{suffix}"
-            photo.write_bytes(upload.getvalue())
-            with st.spinner("encoding the photo and searching the store…"):
-                try:
-                    result = run_search(settings, photo, int(n))
-                except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
-                    st.error(ui.md(f"search failed: {exc}"))
-                    return
+        with st.spinner("encoding the photo and searching the store…"):
+            try:
+                result = ask_daemon(settings, upload.getvalue(), upload.name, int(n))
+                if result is None:
+                    with tempfile.TemporaryDirectory(prefix="facelint-search-") as tmp:
+                        photo = Path(tmp) / f"photo{suffix}"
+                        photo.write_bytes(upload.getvalue())
+                        result = run_search(settings, photo, int(n))
+            except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+                st.error(ui.md(f"search failed: {exc}"))
+                return
         st.session_state["search_key"] = ckey
         st.session_state["search_result"] = result
     result = st.session_state["search_result"]

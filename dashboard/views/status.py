@@ -76,7 +76,7 @@ def _store(settings: DashboardSettings) -> None:
         st.write(
             f"{ui.md(cal['kind'])}: raw cosine {cal['zero_cos']:.4f} ↦ score 0, "
             f"{cal['anchor_cos']:.4f} ↦ the anchor score; estimated on {cal['images']:,} "
-            f"images at {ui.md(cal['computed_at'])}"
+            f"images at {ui.md(humanize.moment(cal['computed_at']))}"
         )
         false_rate, recall = cal.get("false_matches_per_image"), cal.get("recall")
         cols = st.columns(3)
@@ -94,7 +94,8 @@ def _store(settings: DashboardSettings) -> None:
         cols[2].metric("open suggestions", f"{totals.get('open_suggestions', 0):,}")
     last = totals["last_run"]
     if last:
-        st.caption(ui.md(f"last run: {last['kind']}, finished {last['finished_at']}"))
+        finished = humanize.moment(last["finished_at"])
+        st.caption(ui.md(f"last run: {last['kind']}, finished {finished}"))
 
 
 def live_line(settings: DashboardSettings) -> str:
@@ -121,7 +122,9 @@ def _histogram(settings: DashboardSettings) -> None:
     st.caption("stored pairs by score; decided pairs coloured by what the reviewer said")
     st.bar_chart(
         {
-            "score": [r[0] for r in rows],
+            # Each bin by its lowest score, rounded: a float's repr on the axis reads as
+            # noise ("0.43333334").
+            "score": [f"{r[0]:.2f}" for r in rows],
             "decision": [r[1] for r in rows],
             "pairs": [r[2] for r in rows],
         },

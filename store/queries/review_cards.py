@@ -34,11 +34,11 @@ def folder_sizes(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> dict[s
     )
 
 
-def copies(con: duckdb.DuckDBPyConnection, content: str) -> list[str]:
-    """Every path holding this content, first by path (a duplicate's first copy)."""
+def copies(con: duckdb.DuckDBPyConnection, content: str) -> list[tuple[str, str]]:
+    """(path, folder) of every file holding this content, the one stored first first."""
     return [
-        r[0]
+        (r[0], r[1])
         for r in con.execute(
-            "SELECT path FROM files WHERE hash = ? ORDER BY path", [content]
+            "SELECT path, class FROM files WHERE hash = ? ORDER BY first_seen, id", [content]
         ).fetchall()
     ]

@@ -50,6 +50,11 @@ def summary(con: duckdb.DuckDBPyConnection, threshold: float = DEFAULT_THRESHOLD
         "statuses": statuses,
         "model": model,
         "last_run": runs.last_run(con),
+        "last_reconcile": _one(
+            con,
+            "SELECT strftime(max(finished_at), '%Y-%m-%dT%H:%M:%S+00:00') FROM runs "
+            "WHERE kind IN ('scan', 'reconcile')",
+        ),
         "calibration": None
         if cal is None
         else {
