@@ -8,7 +8,7 @@ and same-class pairs are dropped there.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -18,6 +18,10 @@ from daemon.backend import to_host
 from store.vectors import normalise as normalise  # the unit rows A (in store/: see there)
 
 Triples = tuple[np.ndarray, np.ndarray, np.ndarray]  # src index, dst index, cosine
+# Where candidates come from: rows=None, every unordered pair once; otherwise the rows
+# against every other image (cross_class_candidates' contract). The exact product by
+# default; daemon/index's folder index past the size where that stops being cheap.
+Search = Callable[[np.ndarray | None], Iterable[Triples]]
 
 
 def _empty() -> Triples:
@@ -69,6 +73,26 @@ def cross_class_candidates(
             keep = (cls[i] != cls[j]) & (j > i if rows is None else j != i)
             if keep.any():
                 yield i[keep], j[keep], vals[keep].astype(np.float32)
+
+
+def exact_search(xp: ModuleType, unit: np.ndarray, classes: np.ndarray, threshold: float) -> Search:
+    def search(rows: np.ndarray | None) -> Iterator[Triples]:
+        return cross_class_candidates(xp, unit, classes, threshold, rows=rows)
+
+    return search
+
+
+def rescore(xp: ModuleType, unit: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """The cosine of each pair (i, j) of unit rows, on the comparison's backend: an index
+    proposes candidates, this scores them (float32, as the tiles do)."""
+    if len(i) == 0:
+        return np.empty(0, np.float32)
+    a = xp.asarray(unit)
+    out = np.empty(len(i), np.float32)
+    for s in range(0, len(i), 1 << 18):
+        ii, jj = xp.asarray(i[s : s + (1 << 18)]), xp.asarray(j[s : s + (1 << 18)])
+        out[s : s + len(ii)] = to_host(xp, (a[ii] * a[jj]).sum(axis=1, dtype=xp.float32))
+    return out
 
 
 class TopK:
@@ -161,11 +185,17 @@ class Lists:
 
 
 def full_lists(
-    xp: ModuleType, unit: np.ndarray, classes: np.ndarray, threshold: float, k: int
+    xp: ModuleType,
+    unit: np.ndarray,
+    classes: np.ndarray,
+    threshold: float,
+    k: int,
+    search: Search | None = None,
 ) -> Lists:
     n = len(unit)
     top = TopK(n, k)
-    for i, j, c in cross_class_candidates(xp, unit, classes, threshold):
+    search = search or exact_search(xp, unit, classes, threshold)
+    for i, j, c in search(None):
         top.add(np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([c, c]))
     src, dst, cos = top.result()
     return Lists(np.arange(n), src, dst, cos, top.counts)
@@ -178,6 +208,7 @@ def dirty_candidates(
     threshold: float,
     k: int,
     dirty: np.ndarray,
+    search: Search | None = None,
 ) -> tuple[TopK, Triples]:
     """Best-K lists of the dirty rows, and the reverse candidates of clean images.
 
@@ -188,7 +219,8 @@ def dirty_candidates(
     is_dirty[dirty] = True
     fwd = TopK(n, k)
     rev: list[Triples] = []
-    for i, j, c in cross_class_candidates(xp, unit, classes, threshold, rows=dirty):
+    search = search or exact_search(xp, unit, classes, threshold)
+    for i, j, c in search(np.asarray(dirty, np.int64)):
         fwd.add(i, j, c)
         back = ~is_dirty[j]
         rev.append((j[back], i[back], c[back]))
@@ -264,6 +296,7 @@ def incremental_lists(
     dirty: np.ndarray,
     candidates: np.ndarray,
     stored_lists: Callable[[np.ndarray, np.ndarray], Triples],
+    search: Search | None = None,
 ) -> tuple[Lists, np.ndarray]:
     """New lists after the `dirty` rows changed, reading old lists through `stored_lists`.
 
@@ -276,6 +309,6 @@ def incremental_lists(
     h_src, _, _ = stored_lists(changed, np.empty(0, np.int64))
     at_cap = np.setdiff1d(h_src[candidates[h_src] > k], changed)
     dirty = np.unique(np.concatenate([changed, at_cap]))
-    fwd, rev = dirty_candidates(xp, unit, classes, threshold, k, dirty)
+    fwd, rev = dirty_candidates(xp, unit, classes, threshold, k, dirty, search)
     old = stored_lists(dirty, np.unique(rev[0]))
     return merge_lists(n, k, dirty, fwd, rev, old, candidates, unchanged=at_cap), dirty

@@ -20,6 +20,7 @@ import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from enum import Enum
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -103,6 +104,12 @@ class Settings(BaseSettings):
         "auto",
         description="array library for comparing: auto (CuPy when a GPU is usable, "
         "NumPy otherwise), numpy or cupy",
+    )
+    candidates: Literal["auto", "exact", "index"] = Field(
+        "auto",
+        description="where cross-folder candidates come from: exact (every pair), index "
+        "(a folder index, pip install '.[index]'; scores stay exact) or auto (the index "
+        "from N²·d ≥ 5·10¹², about 200k faces at 128-d, where faiss is installed)",
     )
 
     # -- encoding (daemon/encoders/registry.py turns these into an encoder) --------------
@@ -326,6 +333,17 @@ class Settings(BaseSettings):
     @classmethod
     def _quarantine(cls, value: str) -> str:
         return plain_folder_name(value)
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates(cls, value: str) -> str:
+        # Said at start, not at the first refresh that needs the index.
+        if value == "index" and find_spec("faiss") is None:
+            raise ValueError(
+                "setting 'candidates' is 'index' but faiss is not installed: "
+                "pip install 'facelint[index]', or set it to 'auto' or 'exact'"
+            )
+        return value
 
     @field_validator("user")
     @classmethod

@@ -24,8 +24,9 @@ from daemon import scan
 from daemon.backend import get_backend
 from daemon.config import Settings
 from daemon.encode import Pool, encode, make_pool
+from daemon.index.keeper import Keeper
 from daemon.runstats import ProgressEvent, RunStats
-from daemon.snapshot import Snapshot
+from daemon.snapshot import FaceCache, Snapshot
 from store import catalog, matches, meta, runs
 from store.clock import utcnow
 from store.connection import StoreGuard
@@ -80,8 +81,13 @@ class Pipeline:
         # an event batch that finds it unchanged, and nothing new, writes nothing.
         self._current_at: int | None = None
         self._prepared = False
+        # The folder index (candidates = index, or auto at scale), kept between refreshes.
+        self.index = Keeper(Path(settings.db), self.model)
+        # The faces' vectors between refreshes: a refresh reads only the new ones.
+        self._faces = FaceCache()
 
     def close(self) -> None:
+        self.index.save()
         if self._own_pool:
             self.pool.close()
 
@@ -188,7 +194,7 @@ class Pipeline:
         for _ in range(REFRESH_ATTEMPTS):
             t0 = time.monotonic()
             with self.store.reading() as con:
-                snap = Snapshot.read(con, self.model)
+                snap = Snapshot.read(con, self.model, self._faces)
             if snap.switching:
                 log.info(
                     "switching models: %s serves while %s encodes (%d contents left)",
@@ -199,7 +205,9 @@ class Pipeline:
             t1 = time.monotonic()
             self._set_state("comparing")
             self.on_progress(ProgressEvent("comparing", 0, 1))
-            plan = refresh_step.compute(snap, self.s, self.xp)
+            plan = refresh_step.compute(snap, self.s, self.xp, self.index)
+            if self.s.candidates != "index":
+                self.index.release()
             self.on_progress(ProgressEvent("comparing", 1, 1))
             t2 = time.monotonic()
             stats.read_seconds += round(t1 - t0, 3)

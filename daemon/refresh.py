@@ -23,6 +23,8 @@ from daemon.common.stats import changed_past
 from daemon.config import Settings
 from daemon.encoders import registry
 from daemon.faces import choose_faces
+from daemon.index import use_index
+from daemon.index.keeper import Keeper
 from daemon.kinds import Suggestions, find_suggestions
 from daemon.snapshot import Snapshot, assign_folders, positions
 from store import catalog, folders, matches, meta, suggestions
@@ -33,6 +35,9 @@ log = logging.getLogger("facelint.refresh")
 
 # Rescore every pair when the calibration moved any score by more than this.
 RESCORE_TOLERANCE = 0.01
+# Under candidates = "auto", an incremental pass uses the index only from this much exact
+# work (changed rows × N × d; ~1-2 core-seconds of products).
+INCREMENTAL_WORK = 1e11
 
 
 @dataclass
@@ -65,22 +70,31 @@ class Plan:
     calibration_summary: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def compute(snap: Snapshot, settings: Settings, xp: Any) -> Plan | None:
+def compute(
+    snap: Snapshot, settings: Settings, xp: Any, index: Keeper | None = None
+) -> Plan | None:
     """Everything the snapshot's store needs written, or None when it is up to date.
-    Pure: no connection, no clock, no callbacks (`xp` is the array module: NumPy or CuPy)."""
+    Pure but for `index`: no connection, no clock, no callbacks (`xp` is the array
+    module: NumPy or CuPy; `index`, the pipeline's folder index, is brought in line with
+    the faces when it is searched)."""
     k = settings.max_pairs_per_image
     faces = snap.faces
     n = len(faces)
     names, folder_file_ids, folder_file_folders, folder_of_class = assign_folders(snap)
     params = f"threshold={settings.threshold};k={k};model={snap.serving}"
-    unit_faces = compare.normalise(faces.vectors) if n else np.empty((0, 0), np.float32)
+    if snap.unit_faces is not None:
+        unit_faces = snap.unit_faces
+    else:
+        unit_faces = compare.normalise(faces.vectors) if n else np.empty((0, 0), np.float32)
     codes = (
         np.unique(np.asarray(faces.classes), return_inverse=True)[1] if n else np.empty(0, np.int64)
     )
     old = snap.calibration
     cal, rescore = calibrate(snap.serving, old, unit_faces, faces, codes)
     rows = _standing_faces(snap, unit_faces, codes, cal)
-    unit = unit_faces[rows] if n else unit_faces
+    # One face per file (the common case) needs no second copy of the vectors.
+    one_each = len(rows) == len(unit_faces) and bool(np.all(rows == np.arange(len(rows))))
+    unit = unit_faces[rows] if n and not one_each else unit_faces
     changed_face = (faces.face_index[rows] != faces.chosen) if n else np.zeros(0, bool)
     dirty = faces.dirty | changed_face
     if snap.compare_params != params:
@@ -92,9 +106,12 @@ def compute(snap: Snapshot, settings: Settings, xp: Any) -> Plan | None:
     compared = 0
     if n and (rescore or dirty.any()):
         raw_threshold = cal.cosine_for(settings.threshold)
-        if rescore or dirty.sum() >= n // 2:
-            full = True
-            lists = compare.full_lists(xp, unit, codes, raw_threshold, k)
+        full = bool(rescore or dirty.sum() >= n // 2)
+        search = candidate_search(
+            settings, index, xp, unit, rows, snap, raw_threshold, None if full else int(dirty.sum())
+        )
+        if full:
+            lists = compare.full_lists(xp, unit, codes, raw_threshold, k, search)
             cleared = faces.ids
             compared = n
         else:
@@ -107,6 +124,7 @@ def compute(snap: Snapshot, settings: Settings, xp: Any) -> Plan | None:
                 np.flatnonzero(dirty),
                 faces.candidates,
                 snap.stored_lists_in(faces.ids),
+                search,
             )
             cleared = faces.ids[recomputed]
             compared = len(recomputed)
@@ -137,6 +155,32 @@ def compute(snap: Snapshot, settings: Settings, xp: Any) -> Plan | None:
         compared=compared,
         calibration_summary=summary,
     )
+
+
+def candidate_search(
+    settings: Settings,
+    index: Keeper | None,
+    xp: Any,
+    unit: np.ndarray,
+    rows: np.ndarray,
+    snap: Snapshot,
+    threshold: float,
+    dirty: int | None,
+) -> compare.Search | None:
+    """The folder index as the candidate search where the setting and the size call for
+    it (None: the exact product). `dirty`: rows changed in an incremental pass (None: a
+    full one)."""
+    n, d = unit.shape
+    if not use_index(settings.candidates, n, d):
+        return None
+    if settings.candidates == "auto" and dirty is not None and dirty * n * d < INCREMENTAL_WORK:
+        # A few changed rows against everyone is cheaper exact than keeping the index in
+        # step (its check reads every file); the next full pass brings it up to date.
+        return None
+    faces = snap.faces
+    index = index or Keeper(settings.db, snap.serving)
+    keys = [f"{h}:{f}" for h, f in zip(faces.hashes, faces.face_index[rows].tolist(), strict=True)]
+    return index.search(xp, unit, faces.ids, faces.classes, keys, threshold, snap.serving)
 
 
 def calibrate(

@@ -16,6 +16,7 @@ import numpy as np
 
 from store import catalog, embeddings, folders, matches, meta, suggestions
 from store.scores import Calibration
+from store.vectors import normalise
 
 
 @dataclass
@@ -45,11 +46,18 @@ class Snapshot:
     def switching(self) -> bool:
         return self.serving != self.configured
 
+    # The faces at unit length (compare.normalise of faces.vectors, row by row): set
+    # where the snapshot came through a FaceCache, whose faces.vectors is this array.
+    unit_faces: np.ndarray | None = None
+
     @classmethod
-    def read(cls, con: duckdb.DuckDBPyConnection, model: str) -> Snapshot:
+    def read(
+        cls, con: duckdb.DuckDBPyConnection, model: str, cache: FaceCache | None = None
+    ) -> Snapshot:
         """`model`: the configured one. The store serves the model it holds until the
         configured one has encoded every content (a model switch re-encodes in the
-        background); then this snapshot serves the new one."""
+        background); then this snapshot serves the new one. `cache`: a daemon's faces
+        from its last snapshot; then only the vectors of contents it lacks are read."""
         files = catalog.all_files(con)
         stored = meta.get_meta(con, "model")
         left = 0
@@ -57,12 +65,17 @@ class Snapshot:
             done, total = embeddings.count_to_encode(con, model)
             left = total - done
         serving = model if stored is None or left == 0 else stored
+        if cache is None:
+            faces, unit = embeddings.load_faces(con, serving), None
+        else:
+            faces, unit = cache.read(con, serving)
         return cls(
+            unit_faces=unit,
             stored_model=stored,
             serving=serving,
             switch_left=left,
             configured=model,
-            faces=embeddings.load_faces(con, serving),
+            faces=faces,
             file_ids=files.ids,
             file_paths=files.paths,
             file_classes=files.classes,
@@ -100,6 +113,149 @@ class Snapshot:
             return src[want], dst[want], cos[want]
 
         return stored
+
+
+class FaceCache:
+    """A daemon's faces between refreshes, at unit length, so a refresh reads only the
+    vectors of contents it has not seen (at 1 M × 128 every vector is 0.5 GB to read and
+    normalise per refresh, for one new face).
+
+    Safe to keep because a content's faces under a model never change once written: a
+    content is encoded again only when it has no usable encoding (store/embeddings.py:
+    hashes_to_encode), and the files themselves (ids, folders, contents, flags) are read
+    afresh every time, without their vectors. New files get higher ids, so a refresh
+    after new faces appends them to the same array (grown by doubling, not copied each
+    time); a deletion or a changed content compacts it, one copy."""
+
+    def __init__(self) -> None:
+        self.model: str | None = None
+        self.faces: embeddings.FaceTable | None = None
+        self._buffer: np.ndarray | None = None  # unit rows; faces.vectors is its head
+        self._known: dict[str, int] = {}  # content -> a file of self.faces holding it
+        self._known_upto = 0  # files of self.faces entered in _known
+
+    def read(
+        self, con: duckdb.DuckDBPyConnection, model: str
+    ) -> tuple[embeddings.FaceTable, np.ndarray]:
+        prev = self.faces if self.model == model else None
+        if prev is None or len(prev) == 0 or self._buffer is None:
+            faces = embeddings.load_faces(con, model)
+            unit = normalise(faces.vectors) if len(faces) else faces.vectors
+            return self._keep(model, faces, unit, unit)
+        files = embeddings.usable_files(con, model)
+        hashes = files.column("hash").to_pylist()
+        ids = files.column("id").to_numpy().astype(np.int64)
+        known = self._known
+        missing = sorted({h for h in hashes if h not in known})
+        new = embeddings.load_faces(con, model, missing) if missing else None
+        m = len(prev)
+        if len(ids) == m and np.array_equal(ids, prev.ids) and hashes == prev.hashes:
+            # The same files and contents (folders and flags read afresh): the same faces.
+            faces = self._table(
+                files, prev.face_start, prev.face_count, prev.face_index, prev.boxes, prev.vectors
+            )
+            return self._keep(model, faces, prev.vectors, self._buffer)
+        appended = (
+            len(ids) >= m
+            and np.array_equal(ids[:m], prev.ids)
+            and hashes[:m] == prev.hashes
+            and new is not None
+            and len(new) == len(ids) - m
+            and np.array_equal(new.ids, ids[m:])
+        )
+        if appended:
+            assert new is not None
+            return self._append(model, files, prev, new)
+        return self._gather(model, files, hashes, ids, prev, known, new)
+
+    def _keep(
+        self, model: str, faces: embeddings.FaceTable, unit: np.ndarray, buffer: np.ndarray
+    ) -> tuple[embeddings.FaceTable, np.ndarray]:
+        faces.vectors = unit  # one copy of the vectors: the unit rows
+        old = self.faces
+        if old is None or len(faces) < len(old) or faces.hashes[: len(old)] != old.hashes:
+            self._known, self._known_upto = {}, 0
+        for i in range(self._known_upto, len(faces)):
+            self._known.setdefault(faces.hashes[i], i)
+        self._known_upto = len(faces)
+        self.model, self.faces, self._buffer = model, faces, buffer
+        return faces, unit
+
+    def _append(self, model, files, prev, new) -> tuple[embeddings.FaceTable, np.ndarray]:
+        buffer = self._buffer
+        assert buffer is not None
+        used = len(prev.vectors)
+        add = normalise(new.vectors)
+        if used + len(add) > len(buffer) or buffer.shape[1] != add.shape[1]:
+            grown = np.empty((max(2 * len(buffer), used + len(add)), add.shape[1]), np.float32)
+            grown[:used] = buffer[:used]
+            buffer = grown
+        buffer[used : used + len(add)] = add
+        unit = buffer[: used + len(add)]
+        faces = self._table(
+            files,
+            np.r_[prev.face_start, new.face_start + used],
+            np.r_[prev.face_count, new.face_count],
+            np.r_[prev.face_index, new.face_index],
+            np.concatenate([prev.boxes, new.boxes]),
+            unit,
+        )
+        return self._keep(model, faces, unit, buffer)
+
+    def _gather(
+        self, model, files, hashes, ids, prev, known, new
+    ) -> tuple[embeddings.FaceTable, np.ndarray]:
+        """Each file's faces from whichever table holds its content, in file order."""
+        p = np.array([known.get(h, -1) for h in hashes], np.int64)
+        from_new = p < 0
+        start = np.empty(len(ids), np.int64)
+        count = np.empty(len(ids), np.int64)
+        start[~from_new] = prev.face_start[p[~from_new]]
+        count[~from_new] = prev.face_count[p[~from_new]]
+        if from_new.any():
+            fresh = dict(zip(new.ids.tolist(), range(len(new)), strict=True))
+            q = np.array([fresh[f] for f in ids[from_new].tolist()], np.int64)
+            start[from_new] = new.face_start[q]
+            count[from_new] = new.face_count[q]
+        out_start = np.r_[0, np.cumsum(count)[:-1]].astype(np.int64)
+        total = int(count.sum())
+        src = np.repeat(start - out_start, count) + np.arange(total)
+        src_new = np.repeat(from_new, count)
+        old_rows, new_rows = src[~src_new], src[src_new]
+        unit = np.empty((total, prev.vectors.shape[1]), np.float32)
+        face_index = np.empty(total, np.int16)
+        boxes = np.empty((total, 4), np.int32)
+        unit[~src_new] = prev.vectors[old_rows]
+        face_index[~src_new] = prev.face_index[old_rows]
+        boxes[~src_new] = prev.boxes[old_rows]
+        if len(new_rows):
+            unit[src_new] = normalise(new.vectors[new_rows])
+            face_index[src_new] = new.face_index[new_rows]
+            boxes[src_new] = new.boxes[new_rows]
+        faces = self._table(files, out_start, count, face_index, boxes, unit)
+        return self._keep(model, faces, unit, unit)
+
+    @staticmethod
+    def _table(files, face_start, face_count, face_index, boxes, unit) -> embeddings.FaceTable:
+        def column(name: str, dtype: type) -> np.ndarray:
+            arr = files.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+            return np.nan_to_num(arr, nan=0).astype(dtype)
+
+        return embeddings.FaceTable(
+            ids=files.column("id").to_numpy().astype(np.int64),
+            classes=files.column("class").to_pylist(),
+            hashes=files.column("hash").to_pylist(),
+            dirty=files.column("dirty").to_numpy(zero_copy_only=False).astype(bool),
+            candidates=column("candidates", np.int64),
+            chosen=column("chosen", np.int16),
+            width=column("width", np.int32),
+            height=column("height", np.int32),
+            face_start=np.asarray(face_start, np.int64),
+            face_count=np.asarray(face_count, np.int64),
+            face_index=np.asarray(face_index, np.int16),
+            boxes=np.asarray(boxes, np.int32),
+            vectors=unit,
+        )
 
 
 def positions(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -52,6 +52,7 @@ EVERY_SETTING = {
     "threshold": 0.55,
     "max_pairs_per_image": 7,
     "backend": "numpy",
+    "candidates": "exact",
     "model": "arcface",
     "num_jitters": 2,
     "detector": "scrfd",

@@ -253,6 +253,22 @@ QUOTED = (
         r"during the keys (\d+\.\d)-(\d+\.\d) [^\n]*\n(?:  [^\n]*\n)*?  median (\d+) ms, "
         r"90th percentile (\d+) ms",
     ),
+    # Millions of faces
+    Quoted(
+        r"was queryable (\d+\.\d+) s after\s+its encoding was written",
+        "scale.txt",
+        r"^n=1000000 folders=50000 new_face_s=(\d+\.\d+)",
+    ),
+    Quoted(
+        r"the review queue step took (\d+\.\d+) s",
+        "scale.txt",
+        r"^n=1000000 folders=50000 [^\n]* queue_s=(\d+\.\d+)",
+    ),
+    Quoted(
+        r"the daemon held (\d+\.\d+)×\s+the vectors' own size",
+        "scale.txt",
+        r"\(rss/vectors (\d+\.\d+),",
+    ),
     # Search by photo
     Quoted(
         r"embedding, rank\) takes about (\d+\.\d) s and the whole command",

@@ -41,6 +41,7 @@ from functools import cached_property
 import numpy as np
 
 from daemon.common.stats import Tail, folder_tail
+from daemon.index.centroids import above_indexed
 from store.suggestions import CONFIDENCE_FLOOR
 from store.vocab import Kind
 
@@ -413,7 +414,11 @@ def above(
     chunk: int = 2048,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(row of q, row of a) where their dot product reaches `bar`, skipping column
-    exclude[row] (its own folder): a thresholded product, like the pair comparison."""
+    exclude[row] (its own folder): a thresholded product, like the pair comparison; past
+    a size, the same pairs through an index of `a` (daemon/index/centroids.py)."""
+    found = above_indexed(q, a, bar, exclude)
+    if found is not None:
+        return found
     rows, cols = [], []
     for s in range(0, len(q), chunk):
         sims = q[s : s + chunk] @ a.T
