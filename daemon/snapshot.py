@@ -128,7 +128,7 @@ class FaceCache:
     time); a deletion or a changed content compacts it, one copy."""
 
     def __init__(self) -> None:
-        self.model: str | None = None
+        self.cached_for: str | None = None  # the model these faces are of
         self.faces: embeddings.FaceTable | None = None
         self._buffer: np.ndarray | None = None  # unit rows; faces.vectors is its head
         self._known: dict[str, int] = {}  # content -> a file of self.faces holding it
@@ -137,7 +137,7 @@ class FaceCache:
     def read(
         self, con: duckdb.DuckDBPyConnection, model: str
     ) -> tuple[embeddings.FaceTable, np.ndarray]:
-        prev = self.faces if self.model == model else None
+        prev = self.faces if self.cached_for == model else None
         if prev is None or len(prev) == 0 or self._buffer is None:
             faces = embeddings.load_faces(con, model)
             unit = normalise(faces.vectors) if len(faces) else faces.vectors
@@ -178,7 +178,7 @@ class FaceCache:
         for i in range(self._known_upto, len(faces)):
             self._known.setdefault(faces.hashes[i], i)
         self._known_upto = len(faces)
-        self.model, self.faces, self._buffer = model, faces, buffer
+        self.cached_for, self.faces, self._buffer = model, faces, buffer
         return faces, unit
 
     def _append(self, model, files, prev, new) -> tuple[embeddings.FaceTable, np.ndarray]:
