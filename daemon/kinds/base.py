@@ -125,6 +125,35 @@ class FromStatistics(SuggestionKind):
     def describe(self, found: Found, scene: Scene) -> Described:
         """The suggestion's row (id, keys, evidence in words) and its image pairs."""
 
+    def row(
+        self,
+        found: Found,
+        scene: Scene,
+        sid: str,
+        folders: tuple[int | None, int | None],
+        names: tuple[str | None, str | None],
+        evidence: str,
+        image: int | None = None,
+    ) -> SuggestionRow:
+        """The stored row of what the test found: its id, its two folders (ids, names),
+        its words, and for an image kind the image (a face index of the scene)."""
+        return SuggestionRow(
+            id=sid,
+            kind=self.kind,
+            model=scene.model,
+            folder_a=folders[0],
+            folder_b=folders[1],
+            hash=None if image is None else scene.hashes[image],
+            file_id=None if image is None else int(scene.ids[image]),
+            rank_score=found.confidence,
+            strength=found.stat,
+            images=found.images,
+            evidence=evidence,
+            class_a_name=names[0],
+            class_b_name=names[1],
+            path_name=None if image is None else scene.path(image),
+        )
+
 
 class FromSnapshot(SuggestionKind):
     """A kind read off the snapshot, no model needed."""

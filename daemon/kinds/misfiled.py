@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from daemon.kinds.base import Described, FromStatistics, Scene, image_id
 from daemon.kinds.stats import MIN_CONFIDENCE, Found, Statistics
-from store.suggestions import SuggestionRow
 from store.vocab import Kind
 
 
@@ -54,22 +53,7 @@ class Misfiled(FromStatistics):
             f"matches {b_name}: {text}; its own folder {a_name}: {own_text} "
             f"(confidence {found.confidence:.2f})"
         )
-        row = SuggestionRow(
-            id=sid,
-            kind=self.kind,
-            model=scene.model,
-            folder_a=fa,
-            folder_b=fb,
-            hash=h,
-            file_id=int(scene.ids[i]),
-            rank_score=found.confidence,
-            strength=found.stat,
-            images=found.images,
-            evidence=text,
-            class_a_name=a_name,
-            class_b_name=b_name,
-            path_name=scene.path(i),
-        )
+        row = self.row(found, scene, sid, (fa, fb), (a_name, b_name), text, image=i)
         return Described(row, scene.evidence(sid, pairs))
 
 

@@ -27,7 +27,6 @@ import numpy as np
 
 from daemon.kinds.base import Described, EvidencePair, FromStatistics, Scene
 from daemon.kinds.stats import MIN_CONFIDENCE, Found, Statistics
-from store.suggestions import SuggestionRow
 from store.vocab import Kind
 
 # The prefix of an unknown group's id part: a folder id is all digits.
@@ -102,22 +101,7 @@ class Mixed(FromStatistics):
             f"{lead}; against its own: {own_text}; groups' faces agree at "
             f"{found.own:.2f} (confidence {found.confidence:.2f})"
         )
-        row = SuggestionRow(
-            id=sid,
-            kind=self.kind,
-            model=scene.model,
-            folder_a=fa,
-            folder_b=fb,
-            hash=None,
-            file_id=None,
-            rank_score=found.confidence,
-            strength=found.stat,
-            images=found.images,
-            evidence=text,
-            class_a_name=a_name,
-            class_b_name=b_name,
-            path_name=None,
-        )
+        row = self.row(found, scene, sid, (fa, fb), (a_name, b_name), text)
         return Described(row, pairs)
 
 

@@ -97,22 +97,7 @@ class SamePerson(FromStatistics):
             f"{a_name} ({len(left)}) and {b_name} ({len(right)}): {text}; folder "
             f"faces agree at {found.stat:.2f} (confidence {found.confidence:.2f})"
         )
-        row = SuggestionRow(
-            id=sid,
-            kind=self.kind,
-            model=scene.model,
-            folder_a=fa,
-            folder_b=fb,
-            hash=None,
-            file_id=None,
-            rank_score=found.confidence,
-            strength=found.stat,
-            images=found.images,
-            evidence=text,
-            class_a_name=a_name,
-            class_b_name=b_name,
-            path_name=None,
-        )
+        row = self.row(found, scene, sid, (fa, fb), (a_name, b_name), text)
         return Described(row, scene.evidence(sid, pairs))
 
 

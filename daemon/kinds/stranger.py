@@ -13,7 +13,6 @@ import numpy as np
 
 from daemon.kinds.base import Described, FromStatistics, Scene, image_id
 from daemon.kinds.stats import MIN_CONFIDENCE, Found, Statistics, odds_to_probability
-from store.suggestions import SuggestionRow
 from store.vocab import Kind
 
 # Prior odds: about one image in a hundred is a stranger to every folder.
@@ -64,22 +63,7 @@ class Stranger(FromStatistics):
             f"matches no one in {a_name}: {own_text}; no other folder matches it "
             f"well (confidence {found.confidence:.2f})"
         )
-        row = SuggestionRow(
-            id=sid,
-            kind=self.kind,
-            model=scene.model,
-            folder_a=fa,
-            folder_b=None,
-            hash=h,
-            file_id=int(scene.ids[i]),
-            rank_score=found.confidence,
-            strength=found.stat,
-            images=found.images,
-            evidence=text,
-            class_a_name=a_name,
-            class_b_name=None,
-            path_name=scene.path(i),
-        )
+        row = self.row(found, scene, sid, (fa, None), (a_name, None), text, image=i)
         return Described(row, scene.evidence(sid, pairs))
 
 
