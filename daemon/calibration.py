@@ -30,8 +30,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from daemon.common.content import content_keys, content_order, content_seed
 from daemon.common.stats import calibration_tail
-from daemon.kinds.stats import content_keys, content_order, content_seed
 from store.scores import ANCHOR_SCORE, Calibration
 
 # Expected false matches per image at the threshold score.

@@ -17,6 +17,7 @@ from functools import cache
 
 import numpy as np
 
+from daemon.common.content import content_keys, content_order, content_seed
 from daemon.common.kindmodules import kind_module
 from daemon.kinds import same_person
 from daemon.kinds.base import (
@@ -32,9 +33,6 @@ from daemon.kinds.stats import (
     Found,
     Models,
     Statistics,
-    content_keys,
-    content_order,
-    content_seed,
 )
 from daemon.snapshot import Snapshot
 from store.scores import Calibration

@@ -25,7 +25,7 @@ kinds share is here:
   likely (misfiled proposes it; stranger breaks a tie in a folder of two with it).
 
 The draws are a function of the data alone, never of file ids or of history: the faces
-come in a content order (folder, then content hash: `content_order`), every draw is
+come in a content order (folder, then content hash: daemon/common/content.py), every draw is
 seeded from the content it draws over (`content_seed`) and from its own name, and a
 kept model is used again only for exactly the faces it was fitted on (`Models.fits`).
 The same files give the same suggestions and confidences however they arrived.
@@ -33,8 +33,6 @@ The same files give the same suggestions and confidences however they arrived.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -156,45 +154,11 @@ class Density:
         return np.maximum(np.interp(x, self.GRID, self.values), self.floor)
 
 
-def content_order(codes: np.ndarray, keys: Sequence[str]) -> np.ndarray:
-    """The faces by folder code, then content key (stable: equal keys keep the caller's
-    order, which find_suggestions makes the path order): the order the statistics index."""
-    n = len(keys)
-    if n == 0:
-        return np.empty(0, np.int64)
-    # The daemon's faces come in this order already (find_suggestions): a check is a
-    # fraction of a sort (sorting 57,637 hashes took 0.1 s).
-    step = np.diff(codes)
-    if (step >= 0).all() and all(
-        keys[i] <= keys[i + 1] for i in np.flatnonzero(step == 0).tolist()
-    ):
-        return np.arange(n)
-    _, rank = np.unique(np.asarray(keys), return_inverse=True)
-    return np.lexsort((rank.ravel(), codes))
-
-
-def content_seed(codes: np.ndarray, keys: Sequence[str]) -> int:
-    """A seed that is a function of the data alone: the folder codes and content keys of
-    the faces in content order. The same files give the same draws whatever their ids
-    and whatever order they arrived in."""
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update(np.ascontiguousarray(codes, dtype="<i8").tobytes())
-    digest.update("\n".join(keys).encode())
-    return int.from_bytes(digest.digest(), "little")
-
-
 def draws(seed: int, *name: int) -> np.random.Generator:
     """The random stream of one draw: its data's seed and its own name, so that a draw
     does not depend on which draws ran before it (the kinds ask for the one-person
     densities lazily, in whatever order their tests need them)."""
     return np.random.default_rng([seed, *name])
-
-
-def content_keys(unit: np.ndarray) -> list[str]:
-    """Content keys for faces known only by their vectors (synthetic data): each vector's
-    bytes, hashed."""
-    rows = np.ascontiguousarray(unit, dtype=np.float32)
-    return [hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest() for row in rows]
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
