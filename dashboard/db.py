@@ -103,26 +103,22 @@ def _log_wait(store: Store, started: float, opened: float | None) -> None:
 
 def read(settings: DashboardSettings, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
     """fn(connection) on a read-only connection opened for this call only."""
-    note = _PageNote()
-    started = time.monotonic()
-    opened: float | None = None
-    store: Store | None = None
-    try:
-        with _turn(settings.page_lock_timeout, note) as left:
-            store = _store(settings, left, note)
-            with store.reading() as con:
-                opened = time.monotonic()
-                return fn(con)
-    finally:
-        note.clear()
-        if store is not None:
-            _log_wait(store, started, opened)
+    with _connection(settings, write=False) as con:
+        return fn(con)
 
 
 @contextmanager
 def writing(settings: DashboardSettings) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection for one short unit of work: commits when the block exits
     cleanly, rolls back when it raises."""
+    with _connection(settings, write=True) as con:
+        yield con
+
+
+@contextmanager
+def _connection(settings: DashboardSettings, write: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    # The page's note on a wait (who holds the store, how long) shows while it waits and
+    # goes once the store is open; the wait itself is logged either way.
     note = _PageNote()
     started = time.monotonic()
     opened: float | None = None
@@ -130,7 +126,7 @@ def writing(settings: DashboardSettings) -> Iterator[duckdb.DuckDBPyConnection]:
     try:
         with _turn(settings.page_lock_timeout, note) as left:
             store = _store(settings, left, note)
-            with store.writing() as con:
+            with store.writing() if write else store.reading() as con:
                 opened = time.monotonic()
                 note.clear()
                 yield con
