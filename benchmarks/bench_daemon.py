@@ -34,6 +34,8 @@ import pyarrow as pa
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from synthetic_store import insert_faces  # noqa: E402
+
 from daemon.config import Settings  # noqa: E402
 from daemon.encoders import registry  # noqa: E402
 from daemon.pipeline import Pipeline  # noqa: E402
@@ -64,32 +66,8 @@ def build_tree(root: Path, db: Path, n: int, classes: int, compare: bool = True)
         rows["hash"].append(hashlib.blake2b(data, digest_size=16).hexdigest())
     model = registry.model_id(Settings())
     files = pa.table(rows)
-    embeddings = pa.table(
-        {
-            "hash": rows["hash"],
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel()), 128),
-        }
-    )
     with open_store(db) as con:
-        con.register("bf", files)
-        con.register("be", embeddings)
-        con.execute(
-            """INSERT INTO files (id, path, class, size, mtime_ns, hash, first_seen,
-                                  last_seen, dirty, candidates)
-               SELECT nextval('file_ids'), path, class, size, mtime_ns, hash,
-                   now(), now(), true, 0 FROM bf"""
-        )
-        con.execute(
-            """INSERT INTO embeddings (hash, model, status, message, faces, whole_image,
-                                       width, height, encoded_at)
-               SELECT hash, ?, 'ok', '', 1, false, 150, 150, now() FROM be""",
-            [model],
-        )
-        con.execute(
-            """INSERT INTO faces SELECT hash, ?, 0, 0, 0, 150, 150, 0, vector::FLOAT[]
-               FROM be""",
-            [model],
-        )
+        insert_faces(con, files, vec, model)
         con.execute("INSERT OR REPLACE INTO meta VALUES ('model', ?)", [model])
     if not compare:
         return time.monotonic() - started

@@ -285,6 +285,7 @@ def run_daemon(n: int, n_folders: int) -> str:
     import numpy as np
     import psutil
     import pyarrow as pa
+    from synthetic_store import insert_faces
 
     from daemon.compare import normalise
     from daemon.config import Settings
@@ -318,32 +319,7 @@ def run_daemon(n: int, n_folders: int) -> str:
                 "hash": hashes,
             }
         )
-        faces = pa.table(
-            {
-                "hash": hashes,
-                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel()), d),
-            }
-        )
-        con.register("bf", files)
-        con.register("be", faces)
-        con.execute(
-            """INSERT INTO files (id, path, class, size, mtime_ns, hash, first_seen,
-                                  last_seen, dirty, candidates)
-               SELECT nextval('file_ids'), path, class, size, mtime_ns, hash,
-                   now(), now(), true, 0 FROM bf"""
-        )
-        con.execute(
-            """INSERT INTO embeddings (hash, model, status, message, faces, whole_image,
-                                       width, height, encoded_at)
-               SELECT hash, ?, 'ok', '', 1, false, 150, 150, now() FROM be""",
-            [model],
-        )
-        con.execute(
-            "INSERT INTO faces SELECT hash, ?, 0, 0, 0, 150, 150, 0, vector::FLOAT[] FROM be",
-            [model],
-        )
-        con.unregister("bf")
-        con.unregister("be")
+        insert_faces(con, files, vec, model)
         meta.bump_counter(con, "generation", 1)
 
     w0 = time.perf_counter()
