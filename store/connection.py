@@ -91,16 +91,17 @@ def lock_holders(path: Path | str) -> list[LockHolder]:
     )
 
 
-def describe_holders(holders: list[LockHolder]) -> str:
+def describe_holders(holders: list[LockHolder], name: Callable[[LockHolder], str] = str) -> str:
     """ "held for writing by pid 12 (duckdb s.duckdb)", "read by pid 3 (...) and 1
-    other"; "held by another process" when the kernel did not say."""
+    other"; "held by another process" when the kernel did not say. `name` says who the
+    first holder is (daemon/common/storewait.py knows the daemon's and the dashboard's)."""
     if not holders:
         return "held by another process"
     first = holders[0]
     verb = "held for writing by" if first.mode == "write" else "read by"
     more = len(holders) - 1
     tail = f" and {more} other process{'es' if more > 1 else ''}" if more else ""
-    return f"{verb} {first}{tail}"
+    return f"{verb} {name(first)}{tail}"
 
 
 class StoreMissing(FileNotFoundError):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from daemon.common.statusfile import read_status_file
-from store.connection import LockHolder, lock_holders
+from store.connection import LockHolder, describe_holders, lock_holders
 
 
 def _name(holder: LockHolder, daemon_pid: int | None, daemon_state: str) -> str:
@@ -47,15 +47,9 @@ def held_by(db: Path, status_path: Path | None = None) -> str:
             pid = status.fields.get("pid")
             daemon_pid = pid if isinstance(pid, int) else None
             daemon_state = str(status.fields.get("state") or "")
-    if not holders:
-        if daemon_pid is not None:
-            return f"held by another process (the facelint daemon, pid {daemon_pid}, is running)"
-        return "held by another process"
-    first = holders[0]
-    verb = "held for writing by" if first.mode == "write" else "read by"
-    more = len(holders) - 1
-    tail = f" and {more} other process{'es' if more > 1 else ''}" if more else ""
-    return f"{verb} {_name(first, daemon_pid, daemon_state)}{tail}"
+    if not holders and daemon_pid is not None:
+        return f"held by another process (the facelint daemon, pid {daemon_pid}, is running)"
+    return describe_holders(holders, lambda h: _name(h, daemon_pid, daemon_state))
 
 
 def wait_note(db: Path, status_path: Path | None, limit: float, setting: str) -> str:
