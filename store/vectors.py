@@ -16,3 +16,15 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(v, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return v / norms
+
+
+def group_sums(rows: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per-group sums of rows, in the rows' dtype: a folder's centroid direction, and less
+    one row its leave-one-out direction (np.add.at is several times slower at this size)."""
+    order = np.argsort(codes, kind="stable")
+    c = codes[order]
+    sums = np.zeros((n_groups, rows.shape[1]), dtype=rows.dtype)
+    if len(order):
+        starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+        sums[c[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+    return sums

@@ -33,6 +33,7 @@ import numpy as np
 
 from daemon.compare import Triples, rescore
 from daemon.snapshot import positions
+from store.vectors import group_sums, normalise
 
 log = logging.getLogger("facelint.index")
 
@@ -70,36 +71,6 @@ def _ivf(d: int, nlist: int) -> Any:
     return index
 
 
-def group_centroids(unit: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per-group sums of unit rows (unnormalised): a centroid's direction and, less the
-    row itself, its leave-one-out direction."""
-    order = np.argsort(codes, kind="stable")
-    c = codes[order]
-    sums = np.zeros((n_groups, unit.shape[1]), np.float32)
-    if len(order):
-        starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
-        sums[c[starts]] = np.add.reduceat(unit[order], starts, axis=0)
-    return sums
-
-
-def normalised(rows: np.ndarray) -> np.ndarray:
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-
-
-def nearest(q: np.ndarray, c: np.ndarray, k: int, chunk: int = 4096) -> np.ndarray:
-    """Indices of the k rows of c with the highest dot product with each row of q."""
-    k = min(k, len(c))
-    out = np.empty((len(q), k), np.int64)
-    if k == 0:
-        return out
-    for s in range(0, len(q), chunk):
-        sims = q[s : s + chunk] @ c.T
-        out[s : s + chunk] = (
-            np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < len(c) else np.arange(k)
-        )
-    return out
-
-
 class Routing:
     """One refresh's view: rows' folder codes, folder centroids and who is loose."""
 
@@ -109,8 +80,8 @@ class Routing:
         self.codes = codes.astype(np.int64)
         self.threshold = threshold
         n_f = len(self.names)
-        sums = group_centroids(unit, self.codes, n_f)
-        self.centroids = normalised(sums).astype(np.float32)
+        sums = group_sums(np.asarray(unit, np.float32), self.codes, n_f)
+        self.centroids = normalise(sums)
         sizes = np.bincount(self.codes, minlength=n_f)
         # cos(face, the rest of its folder), chunked so no second N×d array is held.
         cos_loo = np.ones(len(unit), np.float32)

@@ -41,6 +41,7 @@ import numpy as np
 from daemon.common.stats import Tail, folder_tail
 from daemon.index.centroids import above_indexed
 from store.suggestions import CONFIDENCE_FLOOR
+from store.vectors import group_sums
 from store.vocab import Kind
 
 # Prior odds that an image was filed from another folder: scraped sets are mostly right,
@@ -394,17 +395,6 @@ def above(
     if not rows:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     return np.concatenate(rows), np.concatenate(cols)
-
-
-def group_sums(w: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per-group sums of rows (np.add.at is several times slower at this size)."""
-    order = np.argsort(codes, kind="stable")
-    c = codes[order]
-    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
-    sums = np.zeros((n_groups, w.shape[1]), dtype=w.dtype)
-    if len(order):
-        sums[c[starts]] = np.add.reduceat(w[order], starts, axis=0)
-    return sums
 
 
 @dataclass
