@@ -56,6 +56,7 @@ sys.path.insert(0, str(REPO))
 
 from daemon.config import Settings  # noqa: E402
 from daemon.pipeline import Pipeline  # noqa: E402
+from store.vocab import Kind  # noqa: E402
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
@@ -308,14 +309,14 @@ def score(db: Path, tree: Tree) -> Score:
     planted_into = {f for p in tree.plants if p.kind in MIXED_PLANTS for f in p.folders}
 
     def right(kind: str, a: str, b: str | None, path: str | None, sid: str = "") -> bool:
-        if kind == "duplicate":
+        if kind == Kind.DUPLICATE:
             return True
-        if kind == "mixed":
+        if kind == Kind.MIXED:
             own = folder_identity(a)
             group = groups.get(sid, set())
             others = sum(identity.get(q, "") not in ("", own) for q in group)
             return 2 * others > len(group)
-        if kind == "same_person":
+        if kind == Kind.SAME_PERSON:
             ids_a = {identity.get(p) for p in members[a]} - {"", None}
             ids_b = {identity.get(p) for p in members[b or ""]} - {"", None}
             return bool(ids_a & ids_b)
@@ -330,17 +331,17 @@ def score(db: Path, tree: Tree) -> Score:
         hit = False
         for kind, a, b, path, _, _, _ in head:
             if p.kind == "split":
-                hit |= kind == "same_person" and {a, b} == set(p.folders)
-                hit |= kind in ("misfiled", "stranger") and path in p.paths
+                hit |= kind == Kind.SAME_PERSON and {a, b} == set(p.folders)
+                hit |= kind in (Kind.MISFILED, Kind.STRANGER) and path in p.paths
             elif p.kind == "misfile":
-                if kind in ("misfiled", "stranger") and path == p.paths[0]:
+                if kind in (Kind.MISFILED, Kind.STRANGER) and path == p.paths[0]:
                     hit = True
-                    if kind == "misfiled":
+                    if kind == Kind.MISFILED:
                         out.dest_named += 1
                         out.dest_right += b == p.folders[0]
             else:
-                hit |= kind == "duplicate" and path in p.paths
-                hit |= kind == "same_person" and {a, b} == set(p.folders)
+                hit |= kind == Kind.DUPLICATE and path in p.paths
+                hit |= kind == Kind.SAME_PERSON and {a, b} == set(p.folders)
         out.found[p.kind] += hit
     _score_mixed(out, tree, queue, groups, members, folder_identity)
     first = queue[: min(100, len(tree.plants))]
@@ -405,13 +406,13 @@ def _score_mixed(
     fixed: set[str] = set()
     flagged: set[str] = set()
     for kind, a, b, path, _, _, sid in head:
-        if kind == "same_person" and frozenset((a, b)) in pairs:
+        if kind == Kind.SAME_PERSON and frozenset((a, b)) in pairs:
             out.merge_traps += 1
-        elif kind == "misfiled" and path in home and home[path] == b:
+        elif kind == Kind.MISFILED and path in home and home[path] == b:
             fixed.add(path)
-        elif kind in ("misfiled", "stranger") and path in natives:
+        elif kind in (Kind.MISFILED, Kind.STRANGER) and path in natives:
             flagged.add(path)
-        elif kind == "mixed":
+        elif kind == Kind.MIXED:
             group = groups.get(sid, set())
             fixed |= {q for q in group if q in home and home[q] == b}
             flagged |= group & natives
@@ -425,7 +426,7 @@ def _score_mixed(
             continue
         about = [
             f"{kind} {conf:.2f} {a}/{b or '-'}"
-            + (f" ({len(groups.get(sid, ()))} photos)" if kind == "mixed" else "")
+            + (f" ({len(groups.get(sid, ()))} photos)" if kind == Kind.MIXED else "")
             for rank, (kind, a, b, path, conf, _, sid) in enumerate(queue)
             if (a in p.folders or b in p.folders) and rank < 4 * out.misplaced
         ]

@@ -15,7 +15,6 @@ Id: `same:<folder id>:<folder id>`, the smaller first.
 
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter, defaultdict
 from itertools import combinations
 
@@ -32,6 +31,7 @@ from daemon.kinds.stats import (
     odds_to_probability,
 )
 from daemon.snapshot import Snapshot
+from store.queries.person import nfc, unicode_form
 from store.suggestions import SuggestionRow
 from store.vocab import Kind
 
@@ -108,7 +108,7 @@ def unicode_twins(snap: Snapshot, folder_of_class: dict[str, int]) -> list[Descr
     (dashboard/cards/same_person.py)."""
     forms: dict[str, list[str]] = defaultdict(list)
     for klass in sorted(folder_of_class):
-        forms[unicodedata.normalize("NFC", klass)].append(klass)
+        forms[nfc(klass)].append(klass)
     sizes = Counter(snap.file_classes)
     out = []
     for name, spelled in sorted(forms.items()):
@@ -116,8 +116,8 @@ def unicode_twins(snap: Snapshot, folder_of_class: dict[str, int]) -> list[Descr
             fa, fb = folder_of_class[a], folder_of_class[b]
             text = (
                 f"{a} ({sizes[a]}) and {b} ({sizes[b]}): the same name in two Unicode "
-                f"forms ({_form(a)} and {_form(b)}; a keyboard types NFC, macOS writes "
-                f"NFD): one folder under the NFC name {name}"
+                f"forms ({unicode_form(a)} and {unicode_form(b)}; a keyboard types NFC, macOS "
+                f"writes NFD): one folder under the NFC name {name}"
             )
             row = SuggestionRow(
                 id=suggestion_id(fa, fb),
@@ -137,10 +137,6 @@ def unicode_twins(snap: Snapshot, folder_of_class: dict[str, int]) -> list[Descr
             )
             out.append(Described(row))
     return out
-
-
-def _form(name: str) -> str:
-    return next((f for f in ("NFC", "NFD") if unicodedata.is_normalized(f, name)), "mixed")
 
 
 KIND = SamePerson()

@@ -3,7 +3,6 @@ to spot the stranger in a folder. Bookmarkable: /person?name=<class>."""
 
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter
 
 import streamlit as st
@@ -103,8 +102,7 @@ def _choose(settings: DashboardSettings) -> str | None:
         size = f" ({humanize.count(counts[n], 'image')})" if n in counts else ""
         if forms[person_page.nfc(n)] > 1:
             # Two folders whose names look alike: one name in two Unicode forms.
-            form = next((f for f in ("NFC", "NFD") if unicodedata.is_normalized(f, n)), "mixed")
-            size += f" · Unicode form {form}"
+            size += f" · Unicode form {person_page.unicode_form(n)}"
         return f"{n}{size}"
 
     chosen = st.selectbox(

@@ -17,6 +17,12 @@ def nfc(name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
 
+def unicode_form(name: str) -> str:
+    """Which form a name is written in: "NFC", "NFD" or "mixed" (what tells two folders
+    of one name apart, on the card and the person page)."""
+    return next((f for f in ("NFC", "NFD") if unicodedata.is_normalized(f, name)), "mixed")
+
+
 def search_key(text: str) -> str:
     """A name as it is searched: NFKC and case-folded (full-width and half-width forms
     are one: `ｽｽﾞｷ` finds `スズキ`), with every run of spaces, full-width spaces and
