@@ -17,6 +17,7 @@ from daemon.common.stats import calibration_tail, changed_past, folder_tail
 from daemon.kinds import UnknownKind, kind_of, kinds
 from daemon.kinds.base import FromSnapshot, FromStatistics
 from dashboard.cards.registry import UnknownCard, card_for, labels
+from store import actions as action_log
 from store import suggestions
 from store.connection import open_store
 from store.suggestions import id_folders, with_folders
@@ -193,3 +194,37 @@ def test_the_toolbars_help_is_each_cards_own_word():
             assert card.label not in away
         else:
             assert f"{card.label}: {card.quarantines}" in away
+
+
+def test_an_undo_removes_a_class_folder_it_leaves_with_no_file_and_touches_no_other(dev_copy):
+    """The undo knows no kind: a class folder it leaves with no file goes (tests/test_mixed.py:
+    the new folder a group went into; here one emptied since), and a folder that still
+    holds a file is left exactly as it is, its empty subfolder too."""
+    from dashboard import actions
+    from dashboard.settings import parse_args
+    from store.queries import pairs_page
+    from store.queries.pairs_page import PairFilter
+
+    root, db = dev_copy
+    settings = parse_args(
+        ["--db", str(db), "--root", str(root), "--user", "tester", "--allow-file-actions"]
+    )
+    with open_store(db, read_only=True, timeout=5) as con:
+        (pair,) = pairs_page.pair_page(con, PairFilter(), 1)
+    into = pair.b.klass
+    (root / into / "empty").mkdir()
+    done = actions.relabel(settings, pair, "a")
+    assert done.action_id is not None
+    actions.undo(settings, done.action_id)
+    assert (root / into / "empty").is_dir() and (root / pair.b.path).is_file()
+
+    done = actions.relabel(settings, pair, "a")
+    assert done.action_id is not None
+    with open_store(db, read_only=True, timeout=5) as con:
+        act = action_log.get_action(con, done.action_id)
+    assert act is not None and act.dst.startswith(f"{into}/")
+    for other in (root / into).rglob("*"):  # every other file of the folder gone since
+        if other.is_file() and other.relative_to(root).as_posix() != act.dst:
+            other.unlink()
+    actions.undo(settings, done.action_id)
+    assert (root / pair.a.path).is_file() and not (root / into).exists()
