@@ -6,6 +6,7 @@ its `Kind` member's `Rules` and its card."""
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -138,6 +139,15 @@ def test_a_kind_is_spelled_only_in_its_two_modules_and_the_vocabulary():
                 stray.append(f"{rel}: {spelled!r} ({kind.name})")
     assert stray == []
     assert seen == NOT_THE_KIND  # each exception is still needed
+
+
+def test_readme_lists_every_kind():
+    """The fourth place a kind is added: README's table of kinds and the `suggestions`
+    view's `kind` column."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert [k for k in Kind if f"| `{k}` |" not in text] == []
+    listed = re.search(r"`kind` \(([^)]*)\)", text)
+    assert listed is not None and listed.group(1) == "/".join(f"`{k}`" for k in Kind)
 
 
 def test_the_daemons_ids_name_the_folders_their_kinds_rules_say():
