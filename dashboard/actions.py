@@ -14,7 +14,7 @@ the rename, and logged with the action so that its undo moves that content back 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from store.clock import utcnow
 from store.queries import images as image_rows
 from store.queries import pairs_page
 from store.queries.pairs_page import PairView
-from store.vocab import Decision, Kind
+from store.vocab import Decision
 
 
 @dataclass(frozen=True)
@@ -189,18 +189,15 @@ def undo(settings: DashboardSettings, action_id: int) -> Done:
                 done.append(back)
             for sid in sids:
                 suggestions.undo(con, sid)
-            # A mixed group moved into a folder of its own leaves it empty when undone.
-            emptied = {
-                back.src.split("/", 1)[0]
-                for sid in sids
-                if sid.startswith(f"{Kind.MIXED}:")
-                for back in done
-            }
     except BaseException:
         _put_back(settings, done)
         raise
-    for klass in sorted(emptied - {settings.quarantine}):
-        _remove_if_empty(settings, klass)
+    # A class folder the undo leaves with no file in it goes: one the batch made for what
+    # it moved (a new folder named on a card), or one emptied since; an empty class folder
+    # breaks training loaders either way. A folder that still holds a file is not touched.
+    for klass in sorted({back.src.split("/", 1)[0] for back in done} - {settings.quarantine}):
+        if _holds_no_file(settings, klass):
+            _remove_if_empty(settings, klass)
     if len(done) == 1:
         return Done(f"undone #{action_id}: {done[0].src} → {done[0].dst}")
     return Done(f"undone #{action_id} and its group: {len(done)} files moved back")
@@ -216,7 +213,7 @@ def _moved_content(con: duckdb.DuckDBPyConnection, act: action_log.ActionRow) ->
         return (act.hash_a, act.hash_b)
     sid = action_log.action_suggestion(con, act.id)
     s = suggestions.get(con, sid) if sid is not None else None
-    if s is not None and s.kind != Kind.SAME_PERSON and s.hash:
+    if s is not None and s.hash:
         return (s.hash,)
     there = image_rows.images_by_path(con, [act.dst]).get(act.dst)
     return (there.hash,) if there is not None and there.hash else ()
@@ -230,6 +227,22 @@ def _put_back(settings: DashboardSettings, done: list[files.Move]) -> None:
 
 
 # -- suggested mistakes ----------------------------------------------------------------------
+# Generic verbs over a suggestion: move files into a folder or into quarantine as one
+# undoable batch, merge two folders. What each kind's decision moves is its card's
+# (dashboard/cards/<kind>.py); these know no kind.
+
+# A file a decision moves: its root-relative path and the content it must have there.
+Moving = tuple[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Moved:
+    """What carrying out a decision did: its first action (the batch's undo), the moves,
+    and whether it made the folder they went into."""
+
+    first: int
+    moves: list[files.Move]
+    made: bool = False
 
 
 @dataclass(frozen=True)
@@ -291,6 +304,71 @@ def _still_there(con: duckdb.DuckDBPyConnection, s: suggestions.Suggestion) -> N
         )
 
 
+def move_into(
+    settings: DashboardSettings,
+    s: suggestions.Suggestion,
+    moving: Sequence[Moving],
+    target: str,
+    new_folder: bool = False,
+) -> Moved:
+    """Accept `s` by moving files into the class folder `target`, as one undoable batch.
+    `new_folder`: a target that does not exist is made here, and gone again when nothing
+    moved into it (an undo that empties it removes it too)."""
+    target = files.folder_name(target, "destination folder")
+    plans = [
+        _Planned(
+            "move",
+            path,
+            content,
+            lambda path=path, content=content: files.plan_relabel(
+                settings.root, path, target, content, settings.quarantine
+            ),
+        )
+        for path, content in moving
+    ]
+    folder = files.inside(settings.root, target)
+    made = new_folder and not folder.exists() and not folder.is_symlink()
+    if made:
+        folder.mkdir()
+    try:
+        first, done = _suggestion_moves(settings, s, plans, target)
+    except BaseException:
+        if made:
+            _remove_if_empty(settings, target)
+        raise
+    return Moved(first, done, made)
+
+
+def quarantine_files(
+    settings: DashboardSettings, s: suggestions.Suggestion, moving: Sequence[Moving]
+) -> Moved:
+    """Accept `s` by taking files out of the data set (into the quarantine folder, kept),
+    as one undoable batch."""
+    plans = [
+        _Planned(
+            "quarantine",
+            path,
+            content,
+            lambda path=path, content=content: files.plan_quarantine(
+                settings.root, path, settings.quarantine, content
+            ),
+        )
+        for path, content in moving
+    ]
+    first, done = _suggestion_moves(settings, s, plans, settings.quarantine)
+    return Moved(first, done)
+
+
+def stored_contents(images: Sequence[image_rows.ImageInfo]) -> list[Moving]:
+    """Images to move, each for the content the store holds for it (what the card showed)."""
+    out = []
+    for image in images:
+        if not image.hash:
+            raise FileActionRefused(f"{image.path} has no content hash yet: rescan first")
+        out.append((image.path, (image.hash,)))
+    return out
+
+
 def folder_files(settings: DashboardSettings, klass: str) -> list[str]:
     """Every file of a class folder on disk (root-relative), subfolders included."""
     folder = files.inside(settings.root, files.folder_name(klass))
@@ -303,15 +381,13 @@ def folder_files(settings: DashboardSettings, klass: str) -> list[str]:
     return sorted(found)
 
 
-def merge(settings: DashboardSettings, s: suggestions.Suggestion, keep: str) -> Done:
-    """Same person under two names: every file of the other folder moves into `keep`,
-    under a free name, as one undoable group; the emptied folder goes away."""
-    if s.kind != Kind.SAME_PERSON or keep not in (s.class_a, s.class_b):
-        raise FileActionRefused(f"{s.id}: {keep!r} is not one of this suggestion's folders")
-    gone = s.class_b if keep == s.class_a else s.class_a
+def merge_folders(
+    settings: DashboardSettings, s: suggestions.Suggestion, gone: str, keep: str
+) -> Done:
+    """Accept `s` by moving every file of folder `gone` into `keep`, under a free name,
+    as one undoable group; the emptied folder goes away."""
     files.folder_name(keep, "surviving folder")
     files.folder_name(gone, "merged folder")
-    assert gone is not None
     moving = folder_files(settings, gone)
     known = db.read(settings, lambda con: image_rows.images_by_path(con, moving))
 
@@ -350,6 +426,11 @@ def _merged_content(
         raise FileActionRefused(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
+def _holds_no_file(settings: DashboardSettings, klass: str) -> bool:
+    folder = files.inside(settings.root, klass)
+    return folder.is_dir() and not any(names for _dir, _dirs, names in os.walk(folder))
+
+
 def _remove_if_empty(settings: DashboardSettings, klass: str) -> None:
     # An empty class folder breaks training loaders (ImageFolder refuses one); an undo
     # makes it again. A folder that still holds anything (a file that appeared since) stays.
@@ -361,106 +442,7 @@ def _remove_if_empty(settings: DashboardSettings, klass: str) -> None:
             return
 
 
-def move_image(settings: DashboardSettings, s: suggestions.Suggestion) -> Done:
-    """A misfiled image goes to the proposed folder."""
-    if s.kind != Kind.MISFILED or s.path is None or s.class_b is None:
-        raise FileActionRefused(f"{s.id}: only a misfiled image has a proposed folder")
-    path, target, content = s.path, files.folder_name(s.class_b, "proposed folder"), _image_of(s)
-    first, done = _suggestion_moves(
-        settings,
-        s,
-        [
-            _Planned(
-                "move",
-                path,
-                content,
-                lambda: files.plan_relabel(
-                    settings.root, path, target, content, settings.quarantine
-                ),
-            )
-        ],
-        target,
-    )
-    return Done(f"moved {done[0].src} → {done[0].dst}", first)
-
-
-def _group_plans(
-    s: suggestions.Suggestion,
-    group: list[image_rows.ImageInfo],
-    action: str,
-    plan: Callable[[str, tuple[str, ...]], files.Move],
-) -> list[_Planned]:
-    """A mixed group's moves, each for the content the card showed."""
-    if s.kind != Kind.MIXED:
-        raise FileActionRefused(f"{s.id}: only a mixed folder's suggestion has a group")
-    planned = []
-    for image in group:
-        if not image.hash:
-            raise FileActionRefused(f"{image.path} has no content hash yet: rescan first")
-        content = (image.hash,)
-        planned.append(
-            _Planned(
-                action,
-                image.path,
-                content,
-                lambda path=image.path, content=content: plan(path, content),
-            )
-        )
-    return planned
-
-
-def move_group(
-    settings: DashboardSettings,
-    s: suggestions.Suggestion,
-    group: list[image_rows.ImageInfo],
-    target: str,
-) -> Done:
-    """A mixed folder's foreign group goes to its person's folder (or a new one), as one
-    undoable batch, like a merge."""
-    target = files.folder_name(target, "destination folder")
-    if target == s.class_a:
-        raise FileActionRefused(f"the group is in {target} already: name another folder")
-    plans = _group_plans(
-        s,
-        group,
-        "move",
-        lambda path, content: files.plan_relabel(
-            settings.root, path, target, content, settings.quarantine
-        ),
-    )
-    # A group no folder holds goes into a new folder, named on the card: made here,
-    # and gone again when nothing moved into it (an undo removes it too).
-    folder = files.inside(settings.root, target)
-    made = not folder.exists() and not folder.is_symlink()
-    if made:
-        folder.mkdir()
-    try:
-        first, done = _suggestion_moves(settings, s, plans, target)
-    except BaseException:
-        if made:
-            _remove_if_empty(settings, target)
-        raise
-    new = " (a new folder)" if made else ""
-    return Done(f"moved {len(done)} photos of {s.class_a} into {target}{new}", first)
-
-
-def quarantine_group(
-    settings: DashboardSettings, s: suggestions.Suggestion, group: list[image_rows.ImageInfo]
-) -> Done:
-    """A mixed folder's foreign group leaves the data set, as one undoable batch."""
-    plans = _group_plans(
-        s,
-        group,
-        "quarantine",
-        lambda path, content: files.plan_quarantine(
-            settings.root, path, settings.quarantine, content
-        ),
-    )
-    first, done = _suggestion_moves(settings, s, plans, settings.quarantine)
-    return Done(f"removed {len(done)} photos of {s.class_a} from the data set", first)
-
-
-def _image_of(s: suggestions.Suggestion) -> tuple[str, ...]:
+def image_of(s: suggestions.Suggestion) -> tuple[str, ...]:
     """The content an image suggestion is about: the only file its decision may move."""
     if not s.hash:
         raise FileActionRefused(f"{s.id}: no content hash is known for its image: rescan first")
@@ -470,28 +452,14 @@ def _image_of(s: suggestions.Suggestion) -> tuple[str, ...]:
 def quarantine_image(
     settings: DashboardSettings, s: suggestions.Suggestion, path: str | None = None
 ) -> Done:
-    """A misfiled image, a stranger or a duplicate's copy leaves the data set (kept in the
-    quarantine folder). `path`: another file of the same content to take out instead (a
-    duplicate whose reviewer keeps the copy the faces called stray)."""
-    if s.kind == Kind.SAME_PERSON or s.path is None:
-        raise FileActionRefused("a same-person suggestion has no one image to quarantine")
-    if path is not None and s.kind != Kind.DUPLICATE:
-        raise FileActionRefused(f"{s.id}: only a duplicate has another copy to quarantine")
-    path, content = path or s.path, _image_of(s)
-    first, done = _suggestion_moves(
-        settings,
-        s,
-        [
-            _Planned(
-                "quarantine",
-                path,
-                content,
-                lambda: files.plan_quarantine(settings.root, path, settings.quarantine, content),
-            )
-        ],
-        settings.quarantine,
-    )
-    return Done(f"removed {done[0].src} from the data set → {done[0].dst}", first)
+    """The suggestion's image leaves the data set (kept in the quarantine folder).
+    `path`: another file of the same content to take out instead (a duplicate whose
+    reviewer keeps the copy the faces called stray)."""
+    if s.path is None:
+        raise FileActionRefused(f"{s.id}: this suggestion names no one image to quarantine")
+    moved = quarantine_files(settings, s, [(path or s.path, image_of(s))])
+    src, dst = moved.moves[0].src, moved.moves[0].dst
+    return Done(f"removed {src} from the data set → {dst}", moved.first)
 
 
 def record_suggestion(

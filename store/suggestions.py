@@ -1,12 +1,13 @@
 """Suggested mistakes and the decisions on them: `suggestion_rows`, `suggestion_pairs`,
 `suggestion_decisions`, and the `suggestions` view over them.
 
-A suggestion's id is stable: `same:<folder id>:<folder id>` (smaller first), `misfiled:`
-or `stranger:<content hash>:<folder id>`, `duplicate:<content hash>:<folder id of the
-copy>`, `mixed:<folder id>:<destination folder id>` (or `:new-<digest of the group's
-contents>` when no folder holds the group's person). Folders have ids that survive
-renames (store/folders.py) and images are known by content, so an id survives rescans,
-moves, folder renames, restarts and a model switch, and a decision keyed by it does too.
+A suggestion's id is stable: `<prefix>:<part>:<part>`, spelled by its kind
+(daemon/kinds/<kind>.py) after the `Rules` of its `Kind` member (store/vocab.py), which
+also say which parts are folder ids. Folders have ids that survive renames
+(store/folders.py) and images are known by content, so an id survives rescans, moves,
+folder renames, restarts and a model switch, and a decision keyed by it does too. What
+the store does with a kind (a decision's image pairs, the backup's folder ids) it reads
+off those `Rules`: it names no kind itself.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import duckdb
@@ -285,9 +287,9 @@ def decide(
     target: str | None = None,
     note: str | None = None,
 ) -> None:
-    """Record a decision on a suggestion, and on the image pairs under it: accepting a
-    same_person or misfiled suggestion (a mixed one moved to its destination) says its
-    pairs are one person; rejecting it says they are different people."""
+    """Record a decision on a suggestion, and on the image pairs under it: what its kind's
+    `Rules` (store/vocab.py) say accepting (or confirming) and rejecting mean for them,
+    and when (one person, different people, or nothing)."""
     if decision not in SUGGESTION_DECISIONS:
         raise ValueError(
             f"unknown decision {decision!r}: one of {', '.join(map(str, SUGGESTION_DECISIONS))}"
@@ -300,6 +302,8 @@ def decide(
     )
     if row is None:
         raise KeyError(f"no suggestion {sid!r}")
+    # Before anything is written: a kind the vocabulary does not know fails here, loudly.
+    rules = Kind(row[2]).rules
     con.execute(
         """INSERT OR REPLACE INTO suggestion_decisions (id, decision, rank_score, images,
                target, note, decided_by, decided_at, reopened_at, reopened_why)
@@ -307,19 +311,13 @@ def decide(
         [sid, str(decision), row[0], row[1], target, note, who, now],
     )
     pair_decision = {
-        Decision.ACCEPTED: Decision.SAME,
-        Decision.CONFIRMED: Decision.SAME,
-        Decision.REJECTED: Decision.DIFFERENT,
+        Decision.ACCEPTED: rules.accepted,
+        Decision.CONFIRMED: rules.accepted,
+        Decision.REJECTED: rules.rejected,
     }.get(Decision(decision))
-    if pair_decision is None or row[2] == Kind.STRANGER:
+    if pair_decision is None:
         return
-    if (
-        row[2] == Kind.MIXED
-        and decision in (Decision.ACCEPTED, Decision.CONFIRMED)
-        and target != row[3]
-    ):
-        # A mixed group moved to a new folder or quarantined: it is not the matched
-        # folder's person, nor said to be anyone's (its pairs are with that folder).
+    if decision != Decision.REJECTED and rules.into_b_only and target != row[3]:
         return
 
     for hash_a, hash_b in con.execute(
@@ -342,29 +340,27 @@ def undo(con: duckdb.DuckDBPyConnection, sid: str) -> None:
 
 # -- backup (store/backup.py) ------------------------------------------------------------
 
-# Where a suggestion id holds folder ids (daemon/kinds/ spells the ids: `same:<a>:<b>`,
-# and `<kind>:<content hash>:<folder>` for an image's). Folder ids are the store's own: a
-# backup restored into a store whose folders got other ids (built in another order) has
-# its ids translated, folder by name.
-_FOLDER_PARTS: dict[str, tuple[int, ...]] = {
-    "same": (1, 2),
-    **{str(kind): (2,) for kind in (Kind.MISFILED, Kind.STRANGER, Kind.DUPLICATE)},
-}
+
+# Where a suggestion id holds folder ids: its kind's `Rules.folders` (store/vocab.py).
+# Folder ids are the store's own: a backup restored into a store whose folders got other
+# ids (built in another order) has its ids translated, folder by name.
+@cache
+def _kinds_by_prefix() -> dict[str, Kind]:
+    return {kind.rules.prefix: kind for kind in Kind}
 
 
 def _folder_parts(parts: list[str]) -> tuple[int, ...]:
-    # `mixed:<folder>:<folder>`, or `mixed:<folder>:new-<digest>` for a group no folder
-    # holds (daemon/kinds/mixed.py).
-    if parts[0] == Kind.MIXED:
-        return (1, 2) if len(parts) == 3 and parts[2].isdigit() else (1,)
-    return _FOLDER_PARTS.get(parts[0], ())
+    kind = _kinds_by_prefix().get(parts[0])
+    if kind is None:
+        return ()
+    return tuple(i for i in kind.rules.folders if i < len(parts) and parts[i].isdigit())
 
 
 def id_folders(sid: str) -> list[int]:
     """The folder ids a suggestion id names ([] for an id of another shape)."""
     parts = sid.split(":")
     where = _folder_parts(parts)
-    if len(parts) != 3 or not all(parts[i].isdigit() for i in where):
+    if len(parts) != 3:
         return []
     return [int(parts[i]) for i in where]
 
@@ -376,10 +372,7 @@ def with_folders(sid: str, mapping: dict[int, int]) -> str:
     parts = sid.split(":")
     for i in _folder_parts(parts):
         parts[i] = str(mapping.get(int(parts[i]), int(parts[i])))
-    if parts[0] == "same":
-        lo, hi = sorted((int(parts[1]), int(parts[2])))
-        parts[1:] = [str(lo), str(hi)]
-    return ":".join(parts)
+    return _kinds_by_prefix()[parts[0]].rules.id(*parts[1:])
 
 
 _DECISION_FIELDS = (

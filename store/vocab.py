@@ -9,17 +9,8 @@ back is `Kind(row.kind)` and an unknown value fails loudly there.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
-
-
-class Kind(StrEnum):
-    """A suggestion's kind: which mistake it says the data holds."""
-
-    SAME_PERSON = "same_person"  # two folders hold one person
-    MISFILED = "misfiled"  # an image belongs in another folder
-    STRANGER = "stranger"  # an image matches no one in its folder, nor any other folder
-    DUPLICATE = "duplicate"  # the same file (identical bytes) in two folders
-    MIXED = "mixed"  # a folder holds a group of another person's photos
 
 
 class Status(StrEnum):
@@ -64,6 +55,59 @@ SUGGESTION_DECISIONS = (
     Decision.REJECTED,
     Decision.SKIPPED,
 )
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What the store must know of a suggestion kind, declared with its `Kind` member (the
+    one line a kind adds here): how its id is spelled, which of the id's parts are folder
+    ids (the backup translates them, store/backup.py), and what a decision on it says of
+    the image pairs under it (store/suggestions.py: `decide`). The store reads these with
+    the kind it already reads off a row, so it needs nothing of the daemon's kinds."""
+
+    prefix: str  # an id is `<prefix>:<part>:<part>`
+    # The id's parts that are folder ids; one that is not all digits names no folder (a
+    # mixed group no folder holds: `new-<digest>`).
+    folders: tuple[int, ...]
+    paired: bool = False  # its two folder parts are one pair: smaller id first
+    accepted: Decision | None = Decision.SAME  # what accepting (or confirming) says of its pairs
+    rejected: Decision | None = Decision.DIFFERENT  # ... and rejecting
+    # Accepting says it only when the decision's target is the suggestion's folder B: a
+    # group moved elsewhere (or quarantined) is not B's person, nor anyone's said person.
+    into_b_only: bool = False
+
+    def id(self, *parts: object) -> str:
+        """`<prefix>:<part>:<part>`, a pair of folder ids smaller first."""
+        spelled = [str(p) for p in parts]
+        pair = [spelled[i - 1] for i in self.folders]
+        if self.paired and all(p.isdigit() for p in pair):
+            for i, value in zip(self.folders, sorted(map(int, pair)), strict=True):
+                spelled[i - 1] = str(value)
+        return ":".join([self.prefix, *spelled])
+
+
+class Kind(StrEnum):
+    """A suggestion's kind: which mistake it says the data holds, and its `Rules`. A kind
+    is this one member, daemon/kinds/<value>.py and dashboard/cards/<value>.py."""
+
+    rules: Rules
+
+    def __new__(cls, value: str, rules: Rules) -> Kind:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.rules = rules
+        return member
+
+    # two folders hold one person
+    SAME_PERSON = "same_person", Rules("same", (1, 2), paired=True)
+    # an image belongs in another folder
+    MISFILED = "misfiled", Rules("misfiled", (2,))
+    # an image matches no one in its folder, nor any other folder: its pairs say nothing
+    STRANGER = "stranger", Rules("stranger", (2,), accepted=None, rejected=None)
+    # the same file (identical bytes) in two folders
+    DUPLICATE = "duplicate", Rules("duplicate", (2,))
+    # a folder holds a group of another person's photos
+    MIXED = "mixed", Rules("mixed", (1, 2), into_b_only=True)
 
 
 class State(StrEnum):

@@ -118,6 +118,8 @@ def folder_ids(db: Path) -> dict[str, int]:
 @pytest.mark.slow  # the rebuild encodes the dev faces again: it is the point
 def test_a_rebuilt_store_gets_the_whole_review_back(dev_copy, run_scan, tmp_path, capsys):
     from dashboard import actions
+    from dashboard.cards import misfiled as misfiled_card
+    from dashboard.cards import same_person
     from dashboard.settings import parse_args
 
     root, db = dev_copy
@@ -134,12 +136,12 @@ def test_a_rebuilt_store_gets_the_whole_review_back(dev_copy, run_scan, tmp_path
     misfiled = one(db, Kind.MISFILED)
     duplicate = one(db, Kind.DUPLICATE)
     stranger = one(db, Kind.STRANGER)
-    moved = actions.move_image(settings, misfiled)
+    moved = misfiled_card.move_image(settings, misfiled)
     actions.undo(settings, moved.action_id)
     actions.record_suggestion(settings, one(db, Kind.MISFILED), Decision.REJECTED)
     actions.record_suggestion(settings, duplicate, Decision.SKIPPED)
     actions.record_suggestion(settings, stranger, Decision.ACCEPTED)
-    actions.merge(settings, biden, "Joseph_Biden")
+    same_person.merge(settings, biden, "Joseph_Biden")
     # Pair decisions of their own, and a face picked in a group photo.
     pairs = read(db, "SELECT hash_a, hash_b FROM pairs WHERE decision IS NULL LIMIT 2")
     assert len(pairs) == 2

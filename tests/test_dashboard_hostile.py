@@ -16,6 +16,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from dashboard import actions, ui
+from dashboard.cards import misfiled, same_person
 from dashboard.files import FileActionRefused
 from dashboard.settings import DashboardSettings, parse_args
 from store import actions as action_log
@@ -239,7 +240,7 @@ def test_a_merge_refuses_a_replaced_file_or_one_never_scanned(dev_copy):
     with pytest.raises(
         FileActionRefused, match=re.escape("Joe_Biden/biden.jpg is not the image reviewed")
     ):
-        actions.merge(settings, biden, "Joseph_Biden")
+        same_person.merge(settings, biden, "Joseph_Biden")
     assert listing(root) == before
     assert state_of(db, biden.id) == "open" and logged(db) == []
 
@@ -250,7 +251,7 @@ def test_a_merge_refuses_a_replaced_file_or_one_never_scanned(dev_copy):
     with pytest.raises(
         FileActionRefused, match=re.escape("Joe_Biden/new.png is not in the store yet")
     ):
-        actions.merge(settings, biden, "Joseph_Biden")
+        same_person.merge(settings, biden, "Joseph_Biden")
     assert listing(root) == before and logged(db) == []
 
     (root / "Joe_Biden" / "new.png").unlink()
@@ -258,7 +259,7 @@ def test_a_merge_refuses_a_replaced_file_or_one_never_scanned(dev_copy):
         stored = image_rows.images_by_path(
             con, [f"Joe_Biden/{n}" for n in ("biden.jpg", "biden2.jpg")]
         )
-    done = actions.merge(settings, biden, "Joseph_Biden")
+    done = same_person.merge(settings, biden, "Joseph_Biden")
     assert "2 files moved" in done.message
     # Each move logged with the content it moved: what its undo may move back.
     assert {(a.src, a.hash) for a in logged(db)} == {(p, i.hash) for p, i in stored.items()}
@@ -299,7 +300,7 @@ def test_a_folder_name_dot_tampered_into_the_store_makes_a_merge_refuse(dev_copy
         biden = suggestion(db, "same_person")
         assert biden.class_a == bad
         with pytest.raises(FileActionRefused, match="not a single plain folder name"):
-            actions.merge(settings, biden, str(biden.class_b))
+            same_person.merge(settings, biden, str(biden.class_b))
         assert listing(root) == before and logged(db) == []
         assert state_of(db, sid) == "open"
 
@@ -320,7 +321,7 @@ def test_a_hidden_proposed_folder_tampered_into_the_store_is_refused(dev_copy, r
     assert mis.class_b == ".cache"
     before = listing(root)
     with pytest.raises(FileActionRefused, match="not a single plain folder name"):
-        actions.move_image(settings_for(root, db, "--allow-file-actions"), mis)
+        misfiled.move_image(settings_for(root, db, "--allow-file-actions"), mis)
     assert listing(root) == before and logged(db) == []
 
 

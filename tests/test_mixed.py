@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dashboard import actions
+from dashboard.cards import mixed as mixed_card
 from dashboard.files import FileActionRefused
 from dashboard.settings import parse_args
 from store import suggestions
@@ -144,7 +145,7 @@ def test_moving_the_group_home_is_one_batch_that_one_undo_takes_back(namesake_co
     before = real_files(root)
     card = the_card(db)
     group = _group_images(db, card)
-    done = actions.move_group(settings, card, group, "Sheldon")
+    done = mixed_card.move_group(settings, card, group, "Sheldon")
     assert done.action_id is not None and "moved 3 photos" in done.message
     assert real_files(root) == (before - set(NAMESAKE.values())) | {
         f"Sheldon/{Path(p).name}" for p in NAMESAKE.values()
@@ -176,8 +177,8 @@ def test_a_new_folder_quarantine_and_all_his_own(namesake_copy):
     group = _group_images(db, card)
     # A new folder, named on the card: made by the move, gone again with its undo.
     with pytest.raises(FileActionRefused, match="already"):
-        actions.move_group(settings, card, group, "Anthony_Hopkins")
-    done = actions.move_group(settings, card, group, "Sheldon_Cooper")
+        mixed_card.move_group(settings, card, group, "Anthony_Hopkins")
+    done = mixed_card.move_group(settings, card, group, "Sheldon_Cooper")
     assert sorted(p.name for p in (root / "Sheldon_Cooper").iterdir()) == [
         Path(p).name for p in sorted(NAMESAKE.values())
     ]
@@ -187,7 +188,7 @@ def test_a_new_folder_quarantine_and_all_his_own(namesake_copy):
     actions.undo(settings, done.action_id)
     assert real_files(root) == before and not (root / "Sheldon_Cooper").exists()
     # Quarantine: the group leaves the data set as one batch.
-    done = actions.quarantine_group(settings, card, group)
+    done = mixed_card.quarantine_group(settings, card, group)
     quarantined = {p for p in real_files(root) if p.startswith(settings.quarantine + "/")}
     assert len(quarantined) == 3 and not (real_files(root) & set(NAMESAKE.values()))
     actions.clear_suggestion(settings, card)

@@ -217,6 +217,7 @@ def test_pages_of_the_queue(dev_copy, run_scan, monkeypatch):
 
 def test_a_merge_never_overwrites_and_a_refused_file_moves_nothing(dev_copy):
     from dashboard import actions
+    from dashboard.cards import same_person
     from dashboard.files import FileActionRefused
     from dashboard.settings import parse_args
 
@@ -232,7 +233,7 @@ def test_a_merge_never_overwrites_and_a_refused_file_moves_nothing(dev_copy):
     (root / "Joe_Biden" / "zz-link.jpg").symlink_to(root / "Penny" / "penny1.png")
     before = {k: files_in(root, k) for k in BIDEN}
     try:
-        actions.merge(settings, biden, "Joseph_Biden")
+        same_person.merge(settings, biden, "Joseph_Biden")
     except FileActionRefused as exc:
         assert "symbolic link" in str(exc)
     else:
@@ -240,7 +241,7 @@ def test_a_merge_never_overwrites_and_a_refused_file_moves_nothing(dev_copy):
     assert {k: files_in(root, k) for k in BIDEN} == before
     assert state_of(db, biden.id) == ("open", None)
     (root / "Joe_Biden" / "zz-link.jpg").unlink()
-    done = actions.merge(settings, biden, "Joseph_Biden")
+    done = same_person.merge(settings, biden, "Joseph_Biden")
     assert "3 files moved" in done.message
     assert (root / "Joseph_Biden" / "notes.txt").read_text() == "Joseph"
     assert (root / "Joseph_Biden" / "notes-2.txt").read_text() == "Joe"

@@ -103,14 +103,19 @@ def file_path(snap: Snapshot, file_id: int) -> str:
 
 
 def image_id(kind: Kind, content: str, folder: int) -> str:
-    """`<kind>:<content hash>:<folder id>`: an image suggestion, by content and folder."""
-    return f"{kind}:{content}:{folder}"
+    """`<prefix>:<content hash>:<folder id>`: an image suggestion, by content and folder."""
+    return kind.rules.id(content, folder)
 
 
 class SuggestionKind(ABC):
     """One kind of suggestion: daemon/kinds/<kind>.py holds one, named after its `Kind`."""
 
     kind: ClassVar[Kind]
+
+    def by_name(self, snap: Snapshot, folder_of_class: dict[str, int]) -> list[Described]:
+        """Suggestions the folders' names alone make certain, whatever the faces say. One
+        the faces found too keeps one row: the names' evidence, then the faces'."""
+        return []
 
 
 class FromStatistics(SuggestionKind):

@@ -35,9 +35,9 @@ NEW = "new-"
 
 def suggestion_id(folder: int, dest: int | None, contents: list[str]) -> str:
     if dest is not None:
-        return f"mixed:{folder}:{dest}"
+        return Kind.MIXED.rules.id(folder, dest)
     digest = hashlib.blake2b("\n".join(sorted(contents)).encode(), digest_size=8).hexdigest()
-    return f"mixed:{folder}:{NEW}{digest}"
+    return Kind.MIXED.rules.id(folder, f"{NEW}{digest}")
 
 
 class Mixed(FromStatistics):

@@ -19,7 +19,6 @@ import numpy as np
 
 from daemon.common.content import content_keys, content_order, content_seed
 from daemon.common.kindmodules import kind_module
-from daemon.kinds import same_person
 from daemon.kinds.base import (
     EvidencePair,
     FromSnapshot,
@@ -195,24 +194,26 @@ def find_suggestions(
         for said in survey.found:
             out.rows.append(said.row)
             out.pairs.extend(said.pairs)
-    _name_twins(snap, folder_of_class, out)
+    _by_name(snap, folder_of_class, out)
     _reopen(snap, out)
     return out
 
 
-def _name_twins(snap: Snapshot, folder_of_class: dict[str, int], out: Suggestions) -> None:
-    """Folders that are one name in two Unicode forms are one same_person suggestion,
-    certain by the names; what the faces said of the pair, if anything, follows."""
+def _by_name(snap: Snapshot, folder_of_class: dict[str, int], out: Suggestions) -> None:
+    """Suggestions a kind makes certain by the folders' names (one name in two Unicode
+    forms); what the faces said of the same suggestion, if anything, follows."""
     at = {row.id: i for i, row in enumerate(out.rows)}
-    for said in same_person.unicode_twins(snap, folder_of_class):
-        row = said.row
-        if row.id in at:
-            found = out.rows[at[row.id]]
-            out.rows[at[row.id]] = dataclasses.replace(
-                row, evidence=f"{row.evidence}; the faces: {found.evidence}"
-            )
-        else:
-            out.rows.append(row)
+    for kind in kinds():
+        for said in kind.by_name(snap, folder_of_class):
+            row = said.row
+            if row.id in at:
+                found = out.rows[at[row.id]]
+                out.rows[at[row.id]] = dataclasses.replace(
+                    row, evidence=f"{row.evidence}; the faces: {found.evidence}"
+                )
+            else:
+                out.rows.append(row)
+            out.pairs.extend(said.pairs)
 
 
 def _reopen(snap: Snapshot, out: Suggestions) -> None:

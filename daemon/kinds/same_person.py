@@ -40,12 +40,14 @@ SPLIT_RATE = 0.05
 
 
 def suggestion_id(folder_a: int, folder_b: int) -> str:
-    lo, hi = sorted((folder_a, folder_b))
-    return f"same:{lo}:{hi}"
+    return Kind.SAME_PERSON.rules.id(folder_a, folder_b)
 
 
 class SamePerson(FromStatistics):
     kind = Kind.SAME_PERSON
+
+    def by_name(self, snap: Snapshot, folder_of_class: dict[str, int]) -> list[Described]:
+        return unicode_twins(snap, folder_of_class)
 
     def find(self, stats: Statistics) -> list[Found]:
         cn, codes, sizes, cls, n_f = stats.cn, stats.codes, stats.sizes, stats.cls, stats.n_f

@@ -58,6 +58,11 @@ class CardKind(ABC):
 
     kind: ClassVar[Kind]
     label: ClassVar[str]  # its name in the filters and on the card
+    # What the toolbar's keys do to this card, in the toolbar's help (the Review page
+    # lists every card's): A with file actions on, Q (None: refused), D.
+    fixes: ClassVar[str]
+    quarantines: ClassVar[str | None]
+    rejects: ClassVar[str]
 
     def more_paths(self, con: duckdb.DuckDBPyConnection, s: Suggestion) -> dict[str, str | None]:
         """Paths of images the card shows beyond its folders' strips and its own image."""

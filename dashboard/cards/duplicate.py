@@ -48,6 +48,9 @@ def keep_copy(settings: DashboardSettings, s: Suggestion, original: str) -> Done
 class DuplicateCard(CardKind):
     kind = Kind.DUPLICATE
     label = "duplicate"
+    fixes = "quarantine the stray copy"
+    quarantines = "the stray copy"
+    rejects = "keep both copies"
 
     def more_paths(self, con: duckdb.DuckDBPyConnection, s: Suggestion) -> dict[str, str | None]:
         """The original: the copy stored first in the folder the daemon kept it in."""

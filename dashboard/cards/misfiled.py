@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dashboard import actions
+from dashboard import actions, files
 from dashboard.actions import Done
 from dashboard.cards.base import (
     ACCEPT,
@@ -20,15 +20,28 @@ from dashboard.cards.base import (
     quarantine,
     quarantine_choice,
 )
+from dashboard.files import FileActionRefused
 from dashboard.queue import Choice
 from dashboard.settings import DashboardSettings
 from store.suggestions import Suggestion
 from store.vocab import Decision, Kind
 
 
+def move_image(settings: DashboardSettings, s: Suggestion) -> Done:
+    """The image goes to the proposed folder."""
+    if s.path is None or s.class_b is None:
+        raise FileActionRefused(f"{s.id}: no image, or no proposed folder for it")
+    path, target = s.path, files.folder_name(s.class_b, "proposed folder")
+    moved = actions.move_into(settings, s, [(path, actions.image_of(s))], target)
+    return Done(f"moved {moved.moves[0].src} → {moved.moves[0].dst}", moved.first)
+
+
 class MisfiledCard(CardKind):
     kind = Kind.MISFILED
     label = "misfiled image"
+    fixes = "move the image to the proposed folder"
+    quarantines = "the image"
+    rejects = "filed right"
 
     def title(self, s: Suggestion) -> str:
         return f"{s.path}"
@@ -54,7 +67,7 @@ class MisfiledCard(CardKind):
         if value != ACCEPT:
             return quarantine(settings, s)
         if settings.allow_file_actions:
-            return actions.move_image(settings, s)
+            return move_image(settings, s)
         return actions.record_suggestion(settings, s, Decision.CONFIRMED, target=s.class_b)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import duckdb
 import streamlit as st
 
-from dashboard import actions, ui
+from dashboard import actions, files, ui
 from dashboard.actions import Done
 from dashboard.cards.base import (
     ACCEPT,
@@ -61,9 +61,31 @@ def target(card: Card) -> str:
     return typed or (card.s.class_b or "")
 
 
+def move_group(
+    settings: DashboardSettings, s: Suggestion, group: list[ImageInfo], target: str
+) -> Done:
+    """The foreign group goes to its person's folder (or a new one, made for it), as one
+    undoable batch, like a merge."""
+    target = files.folder_name(target, "destination folder")
+    if target == s.class_a:
+        raise FileActionRefused(f"the group is in {target} already: name another folder")
+    moved = actions.move_into(settings, s, actions.stored_contents(group), target, new_folder=True)
+    new = " (a new folder)" if moved.made else ""
+    return Done(f"moved {len(moved.moves)} photos of {s.class_a} into {target}{new}", moved.first)
+
+
+def quarantine_group(settings: DashboardSettings, s: Suggestion, group: list[ImageInfo]) -> Done:
+    """The foreign group leaves the data set, as one undoable batch."""
+    moved = actions.quarantine_files(settings, s, actions.stored_contents(group))
+    return Done(f"removed {len(moved.moves)} photos of {s.class_a} from the data set", moved.first)
+
+
 class MixedCard(CardKind):
     kind = Kind.MIXED
     label = "mixed folder"
+    fixes = "move the group to the folder named on the card"
+    quarantines = "the group"
+    rejects = "all the folder's own person"
 
     def more_paths(self, con: duckdb.DuckDBPyConnection, s: Suggestion) -> dict[str, str | None]:
         """Every image of the group (the decision moves them all), and some of the
@@ -145,7 +167,7 @@ class MixedCard(CardKind):
         group = _images(card, GROUP)
         if value == QUARANTINE:
             if settings.allow_file_actions:
-                return actions.quarantine_group(settings, card.s, group)
+                return quarantine_group(settings, card.s, group)
             return actions.record_suggestion(
                 settings, card.s, Decision.CONFIRMED, target=settings.quarantine
             )
@@ -155,7 +177,7 @@ class MixedCard(CardKind):
                 "no folder holds this group's person: name a new folder on the card first"
             )
         if settings.allow_file_actions:
-            return actions.move_group(settings, card.s, group, where)
+            return move_group(settings, card.s, group, where)
         return actions.record_suggestion(settings, card.s, Decision.CONFIRMED, target=where)
 
 

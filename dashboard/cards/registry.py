@@ -25,6 +25,11 @@ def card_for(kind: str) -> CardKind:
     return kind_module(kind, __package__, "CARD", CardKind, UnknownCard)
 
 
+def cards() -> list[CardKind]:
+    """Every kind's card, in `Kind`'s order."""
+    return [card_for(k) for k in Kind]
+
+
 def labels() -> dict[str, str]:
     """Every kind's name in the filters, in `Kind`'s order."""
-    return {k: card_for(k).label for k in Kind}
+    return {card.kind: card.label for card in cards()}

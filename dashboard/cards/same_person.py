@@ -58,9 +58,22 @@ def surviving(card: Card) -> str:
     return str(s.class_a if a >= b else s.class_b)
 
 
+def merge(settings: DashboardSettings, s: Suggestion, keep: str) -> Done:
+    """Every file of the other folder moves into `keep`, as one undoable group; the
+    emptied folder goes away."""
+    if keep not in (s.class_a, s.class_b):
+        raise FileActionRefused(f"{s.id}: {keep!r} is not one of this suggestion's folders")
+    gone = s.class_b if keep == s.class_a else s.class_a
+    assert gone is not None
+    return actions.merge_folders(settings, s, gone, keep)
+
+
 class SamePersonCard(CardKind):
     kind = Kind.SAME_PERSON
     label = "same person, two folders"
+    fixes = "merge the folders"
+    quarantines = None
+    rejects = "different people"
 
     def title(self, s: Suggestion) -> str:
         return f"{s.class_a} / {s.class_b}"
@@ -111,7 +124,7 @@ class SamePersonCard(CardKind):
             )
         keep = surviving(card)
         if settings.allow_file_actions:
-            return actions.merge(settings, card.s, keep)
+            return merge(settings, card.s, keep)
         return actions.record_suggestion(settings, card.s, Decision.CONFIRMED, target=keep)
 
 

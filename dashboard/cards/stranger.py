@@ -25,6 +25,9 @@ from store.vocab import Kind
 class StrangerCard(CardKind):
     kind = Kind.STRANGER
     label = "stranger in its folder"
+    fixes = "quarantine the image"
+    quarantines = "the image"
+    rejects = "filed right"
 
     def title(self, s: Suggestion) -> str:
         return f"{s.path}"

@@ -1,7 +1,6 @@
 """The review page, the dashboard's landing page: suggested mistakes, best first, one card
-per suggestion (a split person, a misfiled image, a stranger, a duplicate, a mixed
-folder), one decision per card from the keyboard. The pairs page stays for the detail
-under a card."""
+per suggestion (its kind's, dashboard/cards/<kind>.py), one decision per card from the
+keyboard. The pairs page stays for the detail under a card."""
 
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ from dashboard.cards.base import (
     Card,
     card_key,
 )
-from dashboard.cards.registry import card_for, labels
+from dashboard.cards.registry import card_for, cards, labels
 from dashboard.queue import CardQueue, Choice, shortcuts_help
 from dashboard.settings import DashboardSettings, current
 from store import suggestions
@@ -58,27 +57,28 @@ def state_of(value: str, files_on: bool) -> State:
 
 def choices(files_on: bool) -> tuple[Choice, ...]:
     """The toolbar: one key per decision, whatever the card's kind; each card's buttons say
-    what that decision does to it (dashboard/cards/<kind>.py). A says "fix" only when
-    files will move."""
+    what that decision does to it, and the toolbar's help says it for every card
+    (dashboard/cards/<kind>.py). A says "fix" only when files will move."""
+    every = cards()
     accept = (
         Choice(
             ACCEPT,
             "fix it",
             "A",
             primary=True,
-            help="same person: merge the folders · misfiled: move the image to the proposed "
-            "folder · stranger, duplicate: quarantine the image · mixed folder: move the group",
+            help=" · ".join(f"{card.label}: {card.fixes}" for card in every),
         )
         if files_on
         else Choice(ACCEPT, "confirm", "A", primary=True, help=CONFIRM_HELP)
     )
+    taken = " · ".join(f"{card.label}: {card.quarantines}" for card in every if card.quarantines)
     return (
         accept,
         Choice(
             QUARANTINE,
             "quarantine" if files_on else "confirm: quarantine",
             "Q",
-            help="take the image (a mixed folder: the group) out of the data set"
+            help=f"out of the data set, kept in the quarantine folder: {taken}"
             if files_on
             else CONFIRM_HELP,
         ),
@@ -86,7 +86,7 @@ def choices(files_on: bool) -> tuple[Choice, ...]:
             REJECT,
             "no mistake",
             "D",
-            help="different people · filed right · keep both copies · all the folder's person",
+            help=" · ".join(dict.fromkeys(card.rejects for card in every)),
         ),
         SKIP_CHOICE,
     )
@@ -174,7 +174,7 @@ def read_cards(
     sizes = review_cards.folder_sizes(con, folders)
     # One more than shown: the card's own image is left out of its folder's strip.
     strip_paths = {k: review_cards.folder_paths(con, k, STRIP + 1) for k in folders}
-    # Images a card shows beyond its folders' (a duplicate's first copy), by their role.
+    # Images a card shows beyond its folders' (`CardKind.more_paths`), by their role.
     more = {s.id: card_for(s.kind).more_paths(con, s) for s in rows}
     wanted = [p for ps in strip_paths.values() for p in ps]
     wanted += [s.path for s in rows if s.path]
