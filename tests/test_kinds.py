@@ -26,11 +26,10 @@ from store.vocab import Kind
 
 REPO = Path(__file__).resolve().parents[1]
 # Literals spelled like a kind that are not the kind: a folder name whose Unicode form is
-# neither NFC nor NFD is said to be "mixed" (daemon/kinds/same_person.py's evidence, and
-# the person page).
+# neither NFC nor NFD is said to be "mixed" (store/queries/person.unicode_form, for the
+# same_person kind's evidence and the person page).
 NOT_THE_KIND = {
-    ("daemon/kinds/same_person.py", "mixed"),
-    ("dashboard/views/person.py", "mixed"),
+    ("store/queries/person.py", "mixed"),
 }
 
 

@@ -4,7 +4,6 @@ are different people."""
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 
 import streamlit as st
@@ -27,6 +26,7 @@ from dashboard.cards.base import (
 from dashboard.files import FileActionRefused
 from dashboard.queue import Choice
 from dashboard.settings import DashboardSettings
+from store.queries.person import nfc, unicode_form
 from store.suggestions import Suggestion
 from store.vocab import Decision, Kind, State
 
@@ -39,9 +39,9 @@ def one_name(card: Card) -> str | None:
     """The name a merge must keep when the two are one name in two Unicode forms: the
     NFC form (what a keyboard types); None when the names differ, or neither is NFC."""
     a, b = card.s.class_a, card.s.class_b
-    if not a or not b or unicodedata.normalize("NFC", a) != unicodedata.normalize("NFC", b):
+    if not a or not b or nfc(a) != nfc(b):
         return None
-    return next((n for n in (a, b) if unicodedata.is_normalized("NFC", n)), None)
+    return next((n for n in (a, b) if unicode_form(n) == "NFC"), None)
 
 
 def surviving(card: Card) -> str:
