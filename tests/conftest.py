@@ -24,6 +24,33 @@ REPO = Path(__file__).resolve().parent.parent
 # In the repository, so that a fresh clone tests itself; never written to.
 DEV_FACES = REPO / "tests" / "faces"
 
+# The modules that take longest (wall seconds on an idle 2-core machine, from
+# `--durations`), run first: pytest-xdist's loadfile hands out whole modules in collection
+# order (README's test command turns off its reordering by test count, which put these
+# few-test modules last), and a long module that starts last runs alone at the end.
+# Scheduling only: every module runs either way.
+LONGEST_FIRST = (
+    "test_dashboard_serving.py",  # ~55 s: two `facelint` servers, every page in Chromium
+    "test_ray.py",  # ~40 s: a two-node Ray cluster, the dev faces through it
+    "test_dashboard_browser.py",  # ~40 s
+    "test_daemon.py",  # ~35 s: daemons as subprocesses, kill -9
+    "test_service_steps.py",  # ~30 s
+    "test_bench_smoke.py",  # ~30 s: two benchmarks end to end
+    "test_daemon_hardening.py",
+    "test_review_queue.py",
+    "test_backup.py",
+    "test_dashboard_app.py",
+    "test_scan.py",
+    "test_review_page.py",
+    "test_up.py",
+    "test_arcface.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(autouse=True)
 def _main_module_kept():
@@ -200,3 +227,14 @@ def seed_encodings(scanned_dev: tuple[Path, Path]) -> Callable[[Path], Path]:
 def run_scan() -> Callable[..., Any]:
     """Run the real pipeline once over root into db; returns RunStats."""
     return scan
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium per browser test module (its start costs seconds); each test gets a
+    fresh context of its own from browser_harness.browser_page(), so no cookie or storage
+    carries over."""
+    from tests.browser_harness import chromium
+
+    with chromium() as launched:
+        yield launched

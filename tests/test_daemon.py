@@ -60,6 +60,14 @@ def tree(tmp_path: Path) -> tuple[Path, Path]:
     return root, tmp_path / "facelint.duckdb"
 
 
+@pytest.fixture
+def seeded_tree(tree: tuple[Path, Path], seed_encodings) -> tuple[Path, Path]:
+    """The same tree in a store that already holds every dev face's encoding: the
+    daemon's start encodes nothing, for the tests about what comes after it."""
+    root, db = tree
+    return root, seed_encodings(db)
+
+
 def test_ready_copy_move_delete_and_sigterm(tree, tmp_path):
     root, db = tree
     d = DaemonProcess(root, db, tmp_path)
@@ -94,8 +102,8 @@ def test_ready_copy_move_delete_and_sigterm(tree, tmp_path):
     assert d.status()["state"] == "stopped"
 
 
-def test_waits_out_a_store_held_by_another_process(tree, tmp_path):
-    root, db = tree
+def test_waits_out_a_store_held_by_another_process(seeded_tree, tmp_path):
+    root, db = seeded_tree
     d = DaemonProcess(root, db, tmp_path)
     try:
         d.wait_ready()
@@ -136,7 +144,7 @@ def test_waits_out_a_store_held_by_another_process(tree, tmp_path):
         d.close()
 
 
-def test_kill_9_during_a_batch_then_restart_is_consistent(tmp_path, run_scan):
+def test_kill_9_during_a_batch_then_restart_is_consistent(tmp_path, run_scan, seed_encodings):
     root = tmp_path / "data"
     root.mkdir()
     db = tmp_path / "facelint.duckdb"
@@ -159,15 +167,16 @@ def test_kill_9_during_a_batch_then_restart_is_consistent(tmp_path, run_scan):
     assert store_paths(db) == disk_paths(root)
     assert query(db, "SELECT count(*) FROM files WHERE dirty") == [(0,)]
     # The same tree scanned from scratch gives the same pairs: none lost, none doubled.
-    fresh = tmp_path / "fresh.duckdb"
+    # (Its encodings come from the session's store: the same images encode the same.)
+    fresh = seed_encodings(tmp_path / "fresh.duckdb")
     run_scan(root, fresh)
     sql = "SELECT path_a, path_b FROM pairs ORDER BY 1, 2"
     assert query(db, sql) == query(fresh, sql)
     assert query(db, "SELECT count(*) - count(DISTINCT (lo, hi)) FROM pair_rows") == [(0,)]
 
 
-def test_sighup_stops_cleanly_like_sigterm(tree, tmp_path):
-    root, db = tree
+def test_sighup_stops_cleanly_like_sigterm(seeded_tree, tmp_path):
+    root, db = seeded_tree
     d = DaemonProcess(root, db, tmp_path)
     try:
         d.wait_ready()

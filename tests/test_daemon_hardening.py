@@ -28,9 +28,11 @@ def store_paths(db: Path) -> set[str]:
 
 
 @pytest.fixture
-def tree(tmp_path: Path) -> tuple[Path, Path]:
+def tree(tmp_path: Path, seed_encodings) -> tuple[Path, Path]:
+    """Three people, in a store that already holds every dev face's encoding: the
+    daemon's start encodes nothing (what these tests watch comes after it)."""
     root = copy_dev_faces(tmp_path / "data", SMALL)
-    return root, tmp_path / "facelint.duckdb"
+    return root, seed_encodings(tmp_path / "facelint.duckdb")
 
 
 def _record_decision(db: Path) -> None:

@@ -1,7 +1,7 @@
 """The second attack on the dashboard (issue 16): images the encoder refused, files
 replaced under a card, folder names tampered into the store, markdown in names. The
 dashboard run by Streamlit's AppTest on real stores scanned from tests/faces, real files
-moved in temp copies. (The same names in a real Chromium: tests/test_dashboard_browser.py.)"""
+moved in temp copies. (The same names in a real Chromium: tests/test_dashboard_serving.py.)"""
 
 from __future__ import annotations
 
@@ -365,7 +365,7 @@ def test_person_page_shows_a_name_from_the_url_as_typed(scanned_dev, monkeypatch
     assert name not in source and "](http://127" not in source
 
 
-# -- item 11: the Host header (the websocket itself: tests/test_dashboard_browser.py) ---------
+# -- item 11: the Host header (the websocket itself: tests/test_dashboard_serving.py) ---------
 
 
 def test_the_dashboard_answers_to_its_own_address_and_named_hosts_only(tmp_path):

@@ -1,7 +1,7 @@
 """Waits on the store said out loud: a CLI read, the daemon and a page that meet another
 process's lock say within a second who holds it and how long they wait, and wait no
 longer than their documented limit. A real lock held by a real process
-(conftest.store_held_by_another_process); the page's note: test_dashboard_browser.py."""
+(conftest.store_held_by_another_process); the page's note: test_dashboard_serving.py."""
 
 from __future__ import annotations
 
