@@ -304,9 +304,6 @@ class SearchServer:
             self._loading = True
         threading.Thread(target=self._load, name="search-encoder", daemon=True).start()
 
-    def wait_loaded(self, timeout: float | None = None) -> bool:
-        return self._loaded.wait(timeout)
-
     def _load(self) -> None:
         try:
             self._encoder = self._factory()

@@ -413,11 +413,3 @@ class RootWatcher:
         self.unwatch_root()
         _stop(self._parent)
         self._parent = None
-
-
-def start_observer(
-    root: Path, queue: EventQueue, poll: bool, ignored_top: set[str]
-) -> BaseObserver:
-    """A running observer on root alone (no parent watch). Falls back to polling when
-    inotify runs out of watches."""
-    return _observe(root, _Handler(root, queue, ignored_top), poll, recursive=True)

@@ -61,14 +61,11 @@ def class_names(
     return _matching(con, search)[int(offset) : int(offset) + int(limit)]
 
 
-def count_classes(con: duckdb.DuckDBPyConnection, search: str = "") -> int:
-    return len(_matching(con, search))
-
-
 def find_classes(
     con: duckdb.DuckDBPyConnection, search: str, limit: int = 200
 ) -> tuple[list[tuple[str, int]], int]:
-    """class_names and count_classes in one pass over the folders."""
+    """The first `limit` folders `class_names` would list, and how many match in all:
+    one pass over the folders."""
     found = _matching(con, search)
     return found[: int(limit)], len(found)
 
