@@ -13,6 +13,7 @@ the rename, and logged with the action so that its undo moves that content back 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -256,6 +257,18 @@ class _Planned:
     plan: Callable[[], files.Move]
 
 
+def _planned(
+    action: str,
+    moving: Sequence[Moving],
+    plan: Callable[[str, tuple[str, ...]], files.Move],
+) -> list[_Planned]:
+    """One `action` per file, each planned (`plan(path, content)`) just before it is made."""
+    return [
+        _Planned(action, path, content, functools.partial(plan, path, content))
+        for path, content in moving
+    ]
+
+
 def _suggestion_moves(
     settings: DashboardSettings,
     s: suggestions.Suggestion,
@@ -315,17 +328,13 @@ def move_into(
     `new_folder`: a target that does not exist is made here, and gone again when nothing
     moved into it (an undo that empties it removes it too)."""
     target = files.folder_name(target, "destination folder")
-    plans = [
-        _Planned(
-            "move",
-            path,
-            content,
-            lambda path=path, content=content: files.plan_relabel(
-                settings.root, path, target, content, settings.quarantine
-            ),
-        )
-        for path, content in moving
-    ]
+    plans = _planned(
+        "move",
+        moving,
+        lambda path, content: files.plan_relabel(
+            settings.root, path, target, content, settings.quarantine
+        ),
+    )
     folder = files.inside(settings.root, target)
     made = new_folder and not folder.exists() and not folder.is_symlink()
     if made:
@@ -344,17 +353,13 @@ def quarantine_files(
 ) -> Moved:
     """Accept `s` by taking files out of the data set (into the quarantine folder, kept),
     as one undoable batch."""
-    plans = [
-        _Planned(
-            "quarantine",
-            path,
-            content,
-            lambda path=path, content=content: files.plan_quarantine(
-                settings.root, path, settings.quarantine, content
-            ),
-        )
-        for path, content in moving
-    ]
+    plans = _planned(
+        "quarantine",
+        moving,
+        lambda path, content: files.plan_quarantine(
+            settings.root, path, settings.quarantine, content
+        ),
+    )
     first, done = _suggestion_moves(settings, s, plans, settings.quarantine)
     return Moved(first, done)
 
