@@ -147,14 +147,14 @@ def test_japanese_name_with_comma_survives_export_csv(tmp_path, run_scan, seed_e
     assert all(len(r) == 3 for r in rows)
 
 
-def test_scan_waits_out_another_process_holding_the_store(tmp_path, run_scan):
+def test_scan_waits_out_another_process_holding_the_store(tmp_path, run_scan, seed_encodings):
     """The real lock of another process, waited out (open_store's waiting itself, on an
-    injected clock: tests/test_store_lock.py)."""
+    injected clock: tests/test_store_lock.py). The store already holds the encodings:
+    the wait is the point, not the encodes."""
     root = tmp_path / "data"
     for cls in ("Amy", "Penny"):
         shutil.copytree(DEV_FACES / cls, root / cls)
-    db = tmp_path / "s.duckdb"
-    duckdb.connect(str(db)).close()
+    db = seed_encodings(tmp_path / "s.duckdb")
     with store_held_by_another_process(db) as holder:
         started = time.monotonic()
         # Held for 2 s of the scan's own time, then let go.
@@ -167,7 +167,7 @@ def test_scan_waits_out_another_process_holding_the_store(tmp_path, run_scan):
             letting_go.join()
         waited = time.monotonic() - started
     assert waited >= 2.0  # it really was held off
-    assert stats.encoded == 10 and stats.images == 10
+    assert stats.encoded == 0 and stats.images == 10 and stats.removed == 61
 
 
 def test_scan_json_and_top_formats(dev_copy, capsys):

@@ -212,12 +212,13 @@ def test_encodes_a_hot_cpu_interrupted_are_finished_once_it_cools(daemon):
 def test_a_failed_step_is_shown_and_retried_only_after_a_pause(daemon):
     service, clock, _ = daemon
     db = service.s.db
-    db.unlink()
+    kept = db.rename(db.with_name("kept.duckdb"))  # back once the failure was seen
     db.mkdir()  # not a DuckDB file: every open fails
     assert service.step() is True
     assert service.state == "error" and service.message
     assert not service.ready
     db.rmdir()
+    kept.rename(db)
     assert service.step() is False  # not before RETRY_SECONDS on the clock
     clock.advance(6)
     assert service.step() is True
