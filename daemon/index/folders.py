@@ -406,6 +406,11 @@ class Routing:
         return out
 
 
+def _objects(items: Sequence[str]) -> np.ndarray:
+    """A sequence (a list, or keys made as asked) as a 1-D object array."""
+    return np.fromiter(iter(items), dtype=object, count=len(items))
+
+
 def _dedupe_rows(probes: np.ndarray) -> np.ndarray:
     """Each row's distinct lists first, -1 after, as few columns as the fullest row needs:
     a list named twice would be scanned twice, and faiss reads at most nlist probes per
@@ -451,6 +456,7 @@ class FolderIndex:
         self.unsaved = 0  # entries changed since the last save
         self.built = False  # whether the last sync built it afresh
         self.generation: int | None = None  # the store's, where the caller said it
+        self.told = False  # whether the last sync read only the caller's changed rows
         self._routing: Routing | None = None
 
     def __len__(self) -> int:
@@ -514,6 +520,7 @@ class FolderIndex:
         plan = None
         if changed is not None and self._routing is not None:
             plan = self._told(ids, classes, keys, np.asarray(changed, np.int64))
+        self.told = plan is not None
         if plan is None:
             plan = self._compared(ids, classes, keys)
         src, rows, codes, new_keys, gone = plan
@@ -554,7 +561,7 @@ class FolderIndex:
             np.full(n, -1, np.int64),
             np.arange(n),
             fresh._numbers(list(classes)),
-            np.asarray(keys, dtype=object),
+            _objects(keys),
             np.empty(0, np.int64),
             threshold,
         )
@@ -609,7 +616,7 @@ class FolderIndex:
         """What changed, by comparing every row with what the index holds."""
         n = len(ids)
         codes = self._numbers(list(classes))
-        key_arr = np.asarray(keys, dtype=object)
+        key_arr = _objects(keys)
         pos, present = positions(self.ids, ids)
         gone = np.setdiff1d(self.ids, ids[present], assume_unique=True).astype(np.int64)
         same = present.copy()
