@@ -372,6 +372,12 @@ def test_the_setting_and_its_size_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises((ConfigError, ValueError), match="faiss is not installed"):
         Settings(candidates="index")
     assert Settings(candidates="auto").candidates == "auto"
+    # Shards of the index are Ray actors: without a cluster named, said at once.
+    from daemon.encoders.ray_pool import ClusterUnavailable
+    from daemon.index.keeper import Keeper
+
+    with pytest.raises(ClusterUnavailable, match="no Ray cluster is named: set ray_address"):
+        Keeper(Path("s.duckdb"), "m", shards=Settings(index_shards=3).index_shards)
 
 
 def test_centroid_search_past_its_size_finds_the_products_pairs(
