@@ -279,6 +279,32 @@ def test_kept_through_rounds_of_moves_deletions_and_new_folders_equals_fresh() -
     assert emptied not in set(entries(kept)[0].values()) | set(entries(kept)[1].values())
 
 
+def test_the_keeper_trusts_dirty_rows_only_after_a_write_from_its_own_sync(
+    tmp_path: Path,
+) -> None:
+    from daemon.index.keeper import Keeper
+
+    unit, classes, ids, keys, _ = clustered(seed=3)
+    t = threshold_for(unit, classes)
+    keeper = Keeper(tmp_path / "s.duckdb", "m")
+    keeper.search(np, unit, ids, classes, keys, t, "m", np.arange(len(ids)), 1)
+    assert keeper.index is not None and not keeper.index.told  # built
+    keeper.written(1)  # the pairs from that very snapshot were written
+    moved = list(classes)
+    moved[5] = classes[100]
+    keeper.search(np, unit, ids, moved, keys, t, "m", np.array([5]), 2)
+    assert keeper.index.told
+    # Pairs written at a generation the index was not brought up to date at (the exact
+    # path, another process): the dirty flags it cleared are lost to the index.
+    keeper.written(3)
+    moved[7] = classes[200]
+    keeper.search(np, unit, ids, moved, keys, t, "m", np.empty(0, np.int64), 4)
+    assert not keeper.index.told
+    assert entries(keeper.index) == entries(build(unit, moved, ids, keys, t))
+    keeper.release()
+    assert not keeper.trusted and folders.index_path(tmp_path / "s.duckdb").exists()
+
+
 def test_sharded_by_folder_equals_the_single_index() -> None:
     unit, classes, ids, keys, _ = clustered(seed=1)
     t = threshold_for(unit, classes)
