@@ -170,8 +170,11 @@ class Routing:
         self.centroids = np.zeros((capacity, d), np.float32)
         self.loose = np.empty(0, bool)
         # Each folder's NEIGHBOURS nearest other folders, nearest first, filled as queries
-        # need them (-2: not yet; -1 pads where there are fewer).
-        self._neigh = np.full((capacity, NEIGHBOURS), -2, np.int64)
+        # need them (-1 pads where there are fewer); valid where its round is the current
+        # one (forgetting them all is one increment, not a 130 MB fill at 1 M faces).
+        self._neigh = np.full((capacity, NEIGHBOURS), -1, np.int32)
+        self._neigh_round = np.zeros(capacity, np.int64)
+        self._round = 1
         # Each row's nearest folders and their scores (loose rows: among every folder).
         self._self_nn = np.empty((0, 0), np.int64)
         self._self_sim = np.empty((0, 0), np.float32)
@@ -241,9 +244,9 @@ class Routing:
                     np.linalg.norm(loo, axis=1), 1e-12
                 )
             self.loose[rows] = (self.sizes[codes] >= 2) & (cos_loo < self.threshold)
-        self._alive = None
+        self._refresh_alive(folders)
         # Any folder's nearest folders may have changed: refound as queries ask for them.
-        self._neigh[:] = -2
+        self._round += 1
         # What a face that fits its folder found nearest came from the neighbours: gone.
         self._self_done[~(self.loose & was_loose)] = False
         return np.union1d(rows, self._renew_loose(unit, folders))
@@ -291,6 +294,19 @@ class Routing:
 
     # -- what a face probes --------------------------------------------------------------------
 
+    def _refresh_alive(self, folders: np.ndarray) -> None:
+        """The compact centroids after `folders` were refolded: rewritten in place where
+        the same folders have faces as before, compacted again where that changed."""
+        if self._alive is None:
+            return
+        codes, c = self._alive
+        at = np.searchsorted(codes, folders)
+        there = (at < len(codes)) & (codes[np.minimum(at, len(codes) - 1)] == folders)
+        if np.array_equal(there, self.sizes[folders] > 0):
+            c[at[there]] = self.centroids[folders[there]]
+        else:
+            self._alive = None
+
     def _alive_centroids(self) -> tuple[np.ndarray, np.ndarray]:
         """(list numbers of the folders that have faces, their centroids), compact."""
         if self._alive is None:
@@ -300,7 +316,7 @@ class Routing:
 
     def neighbours(self, codes: np.ndarray) -> np.ndarray:
         """The NEIGHBOURS folders nearest each code's centroid, itself excluded."""
-        todo = np.unique(codes[self._neigh[codes, 0] == -2])
+        todo = np.unique(codes[self._neigh_round[codes] != self._round])
         alive, c = self._alive_centroids()
         at = np.searchsorted(alive, todo)
         for s in range(0, len(todo), 4096):
@@ -308,6 +324,7 @@ class Routing:
             sims = c[at[s : s + 4096]] @ c.T
             sims[np.arange(len(t)), at[s : s + 4096]] = -np.inf
             k = min(NEIGHBOURS, len(c) - 1)
+            self._neigh_round[t] = self._round
             if k <= 0:
                 self._neigh[t] = -1
                 continue
@@ -317,7 +334,7 @@ class Routing:
             order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1)
             self._neigh[t] = -1
             self._neigh[t, :k] = alive[np.take_along_axis(part, order, axis=1)]
-        return self._neigh[codes]
+        return self._neigh[codes].astype(np.int64)
 
     def folder_probes(self, codes: np.ndarray) -> np.ndarray:
         """NPROBE folders nearest each code's centroid, itself excluded (-1 pads)."""
