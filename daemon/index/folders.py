@@ -575,8 +575,10 @@ class FolderIndex:
         empty = self._routing is None and not len(self.ids) and not self.list_of
         if empty and d == self.d and capacity == self.capacity:
             fresh = self
+        elif all(isinstance(h, Here) for h in self.holders):
+            fresh = FolderIndex(d, capacity, self.owns)  # this one stays as it was
         else:
-            for h in self.holders:  # the same holders (Ray actors), emptied
+            for h in self.holders:  # the same Ray actors, emptied
                 h.wait(h.call("reset", d, capacity))
             fresh = FolderIndex(d, capacity, self.owns, self.holders)
         n = len(ids)
