@@ -288,17 +288,30 @@ def test_the_index_sharded_over_ray_actors_equals_the_single_index(
             per = [h.wait(h.call("totals")) for h in sharded.holders]
             assert all(0 < faces < single.main.ntotal for faces, _ in per)
             assert entries(sharded) == entries(single)
-            got = {
-                (int(a), int(b)): float(v)
-                for x, y, z in search(None)
-                for a, b, v in zip(x, y, z, strict=True)
-            }
+            got = _pairs(search)
             assert len(got) > 20
             assert_same(got, indexed([single], u, t))
             rows = np.arange(0, len(u), 7)
             assert_same(indexed([sharded], u, t, rows), indexed([single], u, t, rows))
         assert not sharded.built  # the second round was kept, not rebuilt
         assert keeper.shards is not None and len(set(keeper.shards.nodes())) == 2
+        # A shard's actor dies (its node left): said, and the next refresh builds the
+        # index again in new actors.
+        import ray
+
+        ray.kill(keeper.shards._actors[0])
+        with pytest.raises(ClusterUnavailable, match="the folder index's Ray actors failed"):
+            list(keeper.search(np, unit2, ids2, classes2, keys2, t, "m")(None))
+        again = keeper.search(np, unit2, ids2, classes2, keys2, t, "m")
+        assert_same(_pairs(again), indexed([build(unit2, classes2, ids2, keys2, t)], unit2, t))
     finally:
         keeper.close()
     assert not (tmp_path / "s.duckdb.index.npz").exists()  # actors' lists are not saved
+
+
+def _pairs(search) -> dict[tuple[int, int], float]:  # type: ignore[no-untyped-def]
+    return {
+        (int(a), int(b)): float(v)
+        for x, y, z in search(None)
+        for a, b, v in zip(x, y, z, strict=True)
+    }

@@ -23,10 +23,12 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import NoReturn
 
 import numpy as np
 
 from daemon.compare import Search, Triples
+from daemon.encoders.ray_pool import ClusterUnavailable
 from daemon.index import folders
 
 log = logging.getLogger("facelint.index")
@@ -91,16 +93,40 @@ class Keeper:
             else:
                 self.index = folders.load(self.path, model, d) or folders.FolderIndex(d)
         told = changed if self.trusted else None
-        self.index = self.index.sync(unit, ids, classes, keys, threshold, told, generation)
+        try:
+            self.index = self.index.sync(unit, ids, classes, keys, threshold, told, generation)
+        except Exception as exc:
+            self._lost(exc)
         self.synced_at = generation
         if self.index.built or self.index.unsaved > SAVE_FRACTION * max(len(self.index), 1):
             self.save()
         index = self.index
 
         def search(rows: np.ndarray | None) -> Iterator[Triples]:
-            return folders.candidates([index], xp, unit, threshold, rows)
+            if self.shards is None:
+                return folders.candidates([index], xp, unit, threshold, rows)
+            return self._guarded(folders.candidates([index], xp, unit, threshold, rows))
 
         return search
+
+    def _guarded(self, found: Iterator[Triples]) -> Iterator[Triples]:
+        try:
+            yield from found
+        except Exception as exc:
+            self._lost(exc)
+
+    def _lost(self, exc: Exception) -> NoReturn:
+        """A shard's actor failed (its node left, it ran out of memory): let go of them
+        all, so that the next refresh builds the index again in new actors, and say so."""
+        if self.shards is None:
+            raise exc
+        self.index = None
+        self.trusted = False
+        self.shards.close()
+        raise ClusterUnavailable(
+            f"the folder index's Ray actors failed ({type(exc).__name__}: {exc}); the next "
+            "refresh builds it again"
+        ) from exc
 
     def written(self, generation: int) -> None:
         """The pairs computed from the snapshot at `generation` were written (its dirty

@@ -7,11 +7,12 @@ centroids, who is loose, which lists each face probes) and the vectors it rescor
 with; a range search sends each actor the query faces that probe its lists and takes
 the union, so the candidates are the single index's. The actors ask for no CPU (they
 work only while the daemon waits on them, and must not take the cores an encode job
-needs) and are spread over the nodes.
+needs) and are pinned to the nodes in turn.
 """
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
 from typing import Any
 
@@ -68,10 +69,22 @@ class Shards:
     def holders(self, d: int, capacity: int) -> list[Remote]:
         if not self._actors:
             import ray
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             self._connected_here = connect(self.address, self.origin) or self._connected_here
-            actor = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(ShardLists)
-            self._actors = [actor.remote(d, capacity) for _ in range(self.count)]
+            # Pinned to the nodes in turn (SPREAD, and a soft affinity, are hints: two
+            # actors often shared a node). A node that leaves takes its shard with it:
+            # the keeper then builds the index again in new actors (keeper.py).
+            nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
+            actor = ray.remote(num_cpus=0)(ShardLists)
+            self._actors = [
+                actor.options(
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(
+                        nodes[i % len(nodes)], soft=False
+                    )
+                ).remote(d, capacity)
+                for i in range(self.count)
+            ]
         holders = [Remote(a) for a in self._actors]
         refs = [h.call("reset", d, capacity) for h in holders]
         for h, ref in zip(holders, refs, strict=True):
@@ -89,7 +102,8 @@ class Shards:
             import ray
 
             for a in self._actors:
-                ray.kill(a)
+                with contextlib.suppress(Exception):  # already gone with its node
+                    ray.kill(a)
             self._actors = []
         if self._connected_here:
             import ray
