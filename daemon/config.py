@@ -151,6 +151,13 @@ class Settings(BaseSettings):
         description="a Ray cluster to encode on (auto, host:6379 or ray://host:10001; pip "
         "install '.[cluster]'); empty: RAY_ADDRESS if set, else the local processes",
     )
+    index_shards: int = Field(
+        1,
+        ge=1,
+        description="Ray actors the folder index's lists are spread over, by folder, for "
+        "an index that does not fit one machine (needs the Ray cluster above); 1: the "
+        "index lives in the daemon",
+    )
     onnx_model: str = Field(
         "",
         description="your own ArcFace-style ONNX model file (FACE01's, for one); set, it is "

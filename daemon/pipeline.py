@@ -24,6 +24,7 @@ from daemon import scan
 from daemon.backend import get_backend
 from daemon.config import Settings
 from daemon.encode import Pool, encode, make_pool
+from daemon.encoders.ray_pool import cluster_address
 from daemon.index.keeper import Keeper
 from daemon.runstats import ProgressEvent, RunStats
 from daemon.snapshot import FaceCache, Snapshot
@@ -82,12 +83,14 @@ class Pipeline:
         self._current_at: int | None = None
         self._prepared = False
         # The folder index (candidates = index, or auto at scale), kept between refreshes.
-        self.index = Keeper(Path(settings.db), self.model)
+        self.index = Keeper(
+            Path(settings.db), self.model, settings.index_shards, cluster_address(settings)
+        )
         # The faces' vectors between refreshes: a refresh reads only the new ones.
         self._faces = FaceCache()
 
     def close(self) -> None:
-        self.index.save()
+        self.index.close()
         if self._own_pool:
             self.pool.close()
 
@@ -228,6 +231,7 @@ class Pipeline:
             if removed is None:
                 log.info("the store changed while comparing: computing again")
                 continue
+            self.index.written(snap.generation)
             stats.pairs_removed += removed
             stats.write_seconds += round(time.monotonic() - t2, 3)
             stats.queryable_seconds = round(time.monotonic() - self._run_started, 3)

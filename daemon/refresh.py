@@ -24,7 +24,7 @@ from daemon.config import Settings
 from daemon.encoders import registry
 from daemon.faces import choose_faces
 from daemon.index import use_index
-from daemon.index.keeper import Keeper
+from daemon.index.keeper import Keeper, StandingKeys
 from daemon.kinds import Suggestions, find_suggestions
 from daemon.snapshot import Snapshot, assign_folders, positions
 from store import catalog, folders, matches, meta, suggestions
@@ -108,7 +108,15 @@ def compute(
         raw_threshold = cal.cosine_for(settings.threshold)
         full = bool(rescore or dirty.sum() >= n // 2)
         search = candidate_search(
-            settings, index, xp, unit, rows, snap, raw_threshold, None if full else int(dirty.sum())
+            settings,
+            index,
+            xp,
+            unit,
+            rows,
+            snap,
+            raw_threshold,
+            None if full else int(dirty.sum()),
+            np.flatnonzero(dirty),
         )
         if full:
             lists = compare.full_lists(xp, unit, codes, raw_threshold, k, search)
@@ -166,10 +174,12 @@ def candidate_search(
     snap: Snapshot,
     threshold: float,
     dirty: int | None,
+    changed: np.ndarray | None = None,
 ) -> compare.Search | None:
     """The folder index as the candidate search where the setting and the size call for
     it (None: the exact product). `dirty`: rows changed in an incremental pass (None: a
-    full one)."""
+    full one); `changed`: the dirty rows (what the index need read, where it can trust
+    them)."""
     n, d = unit.shape
     if not use_index(settings.candidates, n, d):
         return None
@@ -179,8 +189,10 @@ def candidate_search(
         return None
     faces = snap.faces
     index = index or Keeper(settings.db, snap.serving)
-    keys = [f"{h}:{f}" for h, f in zip(faces.hashes, faces.face_index[rows].tolist(), strict=True)]
-    return index.search(xp, unit, faces.ids, faces.classes, keys, threshold, snap.serving)
+    keys = StandingKeys(faces.hashes, faces.face_index[rows])
+    return index.search(
+        xp, unit, faces.ids, faces.classes, keys, threshold, snap.serving, changed, snap.generation
+    )
 
 
 def calibrate(

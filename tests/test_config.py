@@ -62,6 +62,7 @@ EVERY_SETTING = {
     "max_pixels": 1_000_000,
     "workers": 3,
     "ray_address": "ray://head:10001",
+    "index_shards": 3,
     "onnx_model": "/models/own.onnx",
     "onnx_input_size": 112,
     "onnx_alignment": "chip",

@@ -18,6 +18,7 @@ import pytest
 from daemon import compare, config
 from daemon.config import ConfigError, Settings
 from daemon.index import AUTO_WORK, use_index
+from daemon.pipeline import Pipeline
 
 faiss = pytest.importorskip("faiss", reason="faiss is not installed: pip install '.[index]'")
 
@@ -143,12 +144,60 @@ def changed_set(seed: int = 0):
     return (unit, classes, ids, keys), (unit2, classes2, ids2, keys2)
 
 
-def test_kept_incrementally_equals_a_fresh_index() -> None:
+def entries(index: FolderIndex) -> tuple[dict[int, str], dict[int, str]]:
+    """What the index holds, by file id: each face's folder and each stray's list, by
+    folder name (list numbers differ between a kept index and a fresh one)."""
+    name = {i: n for n, i in index.list_of.items()}
+    faces = {int(i): name[int(x)] for i, x in zip(index.ids, index.lists, strict=True)}
+    strays = {
+        int(i): name[int(x)] for i, x in zip(index.ids, index.stray_lists, strict=True) if x >= 0
+    }
+    assert index.totals() == (len(faces), len(strays))
+    return faces, strays
+
+
+def probes(index: FolderIndex, unit: np.ndarray) -> list[tuple[frozenset, frozenset]]:
+    """Each row's routing, by folder name: the folders it searches nearest its folder,
+    and nearest itself."""
+    routing = index._routing
+    assert routing is not None
+    name = {i: n for n, i in index.list_of.items()}
+    rows = np.arange(len(unit))
+    by_folder = routing.folder_probes(routing.codes)
+    by_self = routing.self_probes(unit, rows)
+    return [
+        (frozenset(name[x] for x in f if x >= 0), frozenset(name[x] for x in s if x >= 0))
+        for f, s in zip(by_folder.tolist(), by_self.tolist(), strict=True)
+    ]
+
+
+def assert_equals_fresh(kept: FolderIndex, unit, ids, classes, keys, t) -> None:
+    fresh = build(unit, classes, ids, keys, t)
+    assert np.array_equal(kept.ids, fresh.ids)
+    assert entries(kept) == entries(fresh)
+    assert probes(kept, unit) == probes(fresh, unit)
+    assert_same(indexed([kept], unit, t), indexed([fresh], unit, t))
+    rows = np.arange(0, len(ids), 5)
+    assert_same(indexed([kept], unit, t, rows), indexed([fresh], unit, t, rows))
+
+
+@pytest.mark.parametrize("told", [True, False], ids=["changed rows told", "rows compared"])
+def test_kept_incrementally_equals_a_fresh_index(told: bool) -> None:
     (unit, classes, ids, keys), (unit2, classes2, ids2, keys2) = changed_set()
     t = threshold_for(unit, classes)
     kept = build(unit, classes, ids, keys, t)
+    kept.pairs(unit)  # a full pass first: the routing's caches are full, as in the daemon
     before = kept.main.ntotal
-    same = kept.sync(unit2, ids2, classes2, keys2, t)
+    # The rows the daemon knows changed (dirty): moved, re-encoded, new.
+    changed = np.flatnonzero(~np.isin(ids2, ids))
+    pos = np.searchsorted(ids, ids2)
+    old = np.isin(ids2, ids)
+    for row in np.flatnonzero(old):
+        p_ = pos[row]
+        if classes[p_] != classes2[row] or keys[p_] != keys2[row]:
+            changed = np.append(changed, row)
+    assert len(changed) == 3 + 1 + 5
+    same = kept.sync(unit2, ids2, classes2, keys2, t, changed=changed if told else None)
     assert same is kept and not kept.built  # patched in place, not rebuilt
     assert kept.main.ntotal == before + 5 - 2
     fresh = build(unit2, classes2, ids2, keys2, t)
@@ -156,9 +205,104 @@ def test_kept_incrementally_equals_a_fresh_index() -> None:
     names_kept = {n: i for i, n in kept.list_of.items()}
     names_fresh = {n: i for i, n in fresh.list_of.items()}
     assert [names_kept[x] for x in kept.lists] == [names_fresh[x] for x in fresh.lists]
+    assert entries(kept) == entries(fresh)
     assert_same(indexed([kept], unit2, t), indexed([fresh], unit2, t))
     moved = np.array([3, 50, 9, len(ids2) - 1])
     assert_same(indexed([kept], unit2, t, moved), indexed([fresh], unit2, t, moved))
+
+
+def centroid_of(unit: np.ndarray, classes: list[str], name: str) -> np.ndarray:
+    return compare.normalise(unit[[c == name for c in classes]].sum(axis=0, keepdims=True))[0]
+
+
+def test_kept_through_rounds_of_moves_deletions_and_new_folders_equals_fresh() -> None:
+    """Rounds of what a daemon sees, each told by its changed rows: faces moved between
+    folders and out of them (one folder emptied, so it goes), deleted, re-encoded, new
+    faces in new folders; after every round the kept index is a fresh one. A word that
+    does not line up with the ids (a new file not told) is not trusted."""
+    unit, classes, ids, keys, _ = clustered(seed=4)
+    t = threshold_for(unit, classes)
+    rng = np.random.default_rng(5)
+    kept = build(unit, classes, ids, keys, t)
+    kept.pairs(unit)
+    classes, keys = list(classes), list(keys)
+    emptied = ""
+    for round_ in range(4):
+        n = len(ids)
+        changed = set()
+        for row in rng.choice(n, 6, replace=False).tolist():  # moves
+            classes[row] = classes[int(rng.integers(n))]
+            changed.add(row)
+        if round_ == 0:
+            # Four of person 0's faces into another folder: its centroid comes near the
+            # two misfiled faces of person 0 (loose, elsewhere) from outside their nearest.
+            for row in range(2, 6):
+                classes[row] = "person 030"
+                changed.add(row)
+        if round_ == 1:  # a whole folder empties into another
+            emptied = classes[0]
+            for row in range(n):
+                if classes[row] == emptied:
+                    classes[row] = classes[-1]
+                    changed.add(row)
+        for row in rng.choice(n, 2, replace=False).tolist():  # re-encoded
+            unit[row] = compare.normalise(unit[row : row + 1] + 0.4 * unit[(row + 9) % n])[0]
+            keys[row] = f"h{ids[row]}:{round_ + 1}"
+            changed.add(row)
+        keep = np.ones(n, bool)
+        keep[rng.choice(n, 3, replace=False)] = False  # deleted
+        new = 4
+        new_ids = ids.max() + 1 + np.arange(new)
+        base = rng.choice(n, new)
+        new_classes = [f"new {round_}", f"new {round_}"] + [classes[int(b)] for b in base[2:]]
+        if round_ == 0:
+            # Copies of a loose face into the folder farthest from it: that folder comes
+            # nearer to the face than its known nearest, none of which moved.
+            assert kept._routing is not None
+            face = int(np.flatnonzero(kept._routing.loose)[-1])
+            far = min(set(classes), key=lambda c: float(unit[face] @ centroid_of(unit, classes, c)))
+            base[:] = face
+            new_classes = [far] * new
+        new_unit = compare.normalise(unit[base] + 0.1 * rng.standard_normal((new, 32)))
+        was = np.flatnonzero(keep)
+        ids = np.concatenate([ids[keep], new_ids])
+        unit = np.concatenate([unit[keep], new_unit.astype(np.float32)])
+        classes = [classes[i] for i in was] + new_classes
+        keys = [keys[i] for i in was] + [f"h{i}:0" for i in new_ids]
+        row_of = {old: r for r, old in enumerate(was.tolist())}
+        told = sorted(row_of[r] for r in changed if r in row_of) + list(range(len(was), len(ids)))
+        if round_ == 3:
+            told = told[:-1]  # the last new file untold: the ids say so
+        same = kept.sync(unit, ids, classes, keys, t, changed=np.array(told))
+        assert same is kept and not kept.built
+        assert_equals_fresh(kept, unit, ids, classes, keys, t)
+    assert emptied not in set(entries(kept)[0].values()) | set(entries(kept)[1].values())
+
+
+def test_the_keeper_trusts_dirty_rows_only_after_a_write_from_its_own_sync(
+    tmp_path: Path,
+) -> None:
+    from daemon.index.keeper import Keeper
+
+    unit, classes, ids, keys, _ = clustered(seed=3)
+    t = threshold_for(unit, classes)
+    keeper = Keeper(tmp_path / "s.duckdb", "m")
+    keeper.search(np, unit, ids, classes, keys, t, "m", np.arange(len(ids)), 1)
+    assert keeper.index is not None and not keeper.index.told  # built
+    keeper.written(1)  # the pairs from that very snapshot were written
+    moved = list(classes)
+    moved[5] = classes[100]
+    keeper.search(np, unit, ids, moved, keys, t, "m", np.array([5]), 2)
+    assert keeper.index.told
+    # Pairs written at a generation the index was not brought up to date at (the exact
+    # path, another process): the dirty flags it cleared are lost to the index.
+    keeper.written(3)
+    moved[7] = classes[200]
+    keeper.search(np, unit, ids, moved, keys, t, "m", np.empty(0, np.int64), 4)
+    assert not keeper.index.told
+    assert entries(keeper.index) == entries(build(unit, moved, ids, keys, t))
+    keeper.release()
+    assert not keeper.trusted and folders.index_path(tmp_path / "s.duckdb").exists()
 
 
 def test_sharded_by_folder_equals_the_single_index() -> None:
@@ -218,12 +362,24 @@ def test_daemon_through_the_index_stores_the_exact_pairs(
     want = pairs_of(trees["exact"][1])
     assert len(want) > 50
     for mode, (root, db) in trees.items():
-        # A relabel (a moved file) and a rescore from scratch at another threshold.
+        # Two relabels (moved files) in one daemon, then a rescore from scratch at another
+        # threshold. The daemon's index reads every row the first time (it has just been
+        # built), only the dirty ones the second (its pairs were written from the snapshot
+        # it was brought up to date with).
         folder = sorted(p for p in root.iterdir() if p.is_dir())
-        moved = sorted(folder[0].iterdir())[0]
-        moved.rename(folder[1] / moved.name)
-        stats = run_scan(root, db, threshold=LOOSE_THRESHOLD, candidates=mode)
-        assert stats.encoded == 0
+        pipeline = Pipeline(Settings(root=root, db=db, threshold=LOOSE_THRESHOLD, candidates=mode))
+        try:
+            told = []
+            for a, b in ((0, 1), (2, 0)):
+                moved = sorted(x for x in folder[a].iterdir() if x.is_file())[0]
+                moved.rename(folder[b] / moved.name)
+                stats = pipeline.run()
+                assert stats.encoded == 0 and not stats.full_compare
+                if pipeline.index.index is not None:
+                    told.append(pipeline.index.index.told)
+        finally:
+            pipeline.close()
+        assert told == ([False, True] if mode == "index" else [])
         stats = run_scan(root, db, threshold=LOOSE_THRESHOLD + 0.05, candidates=mode)
         assert stats.full_compare
     got, want = pairs_of(trees["index"][1]), pairs_of(trees["exact"][1])
@@ -242,6 +398,12 @@ def test_the_setting_and_its_size_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises((ConfigError, ValueError), match="faiss is not installed"):
         Settings(candidates="index")
     assert Settings(candidates="auto").candidates == "auto"
+    # Shards of the index are Ray actors: without a cluster named, said at once.
+    from daemon.encoders.ray_pool import ClusterUnavailable
+    from daemon.index.keeper import Keeper
+
+    with pytest.raises(ClusterUnavailable, match="no Ray cluster is named: set ray_address"):
+        Keeper(Path("s.duckdb"), "m", shards=Settings(index_shards=3).index_shards)
 
 
 def test_centroid_search_past_its_size_finds_the_products_pairs(

@@ -264,3 +264,54 @@ def test_a_cluster_that_cannot_be_reached_is_said_and_loses_nothing(ray_env: Non
     # The files are stored, their encodings still to do: a later run makes them.
     with Store(settings.db, lock_timeout=5.0).reading() as con:
         assert len(embeddings.hashes_to_encode(con, registry.model_id(settings))) == 5
+
+
+def test_the_index_sharded_over_ray_actors_equals_the_single_index(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    """index_shards = 2: the folder index's lists in two Ray actors, one on each node; a
+    range search fans out to both and its candidates are the single index's, built and
+    then kept (moves, deletions, a re-encode, new faces in a new folder)."""
+    pytest.importorskip("faiss", reason="faiss is not installed: pip install '.[index]'")
+    from daemon.index.keeper import Keeper
+    from tests.test_index import assert_same, build, changed_set, entries, indexed, threshold_for
+
+    (unit, classes, ids, keys), (unit2, classes2, ids2, keys2) = changed_set(seed=1)
+    t = threshold_for(unit, classes)
+    keeper = Keeper(tmp_path / "s.duckdb", "m", shards=2, ray_address=ray_cluster)
+    try:
+        for u, c, i, k in ((unit, classes, ids, keys), (unit2, classes2, ids2, keys2)):
+            search = keeper.search(np, u, i, c, k, t, "m")
+            single = build(u, c, i, k, t)
+            sharded = keeper.index
+            assert sharded is not None and len(sharded.holders) == 2
+            per = [h.wait(h.call("totals")) for h in sharded.holders]
+            assert all(0 < faces < single.main.ntotal for faces, _ in per)
+            assert entries(sharded) == entries(single)
+            got = _pairs(search)
+            assert len(got) > 20
+            assert_same(got, indexed([single], u, t))
+            rows = np.arange(0, len(u), 7)
+            assert_same(indexed([sharded], u, t, rows), indexed([single], u, t, rows))
+        assert not sharded.built  # the second round was kept, not rebuilt
+        assert keeper.shards is not None and len(set(keeper.shards.nodes())) == 2
+        # A shard's actor dies (its node left): said, and the next refresh builds the
+        # index again in new actors.
+        import ray
+
+        ray.kill(keeper.shards._actors[0])
+        with pytest.raises(ClusterUnavailable, match="the folder index's Ray actors failed"):
+            list(keeper.search(np, unit2, ids2, classes2, keys2, t, "m")(None))
+        again = keeper.search(np, unit2, ids2, classes2, keys2, t, "m")
+        assert_same(_pairs(again), indexed([build(unit2, classes2, ids2, keys2, t)], unit2, t))
+    finally:
+        keeper.close()
+    assert not (tmp_path / "s.duckdb.index.npz").exists()  # actors' lists are not saved
+
+
+def _pairs(search) -> dict[tuple[int, int], float]:  # type: ignore[no-untyped-def]
+    return {
+        (int(a), int(b)): float(v)
+        for x, y, z in search(None)
+        for a, b, v in zip(x, y, z, strict=True)
+    }

@@ -99,6 +99,14 @@ def test_readme_configuration_example_is_valid(tmp_path):
 RESULTS = README.parent / "benchmarks" / "results"
 
 
+def _kept(n: int, d: int, after: bool) -> str:
+    """scale.txt: the folder index's "bring up to date" figure of the n × d run, the one
+    after the upkeep followed the change (its line says what comparing every row adds)
+    or the one before."""
+    tail = r", search [\d.]+; finding" if after else r", search [\d.]+\)"
+    return rf"^n={n} d={d} folders(?:(?!\n\n).)*?bring up to date (\d+\.\d){tail}"
+
+
 @dataclass(frozen=True)
 class Quoted:
     """Figures README quotes from one results file. `readme` and `result` are regexes with
@@ -268,6 +276,33 @@ QUOTED = (
         r"the daemon held (\d+\.\d+)×\s+the vectors' own size",
         "scale.txt",
         r"\(rss/vectors (\d+\.\d+),",
+    ),
+    # The folder index kept in step (64 moved faces): after, and before, the upkeep that
+    # follows the change.
+    *(
+        Quoted(readme, "scale.txt", _kept(n, d, after), pick="one")
+        for readme, n, d, after in (
+            (r"up to date took (\d+\.\d) ms at 25k\s+faces", 25050, 128, True),
+            (r"faces, (\d+\.\d) ms at 100k,", 100200, 128, True),
+            (r"(\d+\.\d) ms at 400k and", 400800, 128, True),
+            (r"and (\d+\.\d) ms at 1 M \(128-d\)", 1002000, 128, True),
+            (r"where it had taken\s+(\d+) ms,", 25050, 128, False),
+            (r"taken\s+\d+ ms, (\d+) ms,", 100200, 128, False),
+            (r"taken\s+\d+ ms, \d+ ms, ([\d,]+) ms and", 400800, 128, False),
+            (r"ms and ([\d,]+) ms \(every centroid", 1002000, 128, False),
+            (r"centroid recomputed\); (\d+\.\d) ms at 100k ×", 100200, 512, True),
+        )
+    ),
+    Quoted(
+        r"Searching the moved rows took another (\d+\.\d) ms at 400k",
+        "scale.txt",
+        r"^n=400800 d=128 folders(?:(?!\n\n).)*?search (\d+\.\d); finding",
+    ),
+    Quoted(
+        r"at 400k:\s+exact (\d+\.\d) ms, the index\s+(\d+\.\d) ms\)",
+        "scale.txt",
+        r"^n=400800 d=128 folders(?:(?!\n\n).)*?cpu-ms: exact (\d+\.\d), index "
+        r"(\d+\.\d) \(bring up to date [\d.]+, search [\d.]+; finding",
     ),
     # Search by photo
     Quoted(

@@ -97,6 +97,45 @@ def host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+def connect(address: str, origin: str) -> bool:
+    """Connect this process to the Ray cluster at `address` (named by `origin`, for the
+    message) unless it is connected; returns whether this call connected it (then the
+    caller lets go: ray.shutdown()). Unreachable: ClusterUnavailable, said at once."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    where = host_port(address)
+    if where is not None:
+        # Ray retries an unreachable GCS for minutes; one refused connection says it
+        # at once.
+        try:
+            socket.create_connection(where, timeout=CONNECT_SECONDS).close()
+        except OSError as exc:
+            raise ClusterUnavailable(
+                f"cannot reach the Ray cluster at {address!r} ({origin}): {exc.strerror or exc}"
+            ) from exc
+    # ray.init puts its own SIGTERM handler (sys.exit) in place of the caller's: the
+    # daemon's clean stop on SIGTERM must stay the daemon's.
+    main = threading.current_thread() is threading.main_thread()
+    kept = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        ray.init(
+            address=address,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    except Exception as exc:
+        raise ClusterUnavailable(
+            f"cannot reach the Ray cluster at {address!r} ({origin}): {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        if main and kept is not None:
+            signal.signal(signal.SIGTERM, kept)
+    return True
+
+
 def ray_installed() -> bool:
     try:
         return importlib.util.find_spec("ray") is not None
@@ -198,41 +237,8 @@ class RayEncoderPool:
         self.nodes: Counter[str] = Counter()
 
     def _connect(self) -> None:
-        import ray
-
-        if ray.is_initialized():
-            return
-        where = host_port(self.address)
-        if where is not None:
-            # Ray retries an unreachable GCS for minutes; one refused connection says it
-            # at once.
-            try:
-                socket.create_connection(where, timeout=CONNECT_SECONDS).close()
-            except OSError as exc:
-                raise ClusterUnavailable(
-                    f"cannot reach the Ray cluster at {self.address!r} ({self._origin}): "
-                    f"{exc.strerror or exc}"
-                ) from exc
-        # ray.init puts its own SIGTERM handler (sys.exit) in place of the caller's: the
-        # daemon's clean stop on SIGTERM must stay the daemon's.
-        main = threading.current_thread() is threading.main_thread()
-        kept = signal.getsignal(signal.SIGTERM) if main else None
-        try:
-            ray.init(
-                address=self.address,
-                logging_level=logging.WARNING,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-        except Exception as exc:
-            raise ClusterUnavailable(
-                f"cannot reach the Ray cluster at {self.address!r} ({self._origin}): "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        finally:
-            if main and kept is not None:
-                signal.signal(signal.SIGTERM, kept)
-        self._connected_here = True
+        if connect(self.address, self._origin):
+            self._connected_here = True
 
     def _actors(self, ray: Any, blocks: int) -> int:
         cpus = int(ray.cluster_resources().get("CPU", 1))
