@@ -26,7 +26,7 @@ from daemon.faces import choose_faces
 from daemon.index import use_index
 from daemon.index.keeper import Keeper
 from daemon.kinds import Suggestions, find_suggestions
-from daemon.snapshot import Snapshot, assign_folders, positions
+from daemon.snapshot import Snapshot, assign_folders, face_codes, positions
 from store import catalog, folders, matches, meta, suggestions
 from store.clock import utcnow
 from store.scores import ANCHOR_SCORE, Calibration
@@ -86,9 +86,7 @@ def compute(
         unit_faces = snap.unit_faces
     else:
         unit_faces = compare.normalise(faces.vectors) if n else np.empty((0, 0), np.float32)
-    codes = (
-        np.unique(np.asarray(faces.classes), return_inverse=True)[1] if n else np.empty(0, np.int64)
-    )
+    codes = face_codes(snap)
     old = snap.calibration
     cal, rescore = calibrate(snap.serving, old, unit_faces, faces, codes)
     rows = _standing_faces(snap, unit_faces, codes, cal)
@@ -215,7 +213,7 @@ def suggest(snap: Snapshot, plan: Plan, threshold: float, models: Any = None) ->
     assert plan.suggest is not None
     inputs = plan.suggest
     src, dst = _list_rows(snap, snap.faces.ids, plan.lists)
-    return find_suggestions(
+    found = find_suggestions(
         snap,
         inputs.unit,
         inputs.rows,
@@ -227,6 +225,10 @@ def suggest(snap: Snapshot, plan: Plan, threshold: float, models: Any = None) ->
         snap.serving,
         models,
     )
+    if found.models is not None:
+        # Kept for the next run without the vectors: a reuse binds its own.
+        found.models.release()
+    return found
 
 
 def write_plan(con: Any, snap: Snapshot, plan: Plan, k: int) -> int | None:

@@ -253,6 +253,23 @@ def usable_files(con: duckdb.DuckDBPyConnection, model: str, only: str = "") -> 
     ).to_arrow_table()
 
 
+def file_columns(con: duckdb.DuckDBPyConnection, model: str, since: int | None = None) -> pa.Table:
+    """Every file's columns that only a scan, an encoding or a pick changes (id, path,
+    class, hash, first_seen in epoch microseconds, and under `model` whether its content
+    has a usable encoding and the image's size), in id order. `since` (epoch
+    microseconds): only the files such a writer touched from then on — those it marked
+    dirty or saw (`last_seen`) — for a daemon that keeps the rest."""
+    where = "" if since is None else "WHERE f.dirty OR epoch_us(f.last_seen) >= $since"
+    return con.sql(
+        f"""SELECT f.id, f.path, f.class, f.hash, epoch_us(f.first_seen) AS first_seen,
+                   coalesce(e.status IN {USABLE}, false) AS usable,
+                   coalesce(e.width, 0) AS width, coalesce(e.height, 0) AS height
+            FROM files f LEFT JOIN embeddings e ON e.hash = f.hash AND e.model = $model
+            {where} ORDER BY f.id""",
+        params={"model": model} if since is None else {"model": model, "since": since},
+    ).to_arrow_table()
+
+
 def load_faces(
     con: duckdb.DuckDBPyConnection, model: str, hashes: Sequence[str] | None = None
 ) -> FaceTable:
