@@ -169,7 +169,9 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 
 def centre(unit: np.ndarray) -> np.ndarray:
     w = unit - unit.mean(axis=0, keepdims=True)
-    return w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
+    # In place: one N × d array, not two (the same quotients).
+    w /= np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
+    return w
 
 
 def size_class(sizes: np.ndarray | int) -> np.ndarray:
@@ -240,6 +242,26 @@ def odds_to_probability(odds: np.ndarray) -> np.ndarray:
     return odds / (1.0 + odds)
 
 
+def shuffled_by_folder(r: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """np.lexsort((r, codes)) for uniform draws `r` (multiples of 2^-53, as NumPy's
+    generators make them): each folder's faces in the order of their draws. One sort of
+    one integer key (the code above the draw's leading bits) is a tenth of the lexsort
+    at 1 M faces; where two keys tie (the draws agree in those bits) the lexsort says."""
+    if len(r) < 2 or codes.min() < 0:
+        return np.lexsort((r, codes))
+    code_bits = int(codes.max()).bit_length()
+    draw_bits = min(53, 64 - code_bits)
+    if draw_bits < 24:
+        return np.lexsort((r, codes))
+    k = (r * 2.0**53).astype(np.uint64) >> np.uint64(53 - draw_bits)
+    key = (codes.astype(np.uint64) << np.uint64(draw_bits)) | k
+    order = np.argsort(key, kind="stable")
+    ranked = key[order]
+    if (ranked[1:] == ranked[:-1]).any():
+        return np.lexsort((r, codes))
+    return order
+
+
 def _split_samples(
     w: np.ndarray,
     codes: np.ndarray,
@@ -259,7 +281,7 @@ def _split_samples(
     folders = len(np.unique(codes[members]))
     out = []
     for _ in range(max(1, min(MAX_REDRAWS, -(-want // folders)))):
-        order = members[np.lexsort((rng.random(len(members)), codes[members]))]
+        order = members[shuffled_by_folder(rng.random(len(members)), codes[members])]
         c = codes[order]
         starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
         rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
@@ -316,7 +338,7 @@ def _group_draw(
     chosen = np.zeros(len(sizes), bool)
     chosen[eligible] = True
     members = np.flatnonzero(chosen[codes])
-    order = members[np.lexsort((rng.random(len(members)), codes[members]))]
+    order = members[shuffled_by_folder(rng.random(len(members)), codes[members])]
     c = codes[order]
     starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
     rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
@@ -532,10 +554,16 @@ class Statistics:
         self.own_n = own_n = sizes[codes] + (~member)
         self.multi = multi = np.flatnonzero(own_n >= 2)
         own = np.full(n, np.nan)
-        loo = sums[codes[multi]] - w[multi] * member[multi, None]
-        own[multi] = np.einsum("ij,ij->i", w[multi], loo) / np.maximum(
-            np.linalg.norm(loo, axis=1), 1e-12
-        )
+        # The rest of its folder: the sum less the image itself where it is counted in
+        # it (the same differences as sums - w·member, without two more N × d arrays).
+        wm = w if len(multi) == n else w[multi]
+        loo = sums[codes[multi]]
+        counted = member[multi]
+        if counted.all():
+            loo -= wm
+        else:
+            loo[counted] -= wm[counted]
+        own[multi] = np.einsum("ij,ij->i", wm, loo) / np.maximum(np.linalg.norm(loo, axis=1), 1e-12)
         self.own = own
         self.__dict__.pop("not_own", None)
         self.__dict__.pop("claims", None)
