@@ -151,20 +151,21 @@ class Files:
         flags = catalog.file_flags(con)
         table = embeddings.file_columns(con, model)
         classes = table.column("class").combine_chunks()
-        coded = classes.dictionary_encode() if len(classes) else None
+        coded = classes.dictionary_encode()
+        codes = coded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        names = coded.dictionary.to_pylist()
         files = cls(
             table.column("id").to_numpy().astype(np.int64),
             table.column("path").to_pylist(),
-            classes.to_pylist(),
+            # One string per folder, not per file (~60 MB fewer at 1 M files).
+            [names[c] for c in codes.tolist()],
             table.column("hash").to_pylist(),
             table.column("first_seen").to_numpy().astype(np.int64),
             table.column("usable").to_numpy(zero_copy_only=False).astype(bool),
             table.column("width").to_numpy().astype(np.int32),
             table.column("height").to_numpy().astype(np.int32),
-            np.empty(0, np.int64)
-            if coded is None
-            else coded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
-            [] if coded is None else coded.dictionary.to_pylist(),
+            codes,
+            names,
             flags,
         )
         if not np.array_equal(files.ids, flags.ids):
@@ -209,6 +210,7 @@ class Files:
                 code = code_of[klass] = len(names)
                 names.append(klass)
             d_codes[i] = code
+        d_classes = [names[c] for c in d_codes.tolist()]
 
         def lists(old: list, new: list) -> list:
             out = old if kept.all() else list(compress(old, kept.tolist()))
@@ -311,9 +313,15 @@ class FaceCache:
         prev = self.faces if self.cached_for == model else None
         if prev is None or len(prev) == 0 or self._buffer is None:
             faces = embeddings.load_faces(con, model)
-            unit = normalise(faces.vectors) if len(faces) else faces.vectors
-            self._files = self._trimmed(files, faces)
-            return self._keep(model, faces, unit, unit)
+            self._files = files = self._trimmed(files, faces)
+            if not len(faces):
+                return self._keep(model, faces, faces.vectors, faces.vectors)
+            # Room for new faces from the start: the first one then copies nothing.
+            n, d = faces.vectors.shape
+            buffer = np.empty((n + n // self.GROWTH + 1, d), np.float32)
+            buffer[:n] = normalise(faces.vectors)
+            faces.vectors = np.empty((0, d), np.float32)  # the raw rows go now
+            return self._keep(model, faces, buffer[:n], buffer)
         usable = np.flatnonzero(files.usable)
         ids = files.ids[usable]
         hashes = _subset(files.hashes, files.usable, usable)
@@ -434,7 +442,10 @@ class FaceCache:
         src = np.repeat(start - out_start, count) + np.arange(total)
         src_new = np.repeat(from_new, count)
         old_rows, new_rows = src[~src_new], src[src_new]
-        unit = np.empty((total, prev.vectors.shape[1]), np.float32)
+        # The old array goes before the new one is kept: one copy of the vectors.
+        self._buffer = None
+        buffer = np.empty((total + total // self.GROWTH + 1, prev.vectors.shape[1]), np.float32)
+        unit = buffer[:total]
         face_index = np.empty(total, np.int16)
         boxes = np.empty((total, 4), np.int32)
         unit[~src_new] = prev.vectors[old_rows]
@@ -444,10 +455,8 @@ class FaceCache:
             unit[src_new] = normalise(new.vectors[new_rows])
             face_index[src_new] = new.face_index[new_rows]
             boxes[src_new] = new.boxes[new_rows]
-        # The old array goes before the new one is kept: one copy of the vectors.
-        self._buffer = None
         faces = self._table(files, usable, hashes, out_start, count, face_index, boxes, unit)
-        return self._keep(model, faces, unit, unit)
+        return self._keep(model, faces, unit, buffer)
 
     @staticmethod
     def _table(

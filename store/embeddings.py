@@ -257,9 +257,11 @@ def file_columns(con: duckdb.DuckDBPyConnection, model: str, since: int | None =
     """Every file's columns that only a scan, an encoding or a pick changes (id, path,
     class, hash, first_seen in epoch microseconds, and under `model` whether its content
     has a usable encoding and the image's size), in id order. `since` (epoch
-    microseconds): only the files such a writer touched from then on — those it marked
-    dirty or saw (`last_seen`) — for a daemon that keeps the rest."""
-    where = "" if since is None else "WHERE f.dirty OR epoch_us(f.last_seen) >= $since"
+    microseconds): only the files such a writer touched after then — those it marked
+    dirty or saw (`last_seen`) — for a daemon that keeps the rest. (After, not from: a
+    scan's rows share its transaction's time, and a store built in one go would have
+    every row of its last batch read again.)"""
+    where = "" if since is None else "WHERE f.dirty OR epoch_us(f.last_seen) > $since"
     return con.sql(
         f"""SELECT f.id, f.path, f.class, f.hash, epoch_us(f.first_seen) AS first_seen,
                    coalesce(e.status IN {USABLE}, false) AS usable,

@@ -103,19 +103,24 @@ def suggest(
         keys = content_keys(unit)
         standing = np.zeros(0, np.int16)
     order = content_order(codes, keys)
-    rank = np.empty(n, np.int64)
-    rank[order] = np.arange(n)
-    codes = codes[order]
-    seed = content_seed(codes, [keys[i] for i in order.tolist()])
-    stats = Statistics(
-        unit[order],
-        codes,
-        rank[src],
-        rank[dst],
-        models,
-        seed,
-        None if standing is None else standing[order] if len(standing) else standing,
-    )
+    if np.array_equal(order, np.arange(n)):
+        # In content order already (find_suggestions' faces): no copy of the vectors.
+        seed = content_seed(codes, keys)
+        stats = Statistics(unit, codes, src, dst, models, seed, standing)
+    else:
+        rank = np.empty(n, np.int64)
+        rank[order] = np.arange(n)
+        codes = codes[order]
+        seed = content_seed(codes, [keys[i] for i in order.tolist()])
+        stats = Statistics(
+            unit[order],
+            codes,
+            rank[src],
+            rank[dst],
+            models,
+            seed,
+            None if standing is None else standing[order] if len(standing) else standing,
+        )
     found = [f for k in kinds() if isinstance(k, FromStatistics) for f in k.find(stats)]
     return [
         dataclasses.replace(
