@@ -184,8 +184,13 @@ class Files:
         table = embeddings.file_columns(con, model, since)
         d_ids = table.column("id").to_numpy().astype(np.int64)
         now = flags.ids
-        kept = np.isin(self.ids, now)
-        fresh = ~np.isin(d_ids, self.ids)
+        m = len(self.ids)
+        # Files only added (the common case) need no set operation over every file.
+        if len(now) >= m and np.array_equal(now[:m], self.ids):
+            kept = np.ones(m, bool)
+        else:
+            kept = np.isin(self.ids, now)
+        fresh = ~_among(d_ids, self.ids)
         # Every file the store holds is one of these or was touched (new ids are higher).
         n_old = int(kept.sum())
         if n_old + int(fresh.sum()) != len(now) or (
@@ -323,7 +328,7 @@ class FaceCache:
             faces.vectors = np.empty((0, d), np.float32)  # the raw rows go now
             return self._keep(model, faces, buffer[:n], buffer)
         usable = np.flatnonzero(files.usable)
-        ids = files.ids[usable]
+        ids = _rows(files.ids, usable)
         hashes = _subset(files.hashes, files.usable, usable)
         known = self._known
         if files.touched is None:
@@ -471,20 +476,33 @@ class FaceCache:
     ) -> embeddings.FaceTable:
         flags = files.flags
         return embeddings.FaceTable(
-            ids=files.ids[usable],
+            ids=_rows(files.ids, usable),
             classes=_subset(files.classes, files.usable, usable),
             hashes=hashes,
-            dirty=flags.dirty[usable],
-            candidates=flags.candidates[usable],
-            chosen=flags.chosen[usable],
-            width=files.width[usable],
-            height=files.height[usable],
+            dirty=_rows(flags.dirty, usable),
+            candidates=_rows(flags.candidates, usable),
+            chosen=_rows(flags.chosen, usable),
+            width=_rows(files.width, usable),
+            height=_rows(files.height, usable),
             face_start=np.asarray(face_start, np.int64),
             face_count=np.asarray(face_count, np.int64),
             face_index=np.asarray(face_index, np.int16),
             boxes=np.asarray(boxes, np.int32),
             vectors=unit,
         )
+
+
+def _among(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    """Whether each value is one of sorted_ids (a few values against many ids)."""
+    if len(sorted_ids) == 0:
+        return np.zeros(len(values), bool)
+    pos = np.clip(np.searchsorted(sorted_ids, values), 0, len(sorted_ids) - 1)
+    return sorted_ids[pos] == values
+
+
+def _rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """values at rows: the array itself where every row is in (no copy)."""
+    return values if len(rows) == len(values) else values[rows]
 
 
 def _subset(values: list, mask: np.ndarray, rows: np.ndarray) -> list:

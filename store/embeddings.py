@@ -261,13 +261,18 @@ def file_columns(con: duckdb.DuckDBPyConnection, model: str, since: int | None =
     dirty or saw (`last_seen`) — for a daemon that keeps the rest. (After, not from: a
     scan's rows share its transaction's time, and a store built in one go would have
     every row of its last batch read again.)"""
-    where = "" if since is None else "WHERE f.dirty OR epoch_us(f.last_seen) > $since"
+    where = "" if since is None else "WHERE dirty OR epoch_us(last_seen) > $since"
+    # The few touched files first, then only their encodings: a join that filters after
+    # took 0.37 cpu-s at 1 M files for none touched, this 0.11.
     return con.sql(
-        f"""SELECT f.id, f.path, f.class, f.hash, epoch_us(f.first_seen) AS first_seen,
+        f"""WITH f AS MATERIALIZED (
+                SELECT id, path, class, hash, first_seen FROM files {where})
+            SELECT f.id, f.path, f.class, f.hash, epoch_us(f.first_seen) AS first_seen,
                    coalesce(e.status IN {USABLE}, false) AS usable,
                    coalesce(e.width, 0) AS width, coalesce(e.height, 0) AS height
-            FROM files f LEFT JOIN embeddings e ON e.hash = f.hash AND e.model = $model
-            {where} ORDER BY f.id""",
+            FROM f LEFT JOIN embeddings e ON e.hash = f.hash AND e.model = $model
+                AND e.hash IN (SELECT hash FROM f)
+            ORDER BY f.id""",
         params={"model": model} if since is None else {"model": model, "since": since},
     ).to_arrow_table()
 
