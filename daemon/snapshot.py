@@ -273,12 +273,13 @@ class FaceCache:
     that does not add up is read whole (`forget_files` asks for that: the pipeline's
     full scans do, so a row changed by hand, `facelint sql --write`, is seen by the next
     reconcile at the latest). New files get higher ids, so a refresh after new faces
-    appends them to the same array (grown by an eighth, not copied each time); a
+    appends them to the same array (grown by a 32nd, not copied each time); a
     deletion or a changed content compacts it, one copy."""
 
-    # Spare rows the vectors' array grows by, as a share of its size: an eighth keeps
-    # the daemon's memory near one copy of the vectors (doubling held up to two).
-    GROWTH = 8
+    # Spare rows the vectors' array grows by, as a share of its size: a 32nd keeps the
+    # daemon's memory near one copy of the vectors (doubling held up to two), and at
+    # 1 M faces leaves room for 31,000 new ones before the array is copied.
+    GROWTH = 32
 
     def __init__(self) -> None:
         self.cached_for: str | None = None  # the model these faces are of

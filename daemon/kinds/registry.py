@@ -192,7 +192,9 @@ def find_suggestions(
         codes = np.cumsum(new_class) - 1
         starts = np.flatnonzero(new_class)
         names = np.asarray(classes.take(pa.array(starts)).to_pylist())
-        hashes = hashes_all.take(kept_idx).to_pylist()
+        # The faces' own strings, not a million new ones per run (they would stay in the
+        # daemon's heap as fragments between refreshes).
+        hashes = [faces.hashes[i] for i in kept.tolist()]
         remap = np.full(len(faces), -1)
         remap[kept] = np.arange(len(kept))
         ok = (remap[src] >= 0) & (remap[dst] >= 0)
