@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from daemon import calibration as calib
 from daemon import compare
@@ -23,7 +24,7 @@ from daemon.common.stats import changed_past
 from daemon.config import Settings
 from daemon.encoders import registry
 from daemon.faces import choose_faces
-from daemon.index import use_index
+from daemon.index import centroids, use_index
 from daemon.index.keeper import Keeper
 from daemon.kinds import Suggestions, find_suggestions
 from daemon.snapshot import Snapshot, assign_folders, face_codes, positions
@@ -228,6 +229,9 @@ def suggest(snap: Snapshot, plan: Plan, threshold: float, models: Any = None) ->
     if found.models is not None:
         # Kept for the next run without the vectors: a reuse binds its own.
         found.models.release()
+    centroids.forget()
+    # The queue's Arrow arrays are gone; their pool keeps the pages unless told.
+    pa.default_memory_pool().release_unused()
     return found
 
 

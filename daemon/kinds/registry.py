@@ -36,7 +36,7 @@ from daemon.kinds.stats import (
     Models,
     Statistics,
 )
-from daemon.snapshot import Snapshot
+from daemon.snapshot import Snapshot, arrow_strings
 from store.scores import Calibration
 from store.suggestions import SuggestionRow
 from store.vocab import Decision, Kind
@@ -178,7 +178,7 @@ def find_suggestions(
         {
             "c": classes_all.take(kept_idx),
             "h": hashes_all.take(kept_idx),
-            "p": pa.array(snap.file_paths, pa.string()).take(pa.array(positions)),
+            "p": arrow_strings(snap.file_paths).take(pa.array(positions)),
         }
     )
     order = pc.sort_indices(table, [("c", "ascending"), ("h", "ascending"), ("p", "ascending")])

@@ -451,7 +451,7 @@ class Models:
     diff: DiffDensities
     seed: int
     faces: bytes  # what decides the centred faces beyond seed and codes (`identity`)
-    codes: np.ndarray
+    codes: bytes  # a digest of the folder codes (`codes_digest`)
     shape: tuple[int, ...] = ()
 
     def fits(self, seed: int, faces: bytes, codes: np.ndarray, shape: tuple[int, ...]) -> bool:
@@ -460,7 +460,7 @@ class Models:
             self.seed == seed
             and self.shape == shape
             and self.faces == faces
-            and np.array_equal(self.codes, codes)
+            and self.codes == codes_digest(codes)
         )
 
     def bind(self, w: np.ndarray) -> None:
@@ -470,6 +470,10 @@ class Models:
     def release(self) -> None:
         """Let go of the vectors until the next run binds its own (`bind`)."""
         self.same._w = self.diff._w = None
+
+
+def codes_digest(codes: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(codes, "<i8").tobytes(), digest_size=16).digest()
 
 
 def identity(w: np.ndarray, standing: np.ndarray | None) -> bytes:
@@ -534,7 +538,7 @@ class Statistics:
                 DiffDensities(w, codes, sizes, seed),
                 seed,
                 faces,
-                codes,
+                codes_digest(codes),
                 w.shape,
             )
         self.models = models
