@@ -289,7 +289,7 @@ def _incremental(unit, names, ids, keys, codes, t, index, exact_too) -> str:
 # -- the daemon: one new face into a big store --------------------------------------------
 
 
-def run_daemon(n: int, n_folders: int) -> str:
+def run_daemon(n: int, n_folders: int, keep: Path | None = None) -> str:
     import numpy as np
     import psutil
     import pyarrow as pa
@@ -310,6 +310,11 @@ def run_daemon(n: int, n_folders: int) -> str:
     rng = np.random.default_rng(0)
     centres = normalise(rng.standard_normal((n_folders, d)).astype(np.float32))
     model = registry.model_id(Settings())
+    # --store: the store as its first refresh left it, kept for the next runs of this
+    # size (building and first refreshing 1 M faces takes minutes); each run works on a
+    # copy, so each starts from the same store.
+    kept = keep / f"n{n}-f{n_folders}.duckdb" if keep is not None else None
+    reuse = kept is not None and kept.exists()
 
     def insert(con, start: int, count: int, folder_of) -> None:
         cls = folder_of
@@ -331,14 +336,24 @@ def run_daemon(n: int, n_folders: int) -> str:
         meta.bump_counter(con, "generation", 1)
 
     w0 = time.perf_counter()
-    with open_store(db) as con:
+    if reuse:
+        assert kept is not None
+        shutil.copyfile(kept, db)
+        # The draws that built it, so that the new faces below are the same faces.
         for s in range(0, n, 200_000):
             count = min(200_000, n - s)
-            insert(con, s, count, rng.integers(0, n_folders, count))
-        con.execute("INSERT OR REPLACE INTO meta VALUES ('model', ?)", [model])
-    lines.append(
-        f"store of {n} faces in {n_folders} folders built in {time.perf_counter() - w0:.0f} s"
-    )
+            rng.integers(0, n_folders, count)
+            rng.standard_normal((count, d)).astype(np.float32)
+        lines.append(f"store of {n} faces in {n_folders} folders reused from {kept}")
+    else:
+        with open_store(db) as con:
+            for s in range(0, n, 200_000):
+                count = min(200_000, n - s)
+                insert(con, s, count, rng.integers(0, n_folders, count))
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('model', ?)", [model])
+        lines.append(
+            f"store of {n} faces in {n_folders} folders built in {time.perf_counter() - w0:.0f} s"
+        )
     pipeline = Pipeline(Settings(root=root, db=db, backend="numpy"))
     proc = psutil.Process()
     try:
@@ -346,11 +361,15 @@ def run_daemon(n: int, n_folders: int) -> str:
         c0, w0 = time.process_time(), time.perf_counter()
         pipeline.refresh(first)
         lines.append(
-            f"first refresh: {time.perf_counter() - w0:.1f} wall-s, "
+            f"{'start on the kept store' if reuse else 'first refresh'}: "
+            f"{time.perf_counter() - w0:.1f} wall-s, "
             f"{time.process_time() - c0:.1f} cpu-s (read {first.read_seconds:.1f}, compute "
             f"{first.compute_seconds:.1f}, write {first.write_seconds:.1f}, queue step "
             f"{first.suggest_seconds:.1f}), {first.compared} compared, full {first.full_compare}"
         )
+        if kept is not None and not reuse:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(db, kept)
         times = []
         for k in range(3):
             with open_store(db) as con:
@@ -396,6 +415,11 @@ def main() -> int:
     ap.add_argument("--folders", type=int, default=0, help="--daemon: folders (default N/20)")
     ap.add_argument("--nprobe", type=int, help="folders each face searches (index default)")
     ap.add_argument("--self-probe", type=int, help="folders nearest the face it searches")
+    ap.add_argument(
+        "--store",
+        type=Path,
+        help="--daemon: keep the first-refreshed store in this folder and reuse it next time",
+    )
     ap.add_argument("--out", type=Path, help="append the run's lines to this file")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -410,7 +434,8 @@ def main() -> int:
 
             folders.SELF_PROBE = args.self_probe
         if args.daemon:
-            print(run_daemon(args.n, args.folders or max(1, args.n // 20)), flush=True)
+            folders_n = args.folders or max(1, args.n // 20)
+            print(run_daemon(args.n, folders_n, args.store), flush=True)
         else:
             print(run_size(args.n, args.d, not args.no_exact), flush=True)
         return 0

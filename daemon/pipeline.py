@@ -133,6 +133,9 @@ class Pipeline:
         self._set_state("scanning")
         if not self._prepared or (self.store.guard and self.store.guard.identity is None):
             self._prepare()
+        if paths is None:
+            # A full scan reads every file row again (a row changed by hand included).
+            self._faces.forget_files()
         detected = scan.detect(
             self.s,
             self.store,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from daemon import calibration as calib
 from daemon import compare
@@ -23,10 +24,10 @@ from daemon.common.stats import changed_past
 from daemon.config import Settings
 from daemon.encoders import registry
 from daemon.faces import choose_faces
-from daemon.index import use_index
+from daemon.index import centroids, use_index
 from daemon.index.keeper import Keeper, StandingKeys
 from daemon.kinds import Suggestions, find_suggestions
-from daemon.snapshot import Snapshot, assign_folders, positions
+from daemon.snapshot import Snapshot, assign_folders, face_codes, positions
 from store import catalog, folders, matches, meta, suggestions
 from store.clock import utcnow
 from store.scores import ANCHOR_SCORE, Calibration
@@ -86,9 +87,7 @@ def compute(
         unit_faces = snap.unit_faces
     else:
         unit_faces = compare.normalise(faces.vectors) if n else np.empty((0, 0), np.float32)
-    codes = (
-        np.unique(np.asarray(faces.classes), return_inverse=True)[1] if n else np.empty(0, np.int64)
-    )
+    codes = face_codes(snap)
     old = snap.calibration
     cal, rescore = calibrate(snap.serving, old, unit_faces, faces, codes)
     rows = _standing_faces(snap, unit_faces, codes, cal)
@@ -227,7 +226,7 @@ def suggest(snap: Snapshot, plan: Plan, threshold: float, models: Any = None) ->
     assert plan.suggest is not None
     inputs = plan.suggest
     src, dst = _list_rows(snap, snap.faces.ids, plan.lists)
-    return find_suggestions(
+    found = find_suggestions(
         snap,
         inputs.unit,
         inputs.rows,
@@ -239,6 +238,13 @@ def suggest(snap: Snapshot, plan: Plan, threshold: float, models: Any = None) ->
         snap.serving,
         models,
     )
+    if found.models is not None:
+        # Kept for the next run without the vectors: a reuse binds its own.
+        found.models.release()
+    centroids.forget()
+    # The queue's Arrow arrays are gone; their pool keeps the pages unless told.
+    pa.default_memory_pool().release_unused()
+    return found
 
 
 def write_plan(con: Any, snap: Snapshot, plan: Plan, k: int) -> int | None:

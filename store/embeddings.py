@@ -253,6 +253,30 @@ def usable_files(con: duckdb.DuckDBPyConnection, model: str, only: str = "") -> 
     ).to_arrow_table()
 
 
+def file_columns(con: duckdb.DuckDBPyConnection, model: str, since: int | None = None) -> pa.Table:
+    """Every file's columns that only a scan, an encoding or a pick changes (id, path,
+    class, hash, first_seen in epoch microseconds, and under `model` whether its content
+    has a usable encoding and the image's size), in id order. `since` (epoch
+    microseconds): only the files such a writer touched after then — those it marked
+    dirty or saw (`last_seen`) — for a daemon that keeps the rest. (After, not from: a
+    scan's rows share its transaction's time, and a store built in one go would have
+    every row of its last batch read again.)"""
+    where = "" if since is None else "WHERE dirty OR epoch_us(last_seen) > $since"
+    # The few touched files first, then only their encodings: a join that filters after
+    # took 0.37 cpu-s at 1 M files for none touched, this 0.11.
+    return con.sql(
+        f"""WITH f AS MATERIALIZED (
+                SELECT id, path, class, hash, first_seen FROM files {where})
+            SELECT f.id, f.path, f.class, f.hash, epoch_us(f.first_seen) AS first_seen,
+                   coalesce(e.status IN {USABLE}, false) AS usable,
+                   coalesce(e.width, 0) AS width, coalesce(e.height, 0) AS height
+            FROM f LEFT JOIN embeddings e ON e.hash = f.hash AND e.model = $model
+                AND e.hash IN (SELECT hash FROM f)
+            ORDER BY f.id""",
+        params={"model": model} if since is None else {"model": model, "since": since},
+    ).to_arrow_table()
+
+
 def load_faces(
     con: duckdb.DuckDBPyConnection, model: str, hashes: Sequence[str] | None = None
 ) -> FaceTable:

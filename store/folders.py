@@ -28,7 +28,9 @@ MIGRATIONS: dict[int, list[str]] = {
 
 
 def load_folders(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
-    return {int(r[0]): r[1] for r in con.execute("SELECT id, name FROM folders").fetchall()}
+    # Through Arrow: rows as Python tuples took ~0.1 s at 50,000 folders.
+    table = con.sql("SELECT id, name FROM folders").to_arrow_table()
+    return dict(zip(table.column("id").to_pylist(), table.column("name").to_pylist(), strict=True))
 
 
 def write_folders(

@@ -12,7 +12,7 @@ import numpy as np
 from daemon.common.hashing import content_hash
 from daemon.config import Settings
 from daemon.pipeline import Pipeline
-from daemon.snapshot import Snapshot
+from daemon.snapshot import Snapshot, face_codes
 from store import embeddings
 from store.clock import utcnow
 from store.vectors import normalise
@@ -30,6 +30,19 @@ def assert_same_faces(pipeline: Pipeline) -> None:
         snap = Snapshot.read(con, pipeline.model, pipeline._faces)
     kept = snap.faces
     assert snap.unit_faces is kept.vectors
+    # The files' rows, kept and brought up to date from the rows a writer touched.
+    with pipeline.store.reading() as con:
+        whole = Snapshot.read(con, pipeline.model)
+    for name in ("file_ids", "file_folders", "file_first_seen"):
+        assert np.array_equal(getattr(snap, name), getattr(whole, name)), name
+    for name in ("file_paths", "file_classes", "file_hashes"):
+        assert getattr(snap, name) == getattr(whole, name), name
+    assert snap.file_class_codes is not None and snap.class_names is not None
+    assert [snap.class_names[c] for c in snap.file_class_codes] == whole.file_classes
+    assert np.array_equal(face_codes(snap), face_codes(whole))
+    assert np.array_equal(
+        face_codes(whole), np.unique(np.asarray(whole.faces.classes), return_inverse=True)[1]
+    )
     for name in FIELDS + FACE_FIELDS:
         assert np.array_equal(getattr(kept, name), getattr(fresh, name)), name
     assert kept.classes == fresh.classes and kept.hashes == fresh.hashes
@@ -68,14 +81,18 @@ def test_kept_faces_equal_a_fresh_read_through_every_kind_of_change(
         assert pipeline.run().encoded == 0
         assert_same_faces(pipeline)
         amy = sorted((root / "Amy").iterdir())
-        # New contents: appended to the kept array, not a copy of it.
+        # New contents, as the daemon's events name them: appended to the kept array,
+        # not a copy of it, and only the rows the scan and the encoding touched read.
         new_content(pipeline, amy[0], root / "Penny" / "new1.png", 0.01)
-        stats = pipeline.run()
+        stats = pipeline.run(["Penny/new1.png"])
         assert stats.encoded == 0 and stats.pairs > 0
+        assert pipeline._faces._files is not None
+        touched = pipeline._faces._files.touched
+        assert touched is not None and 0 < len(touched) < 10
         assert_same_faces(pipeline)
         buffer = pipeline._faces._buffer
         new_content(pipeline, amy[1], root / "Raj" / "new2.png", 0.02)
-        pipeline.run()
+        pipeline.run(["Raj/new2.png"])
         assert_same_faces(pipeline)
         kept = pipeline._faces.faces
         assert kept is not None and np.shares_memory(kept.vectors, buffer)
@@ -83,7 +100,17 @@ def test_kept_faces_equal_a_fresh_read_through_every_kind_of_change(
         shutil.copy2(amy[2], root / "Raj" / "copy.png")
         amy[3].rename(root / "Penny" / amy[3].name)
         amy[4].unlink()
+        pipeline.run(
+            ["Raj/copy.png", f"Penny/{amy[3].name}", f"Amy/{amy[3].name}", f"Amy/{amy[4].name}"]
+        )
+        assert_same_faces(pipeline)
+        # A folder renamed: every file of it changes class.
+        (root / "Raj").rename(root / "Raj2")
+        pipeline.run([], folders=["Raj", "Raj2"])
+        assert_same_faces(pipeline)
+        # A full scan reads every file row again (a row changed by hand is seen there).
         pipeline.run()
+        assert pipeline._faces._files is not None and pipeline._faces._files.touched is None
         assert_same_faces(pipeline)
         # Nothing changed: the same faces, nothing read again.
         before = pipeline._faces.faces

@@ -52,6 +52,13 @@ def _index_of(a: np.ndarray) -> Any:
     return ivf
 
 
+def forget() -> None:
+    """Let go of the last centroids' index (the queue's step is done with it; at 50,000
+    folders it holds ~26 MB until the next step replaces it)."""
+    global _last
+    _last = None
+
+
 def above_indexed(
     q: np.ndarray, a: np.ndarray, bar: float, exclude: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:

@@ -14,7 +14,7 @@ or file ids, and a stored decision is keyed by them, so their formats never chan
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -57,7 +57,7 @@ class Scene:
     ids: np.ndarray  # their file ids
     hashes: Sequence[str]  # their contents
     names: np.ndarray  # folder code -> class name
-    members: dict[int, list[int]]  # folder code -> face indices
+    members: Mapping[int, list[int]]  # folder code -> face indices
     folder_of_class: dict[str, int]
     cal: Calibration
     threshold: float

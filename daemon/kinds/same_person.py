@@ -111,8 +111,10 @@ def unicode_twins(snap: Snapshot, folder_of_class: dict[str, int]) -> list[Descr
     forms: dict[str, list[str]] = defaultdict(list)
     for klass in sorted(folder_of_class):
         forms[nfc(klass)].append(klass)
+    out: list[Described] = []
+    if all(len(spelled) < 2 for spelled in forms.values()):
+        return out
     sizes = Counter(snap.file_classes)
-    out = []
     for name, spelled in sorted(forms.items()):
         for a, b in combinations(spelled, 2):
             fa, fb = folder_of_class[a], folder_of_class[b]

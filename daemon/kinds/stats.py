@@ -33,6 +33,7 @@ The same files give the same suggestions and confidences however they arrived.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -168,7 +169,9 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 
 def centre(unit: np.ndarray) -> np.ndarray:
     w = unit - unit.mean(axis=0, keepdims=True)
-    return w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
+    # In place: one N × d array, not two (the same quotients).
+    w /= np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
+    return w
 
 
 def size_class(sizes: np.ndarray | int) -> np.ndarray:
@@ -239,6 +242,26 @@ def odds_to_probability(odds: np.ndarray) -> np.ndarray:
     return odds / (1.0 + odds)
 
 
+def shuffled_by_folder(r: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """np.lexsort((r, codes)) for uniform draws `r` (multiples of 2^-53, as NumPy's
+    generators make them): each folder's faces in the order of their draws. One sort of
+    one integer key (the code above the draw's leading bits) is a tenth of the lexsort
+    at 1 M faces; where two keys tie (the draws agree in those bits) the lexsort says."""
+    if len(r) < 2 or codes.min() < 0:
+        return np.lexsort((r, codes))
+    code_bits = int(codes.max()).bit_length()
+    draw_bits = min(53, 64 - code_bits)
+    if draw_bits < 24:
+        return np.lexsort((r, codes))
+    k = (r * 2.0**53).astype(np.uint64) >> np.uint64(53 - draw_bits)
+    key = (codes.astype(np.uint64) << np.uint64(draw_bits)) | k
+    order = np.argsort(key, kind="stable")
+    ranked = key[order]
+    if (ranked[1:] == ranked[:-1]).any():
+        return np.lexsort((r, codes))
+    return order
+
+
 def _split_samples(
     w: np.ndarray,
     codes: np.ndarray,
@@ -255,14 +278,25 @@ def _split_samples(
     members = np.flatnonzero(sizes[codes] >= sa + sb)
     if len(members) == 0:
         return np.empty(0)
-    folders = len(np.unique(codes[members]))
+    of_member = codes[members]
+    grouped = bool((np.diff(of_member) >= 0).all())
+    folders = (
+        1 + int(np.count_nonzero(np.diff(of_member))) if grouped else len(np.unique(of_member))
+    )
+    if grouped:
+        # A shuffle within folders leaves each folder's run where it is: the runs and
+        # each face's rank in its run are the same for every draw.
+        starts = np.flatnonzero(np.r_[True, of_member[1:] != of_member[:-1]])
+        rank = np.arange(len(members)) - np.repeat(starts, np.diff(np.r_[starts, len(members)]))
+        in_a, in_b = rank < sa, (rank >= sa) & (rank < sa + sb)
     out = []
     for _ in range(max(1, min(MAX_REDRAWS, -(-want // folders)))):
-        order = members[np.lexsort((rng.random(len(members)), codes[members]))]
-        c = codes[order]
-        starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
-        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-        in_a, in_b = rank < sa, (rank >= sa) & (rank < sa + sb)
+        order = members[shuffled_by_folder(rng.random(len(members)), of_member)]
+        if not grouped:
+            c = codes[order]
+            starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+            rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+            in_a, in_b = rank < sa, (rank >= sa) & (rank < sa + sb)
         # Every folder here gives exactly sa and sb faces, one folder after another: each
         # group's sum is a reshaped sum (a tenth of the time of group_sums).
         a = w[order[in_a]].reshape(folders, sa, -1).sum(axis=1)
@@ -315,7 +349,7 @@ def _group_draw(
     chosen = np.zeros(len(sizes), bool)
     chosen[eligible] = True
     members = np.flatnonzero(chosen[codes])
-    order = members[np.lexsort((rng.random(len(members)), codes[members]))]
+    order = members[shuffled_by_folder(rng.random(len(members)), codes[members])]
     c = codes[order]
     starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
     rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
@@ -404,24 +438,51 @@ class Models:
     keeps the folders' order) uses them again.
 
     Only then: models fitted on a set one face smaller are history, and would make the
-    confidences depend on the order the files arrived in. Checking is exact and cheap
-    (the seed and two array comparisons); fitting again costs ~0.2 s at 57,637 faces."""
+    confidences depend on the order the files arrived in. Checking is exact and cheap:
+    the seed (a digest of the folders and contents in content order), the codes, and
+    `faces`, what else decides the vectors (the standing face of each image, or a digest
+    of the centred faces where the caller cannot say). Fitting again costs ~0.2 s at
+    57,637 faces. Between runs the models keep no vectors (`release`): a reuse binds the
+    run's centred faces, equal to those they were fitted on, for the densities drawn
+    later (at 1 M faces that copy was 0.5 GB held between refreshes)."""
 
     nulls: Nulls
     same: SameDensities
     diff: DiffDensities
     seed: int
-    w: np.ndarray  # the centred faces they were fitted on, in content order
-    codes: np.ndarray
+    faces: bytes  # what decides the centred faces beyond seed and codes (`identity`)
+    codes: bytes  # a digest of the folder codes (`codes_digest`)
+    shape: tuple[int, ...] = ()
 
-    def fits(self, seed: int, w: np.ndarray, codes: np.ndarray) -> bool:
+    def fits(self, seed: int, faces: bytes, codes: np.ndarray, shape: tuple[int, ...]) -> bool:
         """Whether a fresh fit on these faces would give exactly these models."""
         return (
             self.seed == seed
-            and self.w.shape == w.shape
-            and np.array_equal(self.codes, codes)
-            and np.array_equal(self.w, w)
+            and self.shape == shape
+            and self.faces == faces
+            and self.codes == codes_digest(codes)
         )
+
+    def bind(self, w: np.ndarray) -> None:
+        """The centred faces the lazily drawn densities draw from (equal to the fitted)."""
+        self.same._w = self.diff._w = w
+
+    def release(self) -> None:
+        """Let go of the vectors until the next run binds its own (`bind`)."""
+        self.same._w = self.diff._w = None
+
+
+def codes_digest(codes: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(codes, "<i8").tobytes(), digest_size=16).digest()
+
+
+def identity(w: np.ndarray, standing: np.ndarray | None) -> bytes:
+    """Models.faces: with the standing face of each image (a content's faces never
+    change under a model, so contents and standing faces decide the vectors) those
+    numbers; without them a digest of the centred faces themselves."""
+    if standing is not None:
+        return b"faces:" + np.ascontiguousarray(standing, "<i2").tobytes()
+    return b"sha1:" + hashlib.sha1(np.ascontiguousarray(w), usedforsecurity=False).digest()
 
 
 @dataclass(frozen=True)
@@ -453,7 +514,10 @@ class Statistics:
         dst: np.ndarray,
         models: Models | None,
         seed: int,
+        standing: np.ndarray | None = None,
     ):
+        """`standing`: the standing face's number of each image (in this order), where
+        the caller knows them and the contents (`seed`) are content hashes."""
         n = len(unit)
         self.n = n
         self.codes, self.src, self.dst = codes, src, dst
@@ -464,14 +528,18 @@ class Statistics:
         # The whole folders' centroids: what the models are fitted on (folders are mostly
         # one person) and where the mixtures start.
         self.cn_all = cn_all = _unit_rows(sums)
-        if models is None or not models.fits(seed, w, codes):
+        faces = identity(w, standing)
+        if models is not None and models.fits(seed, faces, codes, w.shape):
+            models.bind(w)
+        else:
             models = Models(
                 Nulls(cn_all, w, codes, sizes, draws(seed, NULL_DRAWS)),
                 SameDensities(w, codes, sizes, seed),
                 DiffDensities(w, codes, sizes, seed),
                 seed,
-                w,
-                codes,
+                faces,
+                codes_digest(codes),
+                w.shape,
             )
         self.models = models
         self.nulls = models.nulls
@@ -501,10 +569,16 @@ class Statistics:
         self.own_n = own_n = sizes[codes] + (~member)
         self.multi = multi = np.flatnonzero(own_n >= 2)
         own = np.full(n, np.nan)
-        loo = sums[codes[multi]] - w[multi] * member[multi, None]
-        own[multi] = np.einsum("ij,ij->i", w[multi], loo) / np.maximum(
-            np.linalg.norm(loo, axis=1), 1e-12
-        )
+        # The rest of its folder: the sum less the image itself where it is counted in
+        # it (the same differences as sums - w·member, without two more N × d arrays).
+        wm = w if len(multi) == n else w[multi]
+        loo = sums[codes[multi]]
+        counted = member[multi]
+        if counted.all():
+            loo -= wm
+        else:
+            loo[counted] -= wm[counted]
+        own[multi] = np.einsum("ij,ij->i", wm, loo) / np.maximum(np.linalg.norm(loo, axis=1), 1e-12)
         self.own = own
         self.__dict__.pop("not_own", None)
         self.__dict__.pop("claims", None)
@@ -612,7 +686,10 @@ class _Apart:
                 grid = np.arange(len(r))
                 r = np.exp(np.interp(grid, data, np.log(r[data])))
             ratio = self._ratio[key] = np.maximum.accumulate(r[::-1])[::-1]
-        return float(ratio[int(np.clip(round((x + 1.0) / self.STEP), 0, len(ratio) - 1))])
+        # Clamped in Python: the agglomeration asks ~30,000 times at 1 M faces, and
+        # np.clip on one number cost more than the rest of the call.
+        at = round((x + 1.0) / self.STEP)
+        return float(ratio[min(max(at, 0), len(ratio) - 1)])
 
 
 def _agglomerate(stats: Statistics, idx: np.ndarray, apart: _Apart) -> list[np.ndarray]:
