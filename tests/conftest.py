@@ -223,6 +223,26 @@ def seed_encodings(scanned_dev: tuple[Path, Path]) -> Callable[[Path], Path]:
     return seed
 
 
+@pytest.fixture(scope="session")
+def seed_encodings_only(scanned_dev: tuple[Path, Path]) -> Callable[[Path], Path]:
+    """seed(db): a new store that holds the dev faces' encodings and nothing else: no
+    files, folders, pairs or review. A scan into it builds the rest as into a store made
+    from nothing (folders numbered anew, in its own order), and encodes nothing."""
+
+    def seed(db: Path) -> Path:
+        from store.connection import open_store
+        from store.schema import ensure_schema
+
+        with open_store(db, timeout=30) as con:
+            ensure_schema(con)
+            con.execute("ATTACH ? AS dev (READ_ONLY)", [str(scanned_dev[1])])
+            for table in ("embeddings", "faces"):
+                con.execute(f"INSERT INTO {table} SELECT * FROM dev.{table}")
+        return db
+
+    return seed
+
+
 @pytest.fixture
 def run_scan() -> Callable[..., Any]:
     """Run the real pipeline once over root into db; returns RunStats."""
