@@ -101,7 +101,7 @@ FULL = Sizes(
     encode_images=0, encode_copies=3, n=57_637, classes=2_000, k=20, repeats=3, rescan_files=2_000
 )
 QUICK = Sizes(
-    encode_images=6, encode_copies=1, n=4_000, classes=200, k=20, repeats=1, rescan_files=160
+    encode_images=3, encode_copies=1, n=4_000, classes=200, k=20, repeats=1, rescan_files=160
 )
 
 
