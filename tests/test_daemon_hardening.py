@@ -1,12 +1,11 @@
-"""The daemon under hostile input, for real: bad names, symlinks, a deleted store, a second
-daemon, an empty root. Real subprocesses, inotify (or polling), DuckDB files, notify socket."""
+"""The daemon under hostile input, for real: a second daemon on the same store, by any of
+its names, and the lock that dies with a killed one. Real subprocesses, DuckDB files,
+notify socket. (A deleted store, said and rebuilt, and its backup restored: in-process,
+tests/test_service_steps.py.)"""
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -15,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEV_FACES, REPO, copy_dev_faces, real_files
-from tests.daemon_harness import DaemonProcess, query, query_when_free, wait_for
+from tests.conftest import REPO, copy_dev_faces
+from tests.daemon_harness import DaemonProcess, query_when_free
 
 pytestmark = pytest.mark.slow
 
@@ -33,70 +32,6 @@ def tree(tmp_path: Path, seed_encodings) -> tuple[Path, Path]:
     daemon's start encodes nothing (what these tests watch comes after it)."""
     root = copy_dev_faces(tmp_path / "data", SMALL)
     return root, seed_encodings(tmp_path / "facelint.duckdb")
-
-
-def _record_decision(db: Path) -> None:
-    from store.connection import open_store
-    from store.decisions import record_decision
-
-    with open_store(db, timeout=30) as con:
-        a, b = con.execute("SELECT min(hash), max(hash) FROM files").fetchone()
-        record_decision(con, a, b, "different", "tester")
-
-
-def test_deleted_store_is_detected_said_and_rebuilt(tree, tmp_path):
-    root, db = tree
-    d = DaemonProcess(root, db, tmp_path)
-    try:
-        d.wait_ready()
-        d.wait_idle()
-        before = store_paths(db)
-        _record_decision(db)
-        backup = tmp_path / "review-backup.json"
-        export = [sys.executable, "-m", "daemon.cli", "export", "--db", str(db)]
-        subprocess.run([*export, "--decisions", str(backup)], check=True, cwd=REPO)
-        db.unlink()
-        for extra in db.parent.glob(db.name + ".wal"):
-            extra.unlink()
-        # Said loudly: status file, systemd STATUS, log.
-        wait_for(lambda: "STORE LOST" in d.status().get("alert", ""), 30, "the status alert")
-        wait_for(
-            lambda: any(m.startswith("STATUS=") and "STORE LOST" in m for m in d.messages),
-            30,
-            "STATUS=... STORE LOST",
-        )
-        wait_for(lambda: "Rebuilt from the files" in d.status().get("alert", ""), 90, "rebuild")
-        d.wait_idle()
-        alert = d.status()["alert"]
-        assert "was deleted" in alert and "decisions cannot be rebuilt" in alert
-        assert "STORE LOST" in d.log() and "Rebuilt from the files" in d.log()
-        assert store_paths(db) == before == real_files(root)
-        # Rebuilt what the files allow: every file encoded again (three people: no pairs).
-        assert query_when_free(db, "SELECT count(*) FROM faces")[0][0] >= len(before)
-        assert query_when_free(db, "SELECT count(*) FROM decisions") == [(0,)]
-        # Ordinary work goes on in the rebuilt store.
-        shutil.copy2(DEV_FACES / "Leonard" / "leonard1.png", root / "Amy" / "leonard1.png")
-        wait_for(lambda: "Amy/leonard1.png" in store_paths(db), 60, "a file after the rebuild")
-        d.wait_idle()
-        assert d.terminate() == 0
-    finally:
-        d.close()
-    # The backup restores the decision into the rebuilt store, by the README's command.
-    doc = json.loads(backup.read_text(encoding="utf-8"))
-    assert [r["decision"] for r in doc["pair_decisions"]] == ["different"]
-    restore = next(
-        line
-        for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines()
-        if line.startswith("facelint import --decisions") and backup.name in line
-    )
-    command = shlex.split(restore, comments=True)[1:]
-    subprocess.run(
-        [sys.executable, "-m", "daemon.cli", *command, "--db", str(db)],
-        check=True,
-        cwd=tmp_path,  # where the backup is
-        env=dict(os.environ, FACELINT_CONFIG=str(tmp_path / "none"), PYTHONPATH=str(REPO)),
-    )
-    assert query(db, "SELECT decision, decided_by FROM decisions") == [("different", "tester")]
 
 
 def _free_port() -> int:

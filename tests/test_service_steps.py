@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -22,7 +24,8 @@ from daemon.config import Settings
 from daemon.notify import SystemdNotifier
 from daemon.service import ROOT_MISSING, DaemonRunning, Service, daemon_lock
 from daemon.status import read_status
-from tests.conftest import DEV_FACES, copy_dev_faces, real_files
+from store.vocab import Decision
+from tests.conftest import DEV_FACES, REPO, copy_dev_faces, real_files
 
 
 class FakeClock:
@@ -46,6 +49,15 @@ def rows(db: Path, sql: str) -> list[tuple]:
 
 def store_paths(db: Path) -> set[str]:
     return {r[0] for r in rows(db, "SELECT path FROM files")}
+
+
+def wait_until(predicate, what: str, timeout: float = 10.0) -> None:
+    """Wait (real time) until another thread made `predicate()` true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.05)
 
 
 def seen(service: Service, what: str, timeout: float = 10.0) -> None:
@@ -131,22 +143,89 @@ def test_reconcile_then_a_new_file_then_a_batch_that_changed_nothing(daemon):
     assert service.state == "idle"
 
 
-def test_a_lost_store_is_said_and_rebuilt_from_the_files(daemon):
-    service, _, _ = daemon
-    db = service.s.db
-    assert service.step() is True
-    images = len(store_paths(db))
-    for p in db.parent.glob(db.name + "*"):
-        if p.is_file() and not p.name.endswith(".status.json"):
-            p.unlink()
-    service.heartbeat()  # notices within a heartbeat, not at the next change
-    assert service.store_lost.is_set()
-    assert service.step() is True
-    assert service.state == "store lost" and "STORE LOST" in service.alert
-    assert service.step() is True  # the rebuild: a full reconcile
-    assert len(store_paths(db)) == images
-    assert f"Rebuilt from the files: {images} images" in service.alert
-    assert service.state == "idle"
+def test_a_lost_store_is_said_rebuilt_from_the_files_and_its_backup_restores_the_review(
+    tmp_path, seed_encodings, caplog, monkeypatch
+):
+    """The store deleted under the daemon: said at once in the state, the status file,
+    systemd's STATUS and the log; rebuilt from the files (every image encoded again: the
+    encodings went with it); ordinary work goes on; a review backup made before it went
+    is restored into the rebuilt store by README's own command."""
+    import socket
+
+    from daemon.cli import main
+    from store.connection import open_store
+    from store.decisions import record_decision
+
+    root = copy_dev_faces(tmp_path / "data", ["Amy", "Penny", "Raj"])
+    db = seed_encodings(tmp_path / "facelint.duckdb")
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.1)
+    said: list[str] = []
+    listening = threading.Event()
+    listening.set()
+
+    def listen() -> None:  # as systemd does: every datagram read as it comes
+        while listening.is_set():
+            try:
+                said.extend(sock.recv(65536).decode().split("\n"))
+            except TimeoutError:
+                continue
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    clock = FakeClock()
+    settings = Settings(root=root, db=db, workers=1, quiet_seconds=0.5, temp_sensor="")
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": str(sock_path)})
+    service = Service(settings, temperature=lambda: None, notifier=notifier, clock=clock)
+    service.open()
+    try:
+        assert service.step() is True
+        images = store_paths(db)
+        with open_store(db, timeout=30) as con:
+            a, b = con.execute("SELECT min(hash), max(hash) FROM files").fetchone()
+            record_decision(con, a, b, Decision.DIFFERENT, "tester")
+        backup = tmp_path / "review-backup.json"
+        assert main(["export", "--db", str(db), "--decisions", str(backup)]) == 0
+        for p in db.parent.glob(db.name + "*"):
+            if p.is_file() and not p.name.endswith(".status.json"):
+                p.unlink()
+        with caplog.at_level("WARNING", logger="facelint"):
+            service.heartbeat()  # notices within a heartbeat, not at the next change
+            assert service.store_lost.is_set()
+            assert service.step() is True
+        assert service.state == "store lost" and "STORE LOST" in service.alert
+        assert "STORE LOST" in caplog.text
+        assert "STORE LOST" in read_status_file(settings.status_path()).fields["alert"]
+        wait_until(
+            lambda: any(m.startswith("STATUS=") and "STORE LOST" in m for m in said),
+            "STATUS=... STORE LOST sent to systemd",
+        )
+        assert service.step() is True  # the rebuild: a full reconcile, every image encoded
+        assert store_paths(db) == images == real_files(root)
+        alert = service.alert
+        assert f"Rebuilt from the files: {len(images)} images" in alert
+        assert "was deleted" in alert and "decisions cannot be rebuilt" in alert
+        assert rows(db, "SELECT count(*) FROM decisions") == [(0,)]
+        assert service.state == "idle"
+        # Ordinary work goes on in the rebuilt store.
+        shutil.copy2(DEV_FACES / "Leonard" / "leonard1.png", root / "Amy" / "leonard1.png")
+        drain(service, clock, lambda: "Amy/leonard1.png" in store_paths(db), "a new file")
+    finally:
+        service.close()
+        listening.clear()
+        listener.join()
+        sock.close()
+    # The backup restores the decision into the rebuilt store, by the README's command.
+    restore = next(
+        line
+        for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+        if line.startswith("facelint import --decisions") and backup.name in line
+    )
+    monkeypatch.chdir(tmp_path)  # where the backup is
+    assert main([*shlex.split(restore, comments=True)[1:], "--db", str(db)]) == 0
+    assert rows(db, "SELECT decision, decided_by FROM decisions") == [("different", "tester")]
 
 
 def test_a_hot_cpu_pauses_work_until_it_cools(daemon):
