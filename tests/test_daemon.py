@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageOps
 
 from tests.conftest import DEV_FACES, copy_dev_faces
 from tests.daemon_harness import DaemonProcess, query, query_when_free, wait_for
@@ -68,8 +69,13 @@ def seeded_tree(tree: tuple[Path, Path], seed_encodings) -> tuple[Path, Path]:
     return root, seed_encodings(db)
 
 
-def test_ready_copy_move_delete_and_sigterm(tree, tmp_path):
-    root, db = tree
+def test_ready_copy_move_delete_and_sigterm(seeded_tree, tmp_path):
+    root, db = seeded_tree
+    known = encoded_total(db)
+    # A photo no store has seen (Biden's, mirrored): the one encode of this test.
+    photo = tmp_path / "biden.jpg"
+    with Image.open(DEV_FACES / "Joe_Biden" / "biden.jpg") as im:
+        ImageOps.mirror(im.convert("RGB")).save(photo, quality=95)
     d = DaemonProcess(root, db, tmp_path)
     try:
         d.wait_ready()
@@ -77,9 +83,9 @@ def test_ready_copy_move_delete_and_sigterm(tree, tmp_path):
         assert store_paths(db) == disk_paths(root)
         assert any(m.startswith("STATUS=") for m in d.messages)
         base = encoded_total(db)
-        assert base == 20
+        assert base == known  # every image's content was known: nothing encoded
         (root / "Joe_Biden").mkdir()
-        slow_copy(DEV_FACES / "Joe_Biden" / "biden.jpg", root / "Joe_Biden" / "biden.jpg")
+        slow_copy(photo, root / "Joe_Biden" / "biden.jpg")
         wait_for(lambda: pairs_of(db, "Joe_Biden/biden.jpg"), 60, "pairs of the copied file")
         assert encoded_total(db) == base + 1
         assert all("Joseph_Biden/" in a + b for a, b in pairs_of(db, "Joe_Biden/biden.jpg"))
