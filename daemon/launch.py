@@ -79,6 +79,10 @@ def dashboard_command(settings: Settings) -> list[str]:
         "false",
         "--client.toolbarMode",
         "minimal",
+        # A served dashboard, not a script being edited: no watch on its source files
+        # (Streamlit's default watches every module it imported, to rerun on a save).
+        "--server.fileWatcherType",
+        "none",
         # One log format for the daemon and the dashboard beside it (journald, `up`).
         "--logger.messageFormat",
         LOG_FORMAT,

@@ -77,7 +77,9 @@ def serving(db: Path, root: Path, *app_args: str) -> Iterator[str]:
     # stall the server).
     log_path = db.parent / f"streamlit-{port}.log"
     serve = ["--server.address", "127.0.0.1", "--server.port", str(port)]
+    # As `facelint dashboard` serves it (daemon/launch.py): no watch on the source files.
     quiet = ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    quiet += ["--server.fileWatcherType", "none"]
     where = ["--db", str(db), "--root", str(root)]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
