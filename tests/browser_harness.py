@@ -204,3 +204,12 @@ def decision_of(db: Path, key: str) -> str | None:
             if (p.lo, p.hi) == (lo, hi)
         )
         return decisions.decision_for(con, pair.a.hash, pair.b.hash)
+
+
+def press_undo(page: Page) -> None:
+    """U, once the page drew its "undo last" enabled: a key on a button not drawn yet
+    (the rerun that puts the decision on the undo stack still going) does nothing."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("button", name="undo last").first).to_be_enabled(timeout=30_000)
+    page.keyboard.press("u")

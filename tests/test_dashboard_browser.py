@@ -22,6 +22,7 @@ from tests.browser_harness import (
     focused_card,
     loaded_images,
     press_and_wait,
+    press_undo,
     requires_chromium,
     serving,
     wait_for_focus,
@@ -91,7 +92,7 @@ def test_ten_pairs_cleared_by_keyboard_alone(dashboard_url, dev_copy_loose, brow
         # Undo last: decide, take it back, the same card has the focus again.
         press_and_wait(page, "x", focus)
         assert decision_of(db, focus) == "skipped"
-        page.keyboard.press("u")
+        press_undo(page)
         page.wait_for_function(
             "k => document.activeElement.closest('.st-key-qcard-pairs-' + k)", arg=focus
         )
@@ -232,7 +233,7 @@ def test_merge_by_keyboard_moves_the_folder_and_undo_moves_it_back(dev_copy, run
             timeout=30_000,
         )
         expect(page.get_by_text("merge folders — Joe_Biden / Joseph_Biden")).to_be_visible()
-        page.keyboard.press("u")
+        press_undo(page)
         _wait_until(
             lambda: {k: _listing(root, k) for k in before} == before, "every file moved back"
         )
@@ -358,7 +359,7 @@ def test_a_mixed_card_moves_exactly_the_foreign_photos_and_undo_moves_them_back(
             "the three photos moved into Sheldon, nothing else",
         )
         _wait_until(lambda: _suggestion_state(db, sid) == "accepted", "the move recorded")
-        page.keyboard.press("u")
+        press_undo(page)
         _wait_until(
             lambda: {k: _listing(root, k) for k in before} == before, "the photos moved back"
         )
