@@ -56,21 +56,15 @@ def slow_copy(src: Path, dest: Path, chunks: int = 4, pause: float = 0.3) -> Non
 
 
 @pytest.fixture
-def tree(tmp_path: Path) -> tuple[Path, Path]:
+def tree(tmp_path: Path, seed_encodings) -> tuple[Path, Path]:
+    """Three people and Joseph Biden, in a store that already holds every dev face's
+    encoding: the daemon's start encodes nothing, for the tests about what comes after it."""
     root = copy_dev_faces(tmp_path / "data", [*SMALL, "Joseph_Biden"])
-    return root, tmp_path / "facelint.duckdb"
+    return root, seed_encodings(tmp_path / "facelint.duckdb")
 
 
-@pytest.fixture
-def seeded_tree(tree: tuple[Path, Path], seed_encodings) -> tuple[Path, Path]:
-    """The same tree in a store that already holds every dev face's encoding: the
-    daemon's start encodes nothing, for the tests about what comes after it."""
+def test_ready_copy_move_delete_and_sigterm(tree, tmp_path):
     root, db = tree
-    return root, seed_encodings(db)
-
-
-def test_ready_copy_move_delete_and_sigterm(seeded_tree, tmp_path):
-    root, db = seeded_tree
     known = encoded_total(db)
     # A photo no store has seen (Biden's, mirrored): the one encode of this test.
     photo = tmp_path / "biden.jpg"
@@ -108,8 +102,8 @@ def test_ready_copy_move_delete_and_sigterm(seeded_tree, tmp_path):
     assert d.status()["state"] == "stopped"
 
 
-def test_waits_out_a_store_held_by_another_process(seeded_tree, tmp_path):
-    root, db = seeded_tree
+def test_waits_out_a_store_held_by_another_process(tree, tmp_path):
+    root, db = tree
     d = DaemonProcess(root, db, tmp_path)
     try:
         d.wait_ready()
@@ -181,8 +175,8 @@ def test_kill_9_during_a_batch_then_restart_is_consistent(tmp_path, run_scan, se
     assert query(db, "SELECT count(*) - count(DISTINCT (lo, hi)) FROM pair_rows") == [(0,)]
 
 
-def test_sighup_stops_cleanly_like_sigterm(seeded_tree, tmp_path):
-    root, db = seeded_tree
+def test_sighup_stops_cleanly_like_sigterm(tree, tmp_path):
+    root, db = tree
     d = DaemonProcess(root, db, tmp_path)
     try:
         d.wait_ready()

@@ -15,15 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, copy_dev_faces
-from tests.daemon_harness import DaemonProcess, query_when_free
+from tests.daemon_harness import DaemonProcess
 
 pytestmark = pytest.mark.slow
 
 SMALL = ["Amy", "Penny", "Raj"]
-
-
-def store_paths(db: Path) -> set[str]:
-    return {r[0] for r in query_when_free(db, "SELECT path, 1 FROM files")}
 
 
 @pytest.fixture

@@ -549,9 +549,9 @@ class FolderIndex:
         if plan is None:
             plan = self._compared(ids, classes, keys)
         src, rows, codes, new_keys, gone = plan
-        if len(self.list_of) > self.capacity:
-            return self._fresh(unit, ids, classes, keys, threshold, generation)
-        if len(rows) + len(gone) > REBUILD_FRACTION * max(len(self.ids), 1):
+        too_many_lists = len(self.list_of) > self.capacity
+        too_much_change = len(rows) + len(gone) > REBUILD_FRACTION * max(len(self.ids), 1)
+        if too_many_lists or too_much_change:
             return self._fresh(unit, ids, classes, keys, threshold, generation)
         self._apply(unit, ids, src, rows, codes, new_keys, gone, threshold)
         self.unsaved += len(rows) + len(gone)
