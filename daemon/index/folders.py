@@ -41,7 +41,7 @@ import numpy as np
 
 from daemon.compare import Triples, rescore
 from daemon.snapshot import positions
-from store.vectors import group_sums, normalise
+from store.vectors import group_sums, normalise, row_norms
 
 log = logging.getLogger("facelint.index")
 
@@ -241,7 +241,7 @@ class Routing:
                 u = unit[r]
                 loo = self.sums[self.codes[r]] - u
                 cos_loo[s : s + 65536] = np.einsum("ij,ij->i", u, loo) / np.maximum(
-                    np.linalg.norm(loo, axis=1), 1e-12
+                    row_norms(loo), 1e-12
                 )
             self.loose[rows] = (self.sizes[codes] >= 2) & (cos_loo < self.threshold)
         self._refresh_alive(folders)

@@ -8,7 +8,9 @@ random folder pairs of the same size classes. "One person": the density of x bet
 disjoint groups of those sizes drawn inside folders. Prior: SPLIT_RATE of the folders
 have a twin, one of F. A folder of one image needs no special rule: its centroid is its
 face. Candidates: the folder pairs the stored match lists name, and every folder pair
-whose centroids different people reach less than 1 time in 1,000.
+whose centroids different people reach less than 1 time in 1,000, looked for only from
+where a pair of the sizes present can still reach the queue's floor (`reach`: with many
+folders the prior of one in F asks far more than 1 in 1,000).
 
 Id: `same:<folder id>:<folder id>`, the smaller first.
 """
@@ -29,6 +31,7 @@ from daemon.kinds.stats import (
     Statistics,
     above,
     odds_to_probability,
+    reach,
 )
 from daemon.snapshot import Snapshot
 from store.queries.person import nfc, unicode_form
@@ -54,7 +57,18 @@ class SamePerson(FromStatistics):
         nulls, same = stats.nulls, stats.same
         multi_f = np.flatnonzero(sizes >= 2)
         bar = nulls.pooled_folder.loc + CANDIDATE_Z * nulls.pooled_folder.scale
-        near_r, near_c = above(cn[multi_f], cn, bar, exclude=multi_f)
+        # Only where a pair can reach the queue's floor (odds SPLIT_RATE / F times its
+        # ratio), for the size classes a pair can have.
+        floor_ratio = MIN_CONFIDENCE / (1 - MIN_CONFIDENCE) * n_f / SPLIT_RATE
+        q_cls, a_cls = np.unique(cls[multi_f]).tolist(), np.unique(cls).tolist()
+        class_pairs = {(min(ca, cb), max(ca, cb)) for ca in q_cls for cb in a_cls}
+        curves = [(nulls.folder_tail(ca, cb), same(ca, cb)) for ca, cb in sorted(class_pairs)]
+        bar = reach(bar, floor_ratio * (1 - 1e-9), curves)
+        near_r, near_c = (
+            above(cn[multi_f], cn, bar, exclude=multi_f)
+            if np.isfinite(bar)
+            else (np.empty(0, np.int64), np.empty(0, np.int64))
+        )
         fa = np.concatenate([codes[stats.src], multi_f[near_r]])
         fb = np.concatenate([codes[stats.dst], near_c])
         if not len(fa):
