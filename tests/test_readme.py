@@ -274,6 +274,12 @@ QUOTED = (
         r"^n=1000000 folders=50000 [^\n]* queue_s=(\d+\.\d+)",
         pick="last",
     ),
+    # ...and the last one before its centroid search changed (the block above the note).
+    Quoted(
+        r"\((\d+\.\d+) s before its centroid search became",
+        "scale.txt",
+        r"queue_s=(\d+\.\d+)[^\n]*\n\n# -- the review queue step after issue 17's last change",
+    ),
     Quoted(
         r"the daemon held (\d+\.\d+)×\s+the vectors' own size",
         "scale.txt",
