@@ -28,47 +28,48 @@ from tests.browser_harness import (
 pytestmark = requires_chromium
 
 
-@pytest.mark.parametrize("flag", [True, False])
-def test_facelint_dashboard_allow_file_actions_reaches_the_app(
-    scanned_dev, tmp_path, flag, browser
-):
+def _facelint_dashboard(
+    db: Path, root: Path, port: int, log_path: Path, *flags: str
+) -> subprocess.Popen[bytes]:
+    """`facelint dashboard` (the installed script) on db and root, serving on port."""
+    script = Path(sys.executable).with_name("facelint")
+    cmd = [str(script), "dashboard", "--db", str(db), "--root", str(root), "--port", str(port)]
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [*cmd, *flags], cwd=log_path.parent, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def test_facelint_dashboard_allow_file_actions_reaches_the_app(scanned_dev, tmp_path, browser):
     """Issue 9, defect 4: the flag given to `facelint dashboard` shows the move and
-    remove buttons in a real browser; without it they are not there."""
+    remove buttons in a real browser (without it they are not there: the foreign-host
+    test's server below, started without it)."""
     from playwright.sync_api import expect
 
     root, db = scanned_dev
     port = free_port()
-    script = Path(sys.executable).with_name("facelint")
-    cmd = [str(script), "dashboard", "--db", str(db), "--root", str(root), "--port", str(port)]
     log_path = tmp_path / "facelint-dashboard.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            cmd + (["--allow-file-actions"] if flag else []),
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_healthy(proc, port, log_path)
-            with browser_page(browser) as page:
-                page.goto(f"http://127.0.0.1:{port}/pairs", wait_until="domcontentloaded")
-                wait_for_focus(page)
-                move = page.get_by_role("button", name="move to the right folder")
-                if flag:
-                    expect(move.first).to_be_visible()
-                else:
-                    expect(page.get_by_text("File actions are off").first).to_be_visible()
-                    assert move.count() == 0
-        finally:
-            stop(proc)
+    proc = _facelint_dashboard(db, root, port, log_path, "--allow-file-actions")
+    try:
+        wait_healthy(proc, port, log_path)
+        with browser_page(browser) as page:
+            page.goto(f"http://127.0.0.1:{port}/pairs", wait_until="domcontentloaded")
+            wait_for_focus(page)
+            move = page.get_by_role("button", name="move to the right folder")
+            expect(move.first).to_be_visible()
+    finally:
+        stop(proc)
 
 
 @pytest.mark.slow
 def test_facelint_up_allow_file_actions_reaches_the_app(dev_copy, tmp_path, browser):
-    """Issue 9, defect 4, for `facelint up`: the daemon and the dashboard, one flag."""
+    """Issue 9, defect 4, for `facelint up`: the daemon and the dashboard, one flag. A
+    SIGTERM to `up` (a service manager's stop) is a clean stop that ends the dashboard too
+    (the other ways `up` ends: tests/test_up.py)."""
     from playwright.sync_api import expect
 
-    from tests.daemon_harness import DaemonProcess
+    from tests.daemon_harness import DaemonProcess, wait_for
+    from tests.test_up import alive, children, port_free
 
     root, db = dev_copy
     port = free_port()
@@ -82,7 +83,11 @@ def test_facelint_up_allow_file_actions_reaches_the_app(dev_copy, tmp_path, brow
             wait_for_focus(page)
             move = page.get_by_role("button", name="move to the right folder")
             expect(move.first).to_be_visible()
+        kids = children(d.proc.pid)
+        assert kids, "up has no child process"
         assert d.terminate() == 0
+        wait_for(lambda: port_free(port), 10, "the dashboard's port to be free")
+        wait_for(lambda: not any(alive(k) for k in kids), 10, "the dashboard to end")
     finally:
         d.close()
 
@@ -250,36 +255,35 @@ def _get(port: int, path: str, host: str) -> int:
         connection.close()
 
 
-def test_a_foreign_host_is_refused_on_the_websocket_and_over_http(scanned_dev, tmp_path):
+def test_a_foreign_host_is_refused_on_the_websocket_and_over_http(scanned_dev, tmp_path, browser):
     """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 opens the
     dashboard's websocket with Host and Origin both evil.example, so the same-origin check
-    passes. The dashboard `facelint dashboard` serves refuses it by its Host."""
-    from daemon.config import Settings
-    from daemon.launch import dashboard_command
+    passes. The dashboard `facelint dashboard` serves refuses it by its Host. Served
+    without --allow-file-actions, its pages offer no file action (issue 9, defect 4)."""
+    from playwright.sync_api import expect
 
     root, db = scanned_dev
     port = free_port()
     log_path = tmp_path / "dashboard.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            dashboard_command(Settings(root=root, db=db, port=port)),
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_healthy(proc, port, log_path)
-            for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
-                assert _upgrade(port, host, f"http://{host}").split(" ")[1] == "101", host
-            for host in ("evil.example", f"evil.example:{port}"):
-                answer = _upgrade(port, host, f"http://{host}")
-                assert answer.split(" ")[1] == "403", (host, answer)
-            # Plain HTTP too: the page, a stored image's URL shape, the health route.
-            for path in ("/", "/media/0.jpg", "/_stcore/health"):
-                assert _get(port, path, "evil.example") == 400, path
-            assert _get(port, "/", f"localhost:{port}") == 200
-        finally:
-            stop(proc)
+    proc = _facelint_dashboard(db, root, port, log_path)
+    try:
+        wait_healthy(proc, port, log_path)
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            assert _upgrade(port, host, f"http://{host}").split(" ")[1] == "101", host
+        for host in ("evil.example", f"evil.example:{port}"):
+            answer = _upgrade(port, host, f"http://{host}")
+            assert answer.split(" ")[1] == "403", (host, answer)
+        # Plain HTTP too: the page, a stored image's URL shape, the health route.
+        for path in ("/", "/media/0.jpg", "/_stcore/health"):
+            assert _get(port, path, "evil.example") == 400, path
+        assert _get(port, "/", f"localhost:{port}") == 200
+        with browser_page(browser) as page:
+            page.goto(f"http://127.0.0.1:{port}/pairs", wait_until="domcontentloaded")
+            wait_for_focus(page)
+            expect(page.get_by_text("File actions are off").first).to_be_visible()
+            assert page.get_by_role("button", name="move to the right folder").count() == 0
+    finally:
+        stop(proc)
 
 
 def test_a_page_that_waits_for_the_store_says_who_holds_it_within_a_second(dev_copy, browser):
