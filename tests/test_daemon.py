@@ -102,7 +102,9 @@ def test_ready_copy_move_delete_and_sigterm(tree, tmp_path):
     assert d.status()["state"] == "stopped"
 
 
-def test_waits_out_a_store_held_by_another_process(tree, tmp_path):
+def test_waits_out_a_store_held_by_another_process_then_sighup_stops_it_cleanly(tree, tmp_path):
+    """A store another process holds is waited out; then SIGHUP (a closed terminal) is a
+    clean stop like SIGTERM: exit 0 after the cleanup, not killed by the signal."""
     root, db = tree
     d = DaemonProcess(root, db, tmp_path)
     try:
@@ -139,9 +141,15 @@ def test_waits_out_a_store_held_by_another_process(tree, tmp_path):
         d.wait_idle()
         assert store_paths(db) == disk_paths(root)
         assert pairs_of(db, "Joe_Biden/biden2.jpg")
-        assert d.terminate() == 0
+        d.proc.send_signal(signal.SIGHUP)
+        # The store closed, the status says stopped, systemd was told.
+        assert d.proc.wait(timeout=60) == 0
     finally:
         d.close()
+    assert "stop requested (SIGHUP): finishing the current step" in d.log()
+    assert "STOPPING=1" in d.messages
+    assert d.status()["state"] == "stopped"
+    assert store_paths(db) == disk_paths(root)
 
 
 def test_kill_9_during_a_batch_then_restart_is_consistent(tmp_path, run_scan, seed_encodings):
@@ -173,21 +181,3 @@ def test_kill_9_during_a_batch_then_restart_is_consistent(tmp_path, run_scan, se
     sql = "SELECT path_a, path_b FROM pairs ORDER BY 1, 2"
     assert query(db, sql) == query(fresh, sql)
     assert query(db, "SELECT count(*) - count(DISTINCT (lo, hi)) FROM pair_rows") == [(0,)]
-
-
-def test_sighup_stops_cleanly_like_sigterm(tree, tmp_path):
-    root, db = tree
-    d = DaemonProcess(root, db, tmp_path)
-    try:
-        d.wait_ready()
-        d.wait_idle()
-        d.proc.send_signal(signal.SIGHUP)
-        # Exit 0 after the cleanup (not killed by the signal): the store closed, the
-        # status says stopped, systemd was told.
-        assert d.proc.wait(timeout=60) == 0
-    finally:
-        d.close()
-    assert "stop requested (SIGHUP): finishing the current step" in d.log()
-    assert "STOPPING=1" in d.messages
-    assert d.status()["state"] == "stopped"
-    assert store_paths(db) == disk_paths(root)
