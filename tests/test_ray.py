@@ -38,8 +38,10 @@ RAY_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_DEDUP_LOGS": "0",
 }
-# The smallest object store Ray accepts is 75 MiB; results are a few KB a batch.
-NODE = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
+# The smallest object store Ray accepts is 75 MiB; results are a few KB a batch. No log
+# monitor (a process per node, ~1 CPU-s to start): the pools connect with log_to_driver off,
+# so nothing would read what it streams.
+NODE = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024, "include_log_monitor": False}
 # Nothing listens on port 1: a cluster that cannot be reached.
 NOWHERE = "127.0.0.1:1"
 
