@@ -171,7 +171,7 @@ def scanned_dev(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 LOOSE_THRESHOLD = 0.1
 
 
-def _private_copy(scanned: tuple[Path, Path], base: Path) -> tuple[Path, Path]:
+def private_copy(scanned: tuple[Path, Path], base: Path) -> tuple[Path, Path]:
     root, db = scanned
     new_root = base / "data"
     # copy2 keeps sizes and mtimes: the scan of a copy sees the files it stored.
@@ -189,7 +189,7 @@ def scanned_dev_loose(
     from the session's encodings, as a user's change of threshold would be."""
 
     def build(base: Path) -> None:
-        root, db = _private_copy(scanned_dev, base)
+        root, db = private_copy(scanned_dev, base)
         stats = scan(root, db, threshold=LOOSE_THRESHOLD)
         assert stats.encoded == 0 and stats.full_compare, "the loose store must only rescore"
 
@@ -200,13 +200,13 @@ def scanned_dev_loose(
 @pytest.fixture
 def dev_copy(scanned_dev: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
     """A private, writable copy of the scanned dev set: (data root, store)."""
-    return _private_copy(scanned_dev, tmp_path)
+    return private_copy(scanned_dev, tmp_path)
 
 
 @pytest.fixture
 def dev_copy_loose(scanned_dev_loose: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
     """A private, writable copy of the loosely scanned dev set: (data root, store)."""
-    return _private_copy(scanned_dev_loose, tmp_path)
+    return private_copy(scanned_dev_loose, tmp_path)
 
 
 @pytest.fixture(scope="session")
