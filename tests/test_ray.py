@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -301,7 +302,19 @@ def test_the_index_sharded_over_ray_actors_equals_the_single_index(
         # index again in new actors.
         import ray
 
-        ray.kill(keeper.shards._actors[0])
+        killed = keeper.shards._actors[0]
+        ray.kill(killed)
+        # ray.kill only asks: once the actor is gone, as after its node left. (A search
+        # sent at once could still be served, seen once with the suite's other worker
+        # busy.)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                ray.get(killed.__ray_ready__.remote(), timeout=10)
+            except ray.exceptions.RayActorError:
+                break
+            assert time.monotonic() < deadline, "the killed actor still answers"
+            time.sleep(0.1)
         with pytest.raises(ClusterUnavailable, match="the folder index's Ray actors failed"):
             list(keeper.search(np, unit2, ids2, classes2, keys2, t, "m")(None))
         again = keeper.search(np, unit2, ids2, classes2, keys2, t, "m")
