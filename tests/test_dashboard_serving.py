@@ -6,10 +6,13 @@ tests/browser_harness.py)."""
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,35 +31,26 @@ from tests.browser_harness import (
 pytestmark = requires_chromium
 
 
-def _facelint_dashboard(
-    db: Path, root: Path, port: int, log_path: Path, *flags: str
-) -> subprocess.Popen[bytes]:
-    """`facelint dashboard` (the installed script) on db and root, serving on port."""
+@contextmanager
+def facelint_dashboard(
+    db: Path, root: Path, log_path: Path, *flags: str, env: dict[str, str] | None = None
+) -> Iterator[int]:
+    """`facelint dashboard` (the installed script) on db and root with these flags, until
+    the block ends; yields its port once it answers."""
+    port = free_port()
     script = Path(sys.executable).with_name("facelint")
     cmd = [str(script), "dashboard", "--db", str(db), "--root", str(root), "--port", str(port)]
     with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [*cmd, *flags], cwd=log_path.parent, stdout=log, stderr=subprocess.STDOUT
+        proc = subprocess.Popen(
+            [*cmd, *flags],
+            cwd=log_path.parent,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
-
-
-def test_facelint_dashboard_allow_file_actions_reaches_the_app(scanned_dev, tmp_path, browser):
-    """Issue 9, defect 4: the flag given to `facelint dashboard` shows the move and
-    remove buttons in a real browser (without it they are not there: the foreign-host
-    test's server below, started without it)."""
-    from playwright.sync_api import expect
-
-    root, db = scanned_dev
-    port = free_port()
-    log_path = tmp_path / "facelint-dashboard.log"
-    proc = _facelint_dashboard(db, root, port, log_path, "--allow-file-actions")
     try:
         wait_healthy(proc, port, log_path)
-        with browser_page(browser) as page:
-            page.goto(f"http://127.0.0.1:{port}/pairs", wait_until="domcontentloaded")
-            wait_for_focus(page)
-            move = page.get_by_role("button", name="move to the right folder")
-            expect(move.first).to_be_visible()
+        yield port
     finally:
         stop(proc)
 
@@ -146,7 +140,9 @@ def test_markdown_and_html_in_names_show_as_typed_on_every_page(
 ):
     """Folders and files named with markdown and HTML, a status file and URL parameters
     carrying more: every page in Chromium shows them literally, builds no link, image or
-    emphasis from them, and the browser asks 127.0.0.1:9 for nothing."""
+    emphasis from them, and the browser asks 127.0.0.1:9 for nothing. Served by
+    `facelint dashboard --allow-file-actions`: the move it makes is the flag reaching the
+    app (issue 9, defect 4; without the flag: the foreign-host test's server)."""
     import json
     from urllib.parse import quote, urlparse
 
@@ -174,8 +170,15 @@ def test_markdown_and_html_in_names_show_as_typed_on_every_page(
 
     requests: list[str] = []
     dialogs: list[str] = []
-    args = ("--allow-file-actions", "--status-file", str(status))
-    with serving(db, root, *args) as url, browser_page(browser) as page:
+    served = facelint_dashboard(
+        db,
+        root,
+        tmp_path / "facelint-dashboard.log",
+        "--allow-file-actions",
+        env={"FACELINT_STATUS_FILE": str(status)},
+    )
+    with served as port, browser_page(browser) as page:
+        url = f"http://127.0.0.1:{port}/"
         page.on("request", lambda r: requests.append(r.url))
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
 
@@ -270,11 +273,7 @@ def test_a_foreign_host_is_refused_on_the_websocket_and_over_http(scanned_dev, t
     from playwright.sync_api import expect
 
     root, db = scanned_dev
-    port = free_port()
-    log_path = tmp_path / "dashboard.log"
-    proc = _facelint_dashboard(db, root, port, log_path)
-    try:
-        wait_healthy(proc, port, log_path)
+    with facelint_dashboard(db, root, tmp_path / "dashboard.log") as port:
         for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
             assert _upgrade(port, host, f"http://{host}").split(" ")[1] == "101", host
         for host in ("evil.example", f"evil.example:{port}"):
@@ -289,8 +288,6 @@ def test_a_foreign_host_is_refused_on_the_websocket_and_over_http(scanned_dev, t
             wait_for_focus(page)
             expect(page.get_by_text("File actions are off").first).to_be_visible()
             assert page.get_by_role("button", name="move to the right folder").count() == 0
-    finally:
-        stop(proc)
 
 
 def test_a_page_that_waits_for_the_store_says_who_holds_it_within_a_second(dev_copy, browser):
