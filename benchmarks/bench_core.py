@@ -100,8 +100,10 @@ class Sizes:
 FULL = Sizes(
     encode_images=0, encode_copies=3, n=57_637, classes=2_000, k=20, repeats=3, rescan_files=2_000
 )
+# A smoke run (tests/test_bench_smoke.py): every section and figure at the least work;
+# most of its time is the six encoder-pool starts (each loads dlib's models).
 QUICK = Sizes(
-    encode_images=3, encode_copies=1, n=4_000, classes=200, k=20, repeats=1, rescan_files=160
+    encode_images=2, encode_copies=1, n=2_000, classes=100, k=20, repeats=1, rescan_files=80
 )
 
 

@@ -205,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         # One worker: a smoke run checks that every figure comes out, not the rate on two
         # cores (each worker loads each model: seconds of CPU).
-        bench_encode(rep, args.faces, args.lfw, 8, 8, 1, workers=1)
-        bench_compare(rep, 3_000, 150, 1)
+        bench_encode(rep, args.faces, args.lfw, 4, 4, 1, workers=1)
+        bench_compare(rep, 2_000, 100, 1)
     else:
         bench_encode(rep, args.faces, args.lfw, 0, args.lfw_sample, 3)
         bench_compare(rep, 57_637, 2_000, 2)

@@ -223,6 +223,10 @@ class Settings(BaseSettings):
     poll: bool = Field(
         False, description="daemon: a polling observer instead of events (network file systems)"
     )
+    # Each look lstat()s the whole tree: seconds apart on a network mount of many files.
+    poll_seconds: float = Field(
+        2.0, gt=0.0, description="daemon: seconds between two looks of the polling observer"
+    )
     temp_limit: float = Field(
         72.0, description="daemon: pause encoding above this CPU temperature (°C)"
     )

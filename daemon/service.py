@@ -775,6 +775,7 @@ class Service:
             {self.s.quarantine},
             self._on_root_event,
             tuple(self.s.extensions),
+            poll_seconds=self.s.poll_seconds,
         )
         self._root_id = dir_identity(self.root)
         self.watcher.start()

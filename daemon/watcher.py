@@ -310,14 +310,18 @@ class _ParentHandler(FileSystemEventHandler):
             self.on_root_event()
 
 
-def _polling() -> BaseObserver:
+def _polling(interval: float) -> BaseObserver:
     # lstat, not stat: a polling snapshot would otherwise walk into every linked folder
     # (`data/up -> ..` loops through the parent, `data/all -> /` through the disk).
-    return PollingObserverVFS(os.lstat, os.scandir, polling_interval=2)
+    return PollingObserverVFS(os.lstat, os.scandir, polling_interval=interval)
 
 
 def _observe(
-    path: Path, handler: FileSystemEventHandler, poll: bool, recursive: bool
+    path: Path,
+    handler: FileSystemEventHandler,
+    poll: bool,
+    recursive: bool,
+    poll_seconds: float,
 ) -> BaseObserver:
     """A running observer on path. Falls back to polling when inotify runs out of watches."""
     if not poll:
@@ -335,7 +339,7 @@ def _observe(
             )
             with contextlib.suppress(Exception):  # it may never have started
                 observer.stop()
-    observer = _polling()
+    observer = _polling(poll_seconds)
     observer.schedule(handler, str(path), recursive=recursive)
     observer.start()
     return observer
@@ -362,11 +366,14 @@ class RootWatcher:
         ignored_top: set[str],
         on_root_event: Callable[[], None],
         extensions: tuple[str, ...] | None = None,
+        *,
+        poll_seconds: float,
     ):
         # Absolute: the parent of `data` is `.`, and events name paths as watched.
         root = Path(os.path.abspath(root))
         self.root = root
         self.poll = poll
+        self.poll_seconds = poll_seconds
         self.handler = _Handler(root, queue, ignored_top, on_root_event, extensions)
         self.parent_handler = _ParentHandler(root, on_root_event)
         self._root: BaseObserver | None = None
@@ -403,7 +410,9 @@ class RootWatcher:
         self.unwatch_root()
         real = os.path.realpath(self.root)
         self.handler.root = real
-        self._root = _observe(Path(real), self.handler, self.poll, recursive=True)
+        self._root = _observe(
+            Path(real), self.handler, self.poll, recursive=True, poll_seconds=self.poll_seconds
+        )
 
     def unwatch_root(self) -> None:
         _stop(self._root)

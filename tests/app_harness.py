@@ -43,11 +43,20 @@ def start(
         sys, "argv", ["app.py", "--db", str(db), "--root", str(root), *fixed, *extra]
     )
     at = AppTest.from_file(APP, default_timeout=60)
+    if page is not None:
+        # Straight to the page, as a bookmarked URL opens it: the landing page's run (the
+        # whole review queue, ~0.1-0.5 CPU-s) is no part of what these tests look at.
+        at.switch_page(page)
     at.run()
     assert not at.exception, at.exception
     if page is not None:
-        at.switch_page(page).run()
-        assert not at.exception, at.exception
+        # Before a first run AppTest names a page by its file name, which is not the URL
+        # of a page given its own (File actions: /actions): once the run registered the
+        # pages, a page that did not match is opened by its URL.
+        at.switch_page(page)
+        if at._page_hash != at._finished_page_script_hash:
+            at.run()
+            assert not at.exception, at.exception
     return at
 
 

@@ -24,26 +24,29 @@ REPO = Path(__file__).resolve().parent.parent
 # In the repository, so that a fresh clone tests itself; never written to.
 DEV_FACES = REPO / "tests" / "faces"
 
-# The modules that take longest (wall seconds on an idle 2-core machine, from
-# `--durations`), run first: pytest-xdist's loadfile hands out whole modules in collection
-# order (README's test command turns off its reordering by test count, which put these
-# few-test modules last), and a long module that starts last runs alone at the end.
-# Scheduling only: every module runs either way.
+# The modules that take longest (wall seconds per module from a run of README's command
+# with the host's other load at ~1 core, `-p cpuprof`), run first: pytest-xdist's loadfile
+# hands out whole modules in collection order (README's test command turns off its
+# reordering by test count, which put these few-test modules last), and a long module
+# that starts last runs alone at the end. Scheduling only: every module runs either way.
 LONGEST_FIRST = (
-    "test_dashboard_serving.py",  # ~55 s: two `facelint` servers, every page in Chromium
-    "test_ray.py",  # ~40 s: a two-node Ray cluster, the dev faces through it
-    "test_dashboard_browser.py",  # ~40 s
-    "test_daemon.py",  # ~35 s: daemons as subprocesses, kill -9
-    "test_service_steps.py",  # ~30 s
-    "test_bench_smoke.py",  # ~30 s: two benchmarks end to end
-    "test_daemon_hardening.py",
-    "test_review_queue.py",
-    "test_backup.py",
-    "test_dashboard_app.py",
-    "test_scan.py",
+    "test_dashboard_serving.py",  # ~80 s: servers, every page in Chromium
+    "test_ray.py",  # ~60 s: a two-node Ray cluster, the dev faces through it
+    "test_dashboard_browser.py",  # ~57 s
+    "test_service_steps.py",  # ~53 s
+    "test_daemon.py",  # ~45 s: daemons as subprocesses, kill -9
+    "test_review_queue.py",  # ~28 s
+    "test_dashboard_app.py",  # ~26 s
+    "test_bench_smoke.py",  # ~23 s: two benchmarks end to end
     "test_review_page.py",
     "test_up.py",
+    "test_scan.py",
+    "test_output.py",
+    "test_backup.py",
+    "test_dashboard_hostile.py",
+    "test_model_switch.py",
     "test_arcface.py",
+    "test_daemon_hardening.py",
 )
 
 
@@ -171,7 +174,7 @@ def scanned_dev(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 LOOSE_THRESHOLD = 0.1
 
 
-def _private_copy(scanned: tuple[Path, Path], base: Path) -> tuple[Path, Path]:
+def private_copy(scanned: tuple[Path, Path], base: Path) -> tuple[Path, Path]:
     root, db = scanned
     new_root = base / "data"
     # copy2 keeps sizes and mtimes: the scan of a copy sees the files it stored.
@@ -189,7 +192,7 @@ def scanned_dev_loose(
     from the session's encodings, as a user's change of threshold would be."""
 
     def build(base: Path) -> None:
-        root, db = _private_copy(scanned_dev, base)
+        root, db = private_copy(scanned_dev, base)
         stats = scan(root, db, threshold=LOOSE_THRESHOLD)
         assert stats.encoded == 0 and stats.full_compare, "the loose store must only rescore"
 
@@ -200,13 +203,13 @@ def scanned_dev_loose(
 @pytest.fixture
 def dev_copy(scanned_dev: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
     """A private, writable copy of the scanned dev set: (data root, store)."""
-    return _private_copy(scanned_dev, tmp_path)
+    return private_copy(scanned_dev, tmp_path)
 
 
 @pytest.fixture
 def dev_copy_loose(scanned_dev_loose: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
     """A private, writable copy of the loosely scanned dev set: (data root, store)."""
-    return _private_copy(scanned_dev_loose, tmp_path)
+    return private_copy(scanned_dev_loose, tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -76,6 +76,7 @@ EVERY_SETTING = {
     "batch_max": 16,
     "reconcile_minutes": 5.0,
     "poll": True,
+    "poll_seconds": 0.25,
     "temp_limit": -1.5,
     "temp_resume": -10.0,
     "temp_sensor": "-coretemp:Package id 0",

@@ -43,6 +43,20 @@ def dashboard_url(dev_copy_loose: tuple[Path, Path]) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def shared_loose(
+    scanned_dev_loose: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path, Path]]:
+    """(url, root, store): one server on a private copy of the loose dev set, for the
+    tests that need no fresh store, only their own pairs (each server start costs
+    seconds of CPU): whatever ran before, each takes the queue as it finds it."""
+    from tests.conftest import private_copy
+
+    root, db = private_copy(scanned_dev_loose, tmp_path_factory.mktemp("shared_loose"))
+    with serving(db, root, "--allow-file-actions", "--page-size", "3") as url:
+        yield url, root, db
+
+
 def test_faces_side_by_side_then_different_people_by_keyboard(
     dashboard_url, dev_copy_loose, browser
 ):
@@ -79,10 +93,10 @@ def test_faces_side_by_side_then_different_people_by_keyboard(
     ]
 
 
-def test_ten_pairs_cleared_by_keyboard_alone(dashboard_url, dev_copy_loose, browser):
+def test_ten_pairs_cleared_by_keyboard_alone(shared_loose, browser):
     """Keys only (no mouse): D, S, X decide the focused card, U undoes, J/K move; each
     decision is checked in the store."""
-    _, db = dev_copy_loose
+    dashboard_url, _, db = shared_loose
     keys = ["d", "s", "x", "d", "d", "s", "x", "d", "s", "d"]
     stored = {"d": "different", "s": "same", "x": "skipped"}
     decided: list[tuple[str, str]] = []
@@ -136,14 +150,12 @@ def test_a_symlink_loop_in_place_of_an_image_is_refused_not_a_crash(dev_copy, br
         expect(page.get_by_text("Joseph_Biden_0001.jpg").first).to_be_visible(timeout=30_000)
 
 
-def test_search_by_photo_upload_shows_that_persons_faces_first(
-    dashboard_url, dev_copy_loose, tmp_path, browser
-):
+def test_search_by_photo_upload_shows_that_persons_faces_first(shared_loose, tmp_path, browser):
     """The upload box runs `facelint search --json` in a subprocess and shows faces."""
     from PIL import Image, ImageOps
     from playwright.sync_api import expect
 
-    root, _ = dev_copy_loose
+    dashboard_url, root, _ = shared_loose
     photo = tmp_path / "flipped.jpg"
     with Image.open(root / "Anthony_Hopkins" / "Anthony_Hopkins_0001.jpg") as im:
         ImageOps.mirror(im.convert("RGB")).save(photo, quality=90)

@@ -6,10 +6,13 @@ tests/browser_harness.py)."""
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,47 +31,39 @@ from tests.browser_harness import (
 pytestmark = requires_chromium
 
 
-@pytest.mark.parametrize("flag", [True, False])
-def test_facelint_dashboard_allow_file_actions_reaches_the_app(
-    scanned_dev, tmp_path, flag, browser
-):
-    """Issue 9, defect 4: the flag given to `facelint dashboard` shows the move and
-    remove buttons in a real browser; without it they are not there."""
-    from playwright.sync_api import expect
-
-    root, db = scanned_dev
+@contextmanager
+def facelint_dashboard(
+    db: Path, root: Path, log_path: Path, *flags: str, env: dict[str, str] | None = None
+) -> Iterator[int]:
+    """`facelint dashboard` (the installed script) on db and root with these flags, until
+    the block ends; yields its port once it answers."""
     port = free_port()
     script = Path(sys.executable).with_name("facelint")
     cmd = [str(script), "dashboard", "--db", str(db), "--root", str(root), "--port", str(port)]
-    log_path = tmp_path / "facelint-dashboard.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            cmd + (["--allow-file-actions"] if flag else []),
-            cwd=tmp_path,
+            [*cmd, *flags],
+            cwd=log_path.parent,
+            env={**os.environ, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        try:
-            wait_healthy(proc, port, log_path)
-            with browser_page(browser) as page:
-                page.goto(f"http://127.0.0.1:{port}/pairs", wait_until="domcontentloaded")
-                wait_for_focus(page)
-                move = page.get_by_role("button", name="move to the right folder")
-                if flag:
-                    expect(move.first).to_be_visible()
-                else:
-                    expect(page.get_by_text("File actions are off").first).to_be_visible()
-                    assert move.count() == 0
-        finally:
-            stop(proc)
+    try:
+        wait_healthy(proc, port, log_path)
+        yield port
+    finally:
+        stop(proc)
 
 
 @pytest.mark.slow
 def test_facelint_up_allow_file_actions_reaches_the_app(dev_copy, tmp_path, browser):
-    """Issue 9, defect 4, for `facelint up`: the daemon and the dashboard, one flag."""
+    """Issue 9, defect 4, for `facelint up`: the daemon and the dashboard, one flag. A
+    SIGTERM to `up` (a service manager's stop) is a clean stop that ends the dashboard too
+    (the other ways `up` ends: tests/test_up.py)."""
     from playwright.sync_api import expect
 
-    from tests.daemon_harness import DaemonProcess
+    from tests.daemon_harness import DaemonProcess, wait_for
+    from tests.test_up import alive, children, port_free
 
     root, db = dev_copy
     port = free_port()
@@ -82,7 +77,11 @@ def test_facelint_up_allow_file_actions_reaches_the_app(dev_copy, tmp_path, brow
             wait_for_focus(page)
             move = page.get_by_role("button", name="move to the right folder")
             expect(move.first).to_be_visible()
+        kids = children(d.proc.pid)
+        assert kids, "up has no child process"
         assert d.terminate() == 0
+        wait_for(lambda: port_free(port), 10, "the dashboard's port to be free")
+        wait_for(lambda: not any(alive(k) for k in kids), 10, "the dashboard to end")
     finally:
         d.close()
 
@@ -141,7 +140,9 @@ def test_markdown_and_html_in_names_show_as_typed_on_every_page(
 ):
     """Folders and files named with markdown and HTML, a status file and URL parameters
     carrying more: every page in Chromium shows them literally, builds no link, image or
-    emphasis from them, and the browser asks 127.0.0.1:9 for nothing."""
+    emphasis from them, and the browser asks 127.0.0.1:9 for nothing. Served by
+    `facelint dashboard --allow-file-actions`: the move it makes is the flag reaching the
+    app (issue 9, defect 4; without the flag: the foreign-host test's server)."""
     import json
     from urllib.parse import quote, urlparse
 
@@ -169,13 +170,27 @@ def test_markdown_and_html_in_names_show_as_typed_on_every_page(
 
     requests: list[str] = []
     dialogs: list[str] = []
-    args = ("--allow-file-actions", "--status-file", str(status))
-    with serving(db, root, *args) as url, browser_page(browser) as page:
+    served = facelint_dashboard(
+        db,
+        root,
+        tmp_path / "facelint-dashboard.log",
+        "--allow-file-actions",
+        env={"FACELINT_STATUS_FILE": str(status)},
+    )
+    with served as port, browser_page(browser) as page:
+        url = f"http://127.0.0.1:{port}/"
         page.on("request", lambda r: requests.append(r.url))
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
 
         def visit(path: str, header: str, *literal: str) -> None:
-            page.goto(url + path, wait_until="domcontentloaded")
+            if "?" in path or not page.url.startswith(url):
+                page.goto(url + path, wait_until="domcontentloaded")
+            else:
+                # As a reader goes from page to page: the sidebar's link, in the page
+                # already loaded (a load of the whole app costs Chromium ~1 CPU-s; the
+                # pages with a name in the URL are loaded by it).
+                page.locator(f'[data-testid="stSidebarNav"] a[href$="/{path}"]').click()
+                page.wait_for_url(url + path)
             expect(page.get_by_role("heading", name=header).first).to_be_visible(timeout=60_000)
             # As the reader reads it: md()'s invisible word joiners (no autolinks) left out.
             page.wait_for_function(
@@ -250,36 +265,29 @@ def _get(port: int, path: str, host: str) -> int:
         connection.close()
 
 
-def test_a_foreign_host_is_refused_on_the_websocket_and_over_http(scanned_dev, tmp_path):
+def test_a_foreign_host_is_refused_on_the_websocket_and_over_http(scanned_dev, tmp_path, browser):
     """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 opens the
     dashboard's websocket with Host and Origin both evil.example, so the same-origin check
-    passes. The dashboard `facelint dashboard` serves refuses it by its Host."""
-    from daemon.config import Settings
-    from daemon.launch import dashboard_command
+    passes. The dashboard `facelint dashboard` serves refuses it by its Host. Served
+    without --allow-file-actions, its pages offer no file action (issue 9, defect 4)."""
+    from playwright.sync_api import expect
 
     root, db = scanned_dev
-    port = free_port()
-    log_path = tmp_path / "dashboard.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            dashboard_command(Settings(root=root, db=db, port=port)),
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_healthy(proc, port, log_path)
-            for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
-                assert _upgrade(port, host, f"http://{host}").split(" ")[1] == "101", host
-            for host in ("evil.example", f"evil.example:{port}"):
-                answer = _upgrade(port, host, f"http://{host}")
-                assert answer.split(" ")[1] == "403", (host, answer)
-            # Plain HTTP too: the page, a stored image's URL shape, the health route.
-            for path in ("/", "/media/0.jpg", "/_stcore/health"):
-                assert _get(port, path, "evil.example") == 400, path
-            assert _get(port, "/", f"localhost:{port}") == 200
-        finally:
-            stop(proc)
+    with facelint_dashboard(db, root, tmp_path / "dashboard.log") as port:
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            assert _upgrade(port, host, f"http://{host}").split(" ")[1] == "101", host
+        for host in ("evil.example", f"evil.example:{port}"):
+            answer = _upgrade(port, host, f"http://{host}")
+            assert answer.split(" ")[1] == "403", (host, answer)
+        # Plain HTTP too: the page, a stored image's URL shape, the health route.
+        for path in ("/", "/media/0.jpg", "/_stcore/health"):
+            assert _get(port, path, "evil.example") == 400, path
+        assert _get(port, "/", f"localhost:{port}") == 200
+        with browser_page(browser) as page:
+            page.goto(f"http://127.0.0.1:{port}/pairs", wait_until="domcontentloaded")
+            wait_for_focus(page)
+            expect(page.get_by_text("File actions are off").first).to_be_visible()
+            assert page.get_by_role("button", name="move to the right folder").count() == 0
 
 
 def test_a_page_that_waits_for_the_store_says_who_holds_it_within_a_second(dev_copy, browser):

@@ -39,7 +39,9 @@ def test_switch_serves_the_old_model_until_complete_and_keeps_decisions(dev_copy
     before = one(db, "SELECT path_a, path_b FROM pairs ORDER BY 1, 2")
 
     # Half way: encoding stops (as when the daemon is told to stop); dlib still serves.
-    arc = Settings(root=root, db=db, model="arcface")
+    # One encoder process: each more loads ArcFace again (a second of CPU), and which
+    # process encodes is not what a switch is about.
+    arc = Settings(root=root, db=db, model="arcface", workers=1)
     budget = iter(range(30))
     half = Pipeline(arc, before_encode=lambda: next(budget, None) is not None)
     try:
@@ -53,7 +55,7 @@ def test_switch_serves_the_old_model_until_complete_and_keeps_decisions(dev_copy
     assert switch["serving"] == dlib_id and switch["to"] == registry.model_id(arc)
     assert 0 < switch["encoded"] < switch["total"]
 
-    stats = run_scan(root, db, model="arcface")
+    stats = run_scan(root, db, model="arcface", workers=1)
     assert stats.encoded > 0
     arc_id = registry.model_id(arc)
     assert one(db, "SELECT value FROM meta WHERE key = 'model'")[0][0] == arc_id

@@ -312,8 +312,14 @@ def _seeded(request, tmp_path: Path, seed_encodings) -> None:
         seed_encodings(tmp_path / "facelint.duckdb")
 
 
+# The polling observer's interval in these tests: each look lstat()s a tree of a few dozen
+# files, and the default 2 s made every polling test wait out a few looks.
+POLL_SECONDS = 0.2
+
+
 def make_service(tmp_path: Path, root: Path, **settings: object) -> tuple[Service, FakeClock]:
     clock = FakeClock()
+    settings.setdefault("poll_seconds", POLL_SECONDS)
     s = Settings(root=root, db=tmp_path / "facelint.duckdb", workers=1, **settings)  # type: ignore[arg-type]
     service = Service(s, temperature=lambda: None, notifier=SystemdNotifier({}), clock=clock)
     service.open()
@@ -417,6 +423,9 @@ def test_the_polling_observer_for_network_mounts(tmp_path):
     db = service.s.db
     try:
         assert "Polling" in service.watcher.kind
+        # The setting's interval, not watchdog's default (BaseObserver keeps it as timeout).
+        assert service.watcher._root is not None
+        assert service.watcher._root.timeout == POLL_SECONDS
         assert service.step()
         shutil.copy2(DEV_FACES / "Joe_Biden" / "biden2.jpg", root / "Amy" / "biden2.jpg")
         drain(

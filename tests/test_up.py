@@ -30,27 +30,6 @@ def healthy(port: int) -> bool:
         return False
 
 
-def test_up_runs_daemon_and_dashboard_on_the_defaults(tmp_path):
-    port = free_port()
-    # No root, no store argument: the defaults, relative to the working directory.
-    d = DaemonProcess(
-        tmp_path / "data",
-        tmp_path / "facelint.duckdb",
-        tmp_path,
-        env={"FACELINT_PORT": str(port)},
-        command=["up"],
-    )
-    try:
-        d.wait_ready()
-        assert (tmp_path / "data").is_dir()
-        assert (tmp_path / "facelint.duckdb").is_file()
-        wait_for(lambda: healthy(port), 60, "the dashboard's health endpoint")
-        assert d.terminate() == 0
-    finally:
-        d.close()
-    wait_for(lambda: not healthy(port), 20, "the dashboard to stop with the daemon")
-
-
 def alive(pid: int) -> bool:
     """Running (a zombie waiting for its reaper counts as dead)."""
     try:
@@ -77,7 +56,11 @@ def port_free(port: int) -> bool:
 @pytest.mark.parametrize(
     "how", [signal.SIGKILL, signal.SIGHUP, signal.SIGINT], ids=["SIGKILL", "SIGHUP", "SIGINT"]
 )
-def test_the_dashboard_dies_with_up_however_up_ends(tmp_path, how):
+def test_up_on_the_defaults_serves_and_the_dashboard_dies_with_up_however_up_ends(tmp_path, how):
+    """No root, no store argument: data/ and the store made relative to the working
+    directory, the daemon ready, the dashboard healthy; and however `up` ends (kill -9, a
+    closed terminal, Ctrl-C) the dashboard ends with it. A service manager's SIGTERM:
+    tests/test_dashboard_serving.py's `facelint up`, whose server is up anyway."""
     port = free_port()
     d = DaemonProcess(
         tmp_path / "data",
@@ -89,6 +72,8 @@ def test_the_dashboard_dies_with_up_however_up_ends(tmp_path, how):
     kids: list[int] = []
     try:
         d.wait_ready()
+        assert (tmp_path / "data").is_dir()
+        assert (tmp_path / "facelint.duckdb").is_file()
         wait_for(lambda: healthy(port), 60, "the dashboard's health endpoint")
         kids = children(d.proc.pid)
         assert kids, "up has no child process"
