@@ -131,14 +131,17 @@ def browser_page(browser: Browser) -> Iterator[Page]:
 CARD = '[class*="st-key-qcard-pairs-"]'
 
 
-def focused_card(page: Page) -> str | None:
-    """The key of the card holding the browser's focus ("12-34"), or None."""
+def focused_card(page: Page, queue: str = "pairs") -> str | None:
+    """The key of the `queue` card ("pairs", "mistakes") holding the browser's focus
+    ("12-34"), or None."""
+    prefix = f"st-key-qcard-{queue}-"
     return page.evaluate(
         f"""() => {{
-            const c = document.activeElement && document.activeElement.closest('{CARD}');
+            const c = document.activeElement
+                && document.activeElement.closest('[class*="{prefix}"]');
             if (!c) return null;
-            const k = [...c.classList].find(x => x.startsWith('st-key-qcard-pairs-'));
-            return k.slice('st-key-qcard-pairs-'.length);
+            const k = [...c.classList].find(x => x.startsWith('{prefix}'));
+            return k.slice('{prefix}'.length);
         }}"""
     )
 

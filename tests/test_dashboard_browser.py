@@ -286,17 +286,6 @@ _CONFIDENCE_UNDER_THE_BUTTONS = """c => {
 }"""
 
 
-def _focused_mistake(page: Page) -> str | None:
-    return page.evaluate(
-        f"""() => {{
-            const c = document.activeElement && document.activeElement.closest('{MISTAKE}');
-            if (!c) return null;
-            const k = [...c.classList].find(x => x.startsWith('st-key-qcard-mistakes-'));
-            return k.slice('st-key-qcard-mistakes-'.length);
-        }}"""
-    )
-
-
 def _press_until(page: Page, key: str, want: str) -> None:
     page.keyboard.press(key)
     page.wait_for_function(
@@ -320,7 +309,7 @@ def _keys_reach_every_open_card(page: Page, db: Path) -> None:
         ids = [s.id for s in suggestions.queue(con, "open", (), 100)]
     order = [sid.replace(":", "-") for sid in ids]
     assert len(order) >= 6, order  # two pages of three, and more
-    assert _focused_mistake(page) == order[0]
+    assert focused_card(page, "mistakes") == order[0]
     _press_until(page, "j", order[1])
     _press_until(page, "x", order[2])  # skip card 2: the focus moves on to card 3
     _press_until(page, "k", order[0])  # back past the skipped card

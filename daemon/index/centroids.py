@@ -121,10 +121,7 @@ def above_indexed(
             them = lists.members[lists.starts[j] : lists.starts[j + 1]]
             if not len(who) or not len(them):
                 continue
-            sims = chunk[who] @ a[them].T
-            # At the queue's bar most lists hold no pair: one maximum says so for a
-            # quarter of the comparison and search that finds nothing.
-            r, c = np.nonzero(sims >= bar)
+            r, c = np.nonzero(chunk[who] @ a[them].T >= bar)
             rows.append(who[r] + s)
             cols.append(them[c])
     r = np.concatenate(rows) if rows else np.empty(0, np.int64)

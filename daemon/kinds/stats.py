@@ -283,11 +283,10 @@ def _split_samples(
     if len(eligible) > SAME_FOLDERS:
         # Past SAME_FOLDERS folders, a seeded choice of them, so that the draw's cost
         # stays flat in N (below it, every folder, as before).
-        chosen = np.zeros(len(sizes), bool)
-        chosen[rng.choice(eligible, SAME_FOLDERS, replace=False)] = True
-        members = np.flatnonzero(chosen[codes])
-    else:
-        members = np.flatnonzero(sizes[codes] >= sa + sb)
+        eligible = rng.choice(eligible, SAME_FOLDERS, replace=False)
+    chosen = np.zeros(len(sizes), bool)
+    chosen[eligible] = True
+    members = np.flatnonzero(chosen[codes])
     if len(members) == 0:
         return np.empty(0)
     of_member = codes[members]
@@ -366,7 +365,7 @@ def _group_draw(
     starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
     rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
     sums = w[order[rank < size]].reshape(len(eligible), size, -1).sum(axis=1)
-    return eligible, sums / np.maximum(row_norms(sums)[:, None], 1e-12)
+    return eligible, _unit_rows(sums)
 
 
 class DiffDensities:
