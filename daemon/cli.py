@@ -451,7 +451,9 @@ def cmd_sql(s: Settings, args: argparse.Namespace) -> int:
     store = _store(s, write=args.write)
     try:
         check_sql(args.query)
-        with store.writing() if args.write else store.reading() as con:
+        # A DuckDB of its own: run_sql locks its settings, which must not outlive it.
+        opened = store.writing if args.write else store.reading
+        with opened(own_instance=True) as con:
             columns, rows = run_sql(con, args.query)
             _emit(columns, list(rows), args.format)
     except SqlRefused as exc:

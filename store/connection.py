@@ -4,12 +4,19 @@ DuckDB lets one process hold a read-write connection, and a writer excludes ever
 (docs/design.md). So nobody keeps a connection: open, do one short unit of work, close.
 An open that meets another process's lock retries with jittered backoff until a deadline,
 and the caller keeps its pending work meanwhile.
+
+An open ATTACHes the file to one in-memory DuckDB this process keeps, and DETACHes it
+when its last user in the process is done: the file's lock is taken and let go as a
+connection's would be, but a new database instance costs ~20 ms of CPU each time
+(DuckDB's catalog of built-in functions, even for `:memory:`) and an attach ~2 ms, and the
+daemon opens the store several times a step (docs/design.md, "Opening the store").
 """
 
 from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -165,10 +172,77 @@ class StoreGuard:
 def _is_lock_error(exc: Exception) -> bool:
     text = str(exc)
     if isinstance(exc, duckdb.ConnectionException):
-        # Same process, other mode: DuckDB refuses a read-only and a read-write connection
-        # to one file side by side. It clears when the other connection closes.
+        # Same process, other mode, by duckdb.connect: DuckDB refuses a read-only and a
+        # read-write connection to one file side by side. It clears when the other closes.
         return "different configuration" in text
+    if isinstance(exc, duckdb.ResourceInUseException):
+        # The same, by ATTACH: this process has the file attached in the other mode.
+        return "file handle conflict" in text
     return "lock" in text.lower() and ("Conflicting" in text or "Could not set lock" in text)
+
+
+class _Attachments:
+    """This process's in-memory DuckDB and the store files attached to it, each once per
+    mode however many threads use it (DuckDB refuses a second attach of a file open for
+    writing), detached when its last user is done."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._host: duckdb.DuckDBPyConnection | None = None
+        self._users: dict[tuple[str, bool], tuple[str, int]] = {}
+        self._made = 0
+        self._inherited: list[duckdb.DuckDBPyConnection] = []
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        # A forked child (subprocess with a preexec_fn forks too) has the parent's memory
+        # but not its threads: it starts a DuckDB of its own if it opens the store. The
+        # parent's is kept, never closed here: its destructor would wait on threads the
+        # child does not have (seen: `facelint up`'s dashboard hung before its exec).
+        if self._host is not None:
+            self._inherited.append(self._host)
+        self._lock = threading.Lock()
+        self._host = None
+        self._users = {}
+
+    def open(self, path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """A connection of its own whose default database is the file (attached if no
+        one here has it in that mode); raises DuckDB's error when the attach does."""
+        key = (path, read_only)
+        with self._lock:
+            if self._host is None:
+                self._host = duckdb.connect(":memory:")
+            alias, users = self._users.get(key, ("", 0))
+            if not users:
+                self._made += 1
+                alias = f"store_{self._made}"
+                mode = " (READ_ONLY)" if read_only else ""
+                self._host.execute(f"ATTACH ? AS {alias}{mode}", [path])
+            self._users[key] = (alias, users + 1)
+            con = self._host.cursor()
+        try:
+            con.execute(f"USE {alias}")
+        except BaseException:
+            con.close()
+            self.close(path, read_only)
+            raise
+        return con
+
+    def close(self, path: str, read_only: bool) -> None:
+        """One user of the file is done; the last one detaches it (a writer's detach
+        checkpoints, as a connection's close does)."""
+        key = (path, read_only)
+        with self._lock:
+            alias, users = self._users[key]
+            if users > 1:
+                self._users[key] = (alias, users - 1)
+                return
+            del self._users[key]
+            assert self._host is not None
+            self._host.execute(f"DETACH {alias}")
+
+
+_attachments = _Attachments()
 
 
 @contextmanager
@@ -182,6 +256,7 @@ def open_store(
     sleep: Callable[[float], None] = time.sleep,
     guard: StoreGuard | None = None,
     on_opened: Callable[[float], None] | None = None,
+    own_instance: bool = False,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection for one unit of work; writes commit when the block exits cleanly.
 
@@ -189,9 +264,11 @@ def open_store(
     show "waiting for store" while another process holds the file; `on_opened(seconds)`
     once the open went through after waiting (the whole wait). With a `guard`, a
     write open of a file that is not the one the guard first saw raises StoreLost, and
-    nothing is written.
+    nothing is written. `own_instance`: a DuckDB of its own, not the process's shared
+    one, for a connection whose settings must not outlive it (`facelint sql` locks them).
     """
     path = Path(path)
+    name = os.path.abspath(path)
     if read_only and not path.exists():
         raise StoreMissing(f"no store at {path}: run `facelint scan` first")
     if not read_only:
@@ -203,9 +280,16 @@ def open_store(
         if guard is not None and not read_only:
             guard.check(path)
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            if own_instance:
+                con = duckdb.connect(name, read_only=read_only)
+            else:
+                con = _attachments.open(name, read_only)
             break
-        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+        except (
+            duckdb.IOException,
+            duckdb.ConnectionException,
+            duckdb.ResourceInUseException,
+        ) as exc:
             if not _is_lock_error(exc):
                 raise
             refused = True
@@ -219,9 +303,9 @@ def open_store(
                 on_wait(waited, str(exc).split("\n")[0])
             sleep(min(delay * (0.5 + random.random()), max(0.0, timeout - waited)))
             delay = min(delay * 2, 2.0)
-    if refused and on_opened is not None:
-        on_opened(clock() - start)
     try:
+        if refused and on_opened is not None:
+            on_opened(clock() - start)
         if not read_only:
             ensure_schema(con)
             con.execute("BEGIN TRANSACTION")
@@ -237,3 +321,5 @@ def open_store(
             yield con
     finally:
         con.close()
+        if not own_instance:
+            _attachments.close(name, read_only)

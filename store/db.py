@@ -70,10 +70,11 @@ class Store:
         return self.path.exists()
 
     @contextmanager
-    def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def reading(self, own_instance: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection for one look; StoreMissing when there is no store.
         With a guard, a store deleted or replaced since the guard pinned it raises
-        StoreLost here too: a daemon learns it at its next read, not its next write."""
+        StoreLost here too: a daemon learns it at its next read, not its next write.
+        `own_instance`: see open_store."""
         if self.guard is not None:
             self.guard.check(self.path)
         with open_store(
@@ -84,14 +85,15 @@ class Store:
             clock=self.clock,
             sleep=self.sleep,
             on_opened=self.on_opened,
+            own_instance=own_instance,
         ) as con:
             yield con
 
     @contextmanager
-    def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def writing(self, own_instance: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """One read-write transaction (the store is created, and its schema brought up to
         date, on the way in): commits when the block exits cleanly, rolls back when it
-        raises."""
+        raises. `own_instance`: see open_store."""
         with open_store(
             self.path,
             timeout=self.lock_timeout,
@@ -100,6 +102,7 @@ class Store:
             sleep=self.sleep,
             guard=self.guard,
             on_opened=self.on_opened,
+            own_instance=own_instance,
         ) as con:
             yield con
 

@@ -3,9 +3,11 @@ and reading what it shows: shared by the dashboard's AppTest suites."""
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from streamlit.testing.v1 import AppTest
 
@@ -14,6 +16,7 @@ from tests.conftest import REPO, store_held_by_another_process
 __all__ = [
     "APP",
     "SHORT_LOCK_WAIT",
+    "app_test",
     "as_read",
     "captions",
     "shown",
@@ -24,6 +27,25 @@ __all__ = [
 APP = str(REPO / "dashboard" / "app.py")
 # For tests of a held store: how long a page waits before it says busy (start() waits 1 s).
 SHORT_LOCK_WAIT = ("--lock-timeout", "0.2")
+
+
+@functools.cache
+def _components() -> Any:
+    from streamlit.components.v2.component_manager import BidiComponentManager
+
+    manager = BidiComponentManager()
+    manager.discover_and_register_components(start_file_watching=False)
+    return manager
+
+
+def app_test(timeout: float = 60) -> AppTest:
+    """The dashboard's AppTest. Each AppTest looks through every installed package for
+    Streamlit components before its first run (~0.2 CPU-s with this project's extras);
+    the dashboard has none, so one look per test process is shared. (A Streamlit that
+    renames the attribute only makes each AppTest look again.)"""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at._bidi_component_manager = _components()
+    return at
 
 
 def start(
@@ -42,7 +64,7 @@ def start(
     monkeypatch.setattr(
         sys, "argv", ["app.py", "--db", str(db), "--root", str(root), *fixed, *extra]
     )
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = app_test()
     if page is not None:
         # Straight to the page, as a bookmarked URL opens it: the landing page's run (the
         # whole review queue, ~0.1-0.5 CPU-s) is no part of what these tests look at.

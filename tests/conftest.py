@@ -241,6 +241,9 @@ def seed_encodings_only(scanned_dev: tuple[Path, Path]) -> Callable[[Path], Path
             con.execute("ATTACH ? AS dev (READ_ONLY)", [str(scanned_dev[1])])
             for table in ("embeddings", "faces"):
                 con.execute(f"INSERT INTO {table} SELECT * FROM dev.{table}")
+            # The process keeps one DuckDB for every open (store/connection.py): an
+            # attach left there would hold the session's store for the rest of the run.
+            con.execute("DETACH dev")
         return db
 
     return seed

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import duckdb
+from store.connection import StoreBusy, StoreMissing, open_store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,15 +31,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: flo
 
 
 def query(db: Path, sql: str, params: list | None = None) -> list[tuple] | None:
-    """A read-only query, or None while the daemon holds the store."""
+    """A read-only query, or None while the daemon holds the store (or before it made
+    one). Through the store's own open, which waits for nothing at timeout 0."""
     try:
-        con = duckdb.connect(str(db), read_only=True)
-    except duckdb.IOException:
+        with open_store(db, read_only=True, timeout=0) as con:
+            return con.execute(sql, params or []).fetchall()
+    except (StoreBusy, StoreMissing):
         return None
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def query_when_free(db: Path, sql: str, params: list | None = None, timeout: float = 30) -> list:

@@ -169,6 +169,7 @@ def test_kill_9_during_a_batch_then_restart_is_consistent(
                 f"DELETE FROM {table} WHERE hash IN "
                 "(SELECT hash FROM dev.files WHERE class IN ('Joseph_Biden', 'Howard'))"
             )
+        con.execute("DETACH dev")
     d = DaemonProcess(root, db, tmp_path)
     try:
         d.wait_ready()

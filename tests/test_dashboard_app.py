@@ -24,6 +24,7 @@ from store.queries.pairs_page import PairFilter, PairView
 from tests.app_harness import (
     APP,
     SHORT_LOCK_WAIT,
+    app_test,
     as_read,
     captions,
     shown,
@@ -159,7 +160,7 @@ def test_status_page_reads_the_daemon_status_file(scanned_dev_loose, monkeypatch
 
 def test_bad_arguments_are_shown_not_raised(scanned_dev_loose, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["app.py", "--db", "x.duckdb", "--frobnicate"])
-    at = AppTest.from_file(APP, default_timeout=30).run()
+    at = app_test(30).run()
     assert not at.exception
     assert "unknown arguments: --frobnicate" in as_read(at.error[0].value)
     with pytest.raises(SettingsError, match="plain folder name"):

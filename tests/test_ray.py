@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -139,15 +139,24 @@ def test_ray_address_without_ray_installed_is_a_clear_error(tmp_path, monkeypatc
     assert type(encode_step.make_pool(Settings())).__name__ == "EncoderPool"
 
 
+# The folders the cluster encodes: three of its blocks (RAY_BATCH images each), so both
+# actors get work; a pair of folders that is one person (pairs to compare), and an image
+# with no face. A third of the dev set: each image is a dlib encode on the cluster's two
+# CPUs, which the suite's other worker shares.
+RAY_FOLDERS = ["Amy", "Howard", "Joe_Biden", "Joseph_Biden", "Charlton_Heston"]
+
+
 @pytest.fixture(scope="module")
 def ray_scanned(
-    ray_cluster: str, scanned_dev: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, RunStats, dict[str, int], str]:
-    """The dev faces scanned with `ray_address` set: (store, the run's stats, results per
-    Ray node, model). The data root is the session's, read only. Connecting to the
-    cluster leaves the caller's SIGTERM handler in place."""
-    db = tmp_path_factory.mktemp("ray_scanned") / "ray.duckdb"
-    pipeline = Pipeline(Settings(root=scanned_dev[0], db=db, ray_address=ray_cluster))
+    ray_cluster: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, RunStats, dict[str, int], str, Path]:
+    """RAY_FOLDERS scanned with `ray_address` set: (store, the run's stats, results per
+    Ray node, model, data root). Connecting to the cluster leaves the caller's SIGTERM
+    handler in place."""
+    base = tmp_path_factory.mktemp("ray_scanned")
+    root = copy_dev_faces(base / "data", RAY_FOLDERS)
+    db = base / "ray.duckdb"
+    pipeline = Pipeline(Settings(root=root, db=db, ray_address=ray_cluster))
     # The daemon's own SIGTERM handler (its clean stop), which ray.init would replace.
     previous = signal.signal(signal.SIGTERM, _daemon_stop)
     try:
@@ -158,7 +167,7 @@ def ray_scanned(
     finally:
         signal.signal(signal.SIGTERM, previous)
         pipeline.close()
-    return db, stats, nodes, pipeline.model
+    return db, stats, nodes, pipeline.model, root
 
 
 def _daemon_stop(signum: int, frame: object) -> None:
@@ -166,26 +175,38 @@ def _daemon_stop(signum: int, frame: object) -> None:
 
 
 def test_the_two_nodes_encode_the_dev_faces_to_the_local_pools_vectors(
-    ray_scanned: tuple[Path, RunStats, dict[str, int], str], scanned_dev: tuple[Path, Path]
+    ray_scanned: tuple[Path, RunStats, dict[str, int], str, Path],
+    scanned_dev: tuple[Path, Path],
+    seed_encodings_only: Callable[[Path], Path],
+    run_scan: Callable[..., RunStats],
+    tmp_path: Path,
 ):
-    db, stats, nodes, model = ray_scanned
-    local_db = scanned_dev[1]  # encoded by the local pool, once per session
-    local = _faces_by_hash(local_db, model)
-    assert stats.encoded == len(local) and stats.failed == 0
-    assert _differing(_faces_by_hash(db, model), local) == []
+    db, stats, nodes, model, root = ray_scanned
+    made = _faces_by_hash(db, model)
+    with Store(db, lock_timeout=5.0).reading() as con:
+        contents = con.execute("SELECT count(DISTINCT hash) FROM files").fetchone()
+    assert stats.encoded == len(made) == contents[0] and stats.failed == 0
+    assert any(enc[0] == Status.NO_FACE for enc in made.values())
+    # The local pool encoded the same images once per session: bit for bit the same.
+    local = _faces_by_hash(scanned_dev[1], model)
+    assert set(made) <= set(local)
+    assert _differing(made, {h: local[h] for h in made}) == []
     # Both nodes took a share (a pool of two actors, one CPU each).
-    assert len(nodes) == 2 and sum(nodes.values()) == len(local), nodes
-    # The same vectors make the same pairs.
+    assert len(nodes) == 2 and sum(nodes.values()) == len(made), nodes
+    # The same vectors make the same pairs as the local pool's scan of the same tree.
+    local_db = seed_encodings_only(tmp_path / "local.duckdb")
+    assert run_scan(root, local_db).encoded == 0
     pairs = "SELECT path_a, path_b, score FROM pairs ORDER BY ALL"
     with (
         Store(db, lock_timeout=5.0).reading() as con,
         Store(local_db, lock_timeout=5.0).reading() as lcon,
     ):
-        assert con.execute(pairs).fetchall() == lcon.execute(pairs).fetchall()
+        found = con.execute(pairs).fetchall()
+        assert found and found == lcon.execute(pairs).fetchall()
 
 
 def test_a_batch_the_store_moved_past_is_written_only_as_far_as_it_is_still_wanted(
-    ray_scanned: tuple[Path, RunStats, dict[str, int], str], tmp_path: Path
+    ray_scanned: tuple[Path, RunStats, dict[str, int], str, Path], tmp_path: Path
 ):
     root = copy_dev_faces(tmp_path / "data", ["Amy", "Howard"])
     settings = Settings(root=root, db=tmp_path / "s.duckdb")

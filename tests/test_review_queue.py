@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageOps
-from streamlit.testing.v1 import AppTest
 
 from store import decisions, meta
 from store.connection import open_store
 from store.queries import pairs_page
 from store.queries.pairs_page import PairFilter
 from tests.app_harness import (
-    APP,
     SHORT_LOCK_WAIT,
+    app_test,
     as_read,
     shown,
     start,
@@ -128,7 +127,7 @@ def test_person_page_opens_the_5999th_of_6000_folders_by_typing(tmp_path, monkey
 def test_bookmarked_person_url_opens_that_person(scanned_dev, monkeypatch):
     root, db = scanned_dev
     monkeypatch.setattr(sys, "argv", ["app.py", "--db", str(db), "--root", str(root)])
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = app_test()
     at.query_params["name"] = "Michael_Caine"
     at.run()
     at.switch_page("views/person.py").run()
@@ -146,7 +145,7 @@ def test_person_urls_and_searches_that_match_no_folder_say_so(dev_copy, run_scan
     (root / "Anthony_Hopkins" / "Anthony_Hopkins_0002.jpg").unlink()
     run_scan(root, db)
     monkeypatch.setattr(sys, "argv", ["app.py", "--db", str(db), "--root", str(root)])
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = app_test()
     at.query_params["name"] = "長谷川ガク"
     at.run()
     at.switch_page("views/person.py").run()
@@ -166,8 +165,10 @@ def test_person_urls_and_searches_that_match_no_folder_say_so(dev_copy, run_scan
     assert "1 image" in [c.value for c in at.caption]
 
 
-def test_busy_store_keeps_the_page_and_says_why(scanned_dev, monkeypatch):
-    root, db = scanned_dev
+def test_busy_store_keeps_the_page_and_says_why(dev_copy, monkeypatch):
+    # Its own copy: the holder below takes the write lock, which the session's store
+    # (read by the other worker's tests at any moment) must never have.
+    root, db = dev_copy
     # Busy is busy however long the wait: a short one (the waiting: test_store_lock.py).
     at = start(monkeypatch, root, db, *SHORT_LOCK_WAIT)
     at.switch_page("views/person.py").run()

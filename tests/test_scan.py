@@ -10,19 +10,16 @@ import threading
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from daemon.cli import main
+from store.connection import open_store
 from tests.conftest import DEV_FACES, release, store_held_by_another_process
 
 
 def query(db: Path, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
+    with open_store(db, read_only=True, timeout=5) as con:
         return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def pairs_of(db: Path, path: str) -> list[tuple]:

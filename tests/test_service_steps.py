@@ -24,6 +24,7 @@ from daemon.config import Settings
 from daemon.notify import SystemdNotifier
 from daemon.service import ROOT_MISSING, DaemonRunning, Service, daemon_lock
 from daemon.status import read_status
+from store.connection import open_store
 from store.vocab import Decision
 from tests.conftest import DEV_FACES, REPO, copy_dev_faces, real_files
 
@@ -40,11 +41,10 @@ class FakeClock:
 
 
 def rows(db: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
+    # Through the store's own open: a new DuckDB instance for each look costs ~20 ms of
+    # CPU, and the drains below look after every step.
+    with open_store(db, read_only=True, timeout=5) as con:
         return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def store_paths(db: Path) -> set[str]:

@@ -180,7 +180,8 @@ def check_sql(query: str) -> None:
 
 
 def run_sql(con: duckdb.DuckDBPyConnection, query: str) -> tuple[list[str], Iterator[tuple]]:
-    """A user's query, checked (check_sql), under LOCKED_SETTINGS."""
+    """A user's query, checked (check_sql), under LOCKED_SETTINGS. They hold for the
+    DuckDB instance: `con` must be one of its own (open_store's `own_instance`)."""
     check_sql(query)
     for setting in LOCKED_SETTINGS:
         con.execute(setting)
