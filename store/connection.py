@@ -7,9 +7,9 @@ and the caller keeps its pending work meanwhile.
 
 An open ATTACHes the file to one in-memory DuckDB this process keeps, and DETACHes it
 when its last user in the process is done: the file's lock is taken and let go as a
-connection's would be, but a new database instance costs ~20 ms of CPU each time
-(DuckDB's catalog of built-in functions, even for `:memory:`) and an attach ~2 ms, and the
-daemon opens the store several times a step (docs/design.md, "Opening the store").
+connection's would be, but a new database instance costs 5-8 times an attach (DuckDB's
+catalog of built-in functions, built per instance, even for `:memory:`), and a daemon
+step opens the store several times (docs/design.md, "Opening the store").
 """
 
 from __future__ import annotations

@@ -7,9 +7,18 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from daemon.cli import main
 from store import meta
-from store.connection import StoreBusy, StoreGuard, StoreLost, StoreMissing
+from store.connection import (
+    StoreBusy,
+    StoreGuard,
+    StoreLost,
+    StoreMissing,
+    lock_holders,
+    open_store,
+)
 from store.db import Store
+from tests.conftest import store_held_by_another_process
 
 
 class FakeClock:
@@ -112,3 +121,40 @@ def test_the_guard_refuses_reads_and_writes_of_a_replaced_store(tmp_path: Path) 
     with pytest.raises(StoreLost), store.writing():
         pass
     assert other.model() == "someone else's"
+
+
+def test_an_open_lets_go_of_the_file_when_its_last_user_in_the_process_is_done(
+    tmp_path: Path,
+) -> None:
+    """Every open attaches the file to the process's one DuckDB (store/connection.py):
+    readers here share it, a write here waits for them as for another process's lock,
+    and once the last of them is done another process takes the write lock at once."""
+    db = tmp_path / "facelint.duckdb"
+    clock = FakeClock()
+    store = Store(db, lock_timeout=1.0, clock=clock, sleep=clock.sleep)
+    store.write(lambda con: meta.set_meta(con, model="m"))
+    with store.reading() as one:
+        with store.reading() as two:
+            assert meta.model(one) == meta.model(two) == "m"
+        assert meta.model(one) == "m"  # the second reader's end left the first's open
+        with pytest.raises(StoreBusy, match="stayed locked"), store.writing():
+            pass
+    assert clock.now == pytest.approx(1.0)
+    # The holder asserts that it got the lock: nothing of this process keeps the file.
+    with store_held_by_another_process(db):
+        assert [h.mode for h in lock_holders(db)] == ["write"]
+    store.write(lambda con: meta.set_meta(con, model="again"))
+    assert store.model() == "again"
+
+
+def test_facelint_sql_locks_settings_on_an_instance_of_its_own(tmp_path: Path, capsys) -> None:
+    """`facelint sql` turns external access off and locks the settings for a user's query;
+    on the process's shared DuckDB that would refuse every later attach of a store."""
+    db = tmp_path / "facelint.duckdb"
+    Store(db, lock_timeout=1).write(lambda con: meta.set_meta(con, model="m"))
+    assert main(["sql", "--db", str(db), "SELECT value FROM meta WHERE key = 'model'"]) == 0
+    assert "m" in capsys.readouterr().out
+    with open_store(db, read_only=True, timeout=1) as con:
+        setting = "SELECT current_setting('enable_external_access')"
+        assert con.execute(setting).fetchone() == (True,)
+    assert Store(db, lock_timeout=1).model() == "m"
