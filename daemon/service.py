@@ -35,7 +35,14 @@ from daemon.progress import TerminalProgress
 from daemon.runstats import ProgressEvent, RunStats
 from daemon.thermal import TemperatureSource, ThermalGovernor, make_temperature_source
 from daemon.watcher import Batch, EventQueue, RootWatcher
-from store.connection import StoreBusy, StoreGuard, StoreLost, StoreMissing, file_identity
+from store.connection import (
+    StoreBusy,
+    StoreGuard,
+    StoreLost,
+    StoreMissing,
+    file_identity,
+    give_back_freed_memory,
+)
 from store.db import Store
 
 log = logging.getLogger("facelint.daemon")
@@ -747,6 +754,9 @@ class Service:
         return True
 
     def _idle(self) -> None:
+        # The step's snapshot and results are gone now; the store's last detach came
+        # before they went (store/connection.py: give_back_freed_memory).
+        give_back_freed_memory()
         if not self.stop_event.is_set() and self.state not in STICKY_STATES:
             self._set_state("throttled" if self.governor.throttled else "idle")
 

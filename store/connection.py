@@ -14,6 +14,8 @@ step opens the store several times (docs/design.md, "Opening the store").
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import random
 import threading
@@ -209,6 +211,8 @@ class _Attachments:
         """A connection of its own whose default database is the file (attached if no
         one here has it in that mode); raises DuckDB's error when the attach does."""
         key = (path, read_only)
+        # What was freed since the last detach (results read then, dropped later).
+        give_back_freed_memory()
         with self._lock:
             if self._host is None:
                 self._host = duckdb.connect(":memory:")
@@ -240,9 +244,28 @@ class _Attachments:
             del self._users[key]
             assert self._host is not None
             self._host.execute(f"DETACH {alias}")
+            give_back_freed_memory()
 
 
 _attachments = _Attachments()
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc's
+    except (OSError, AttributeError):
+        return None
+
+
+def give_back_freed_memory() -> None:
+    """Hand what the unit of work freed back to the system. A closed instance took its
+    threads' malloc arenas with it; the kept one keeps them, holding about one copy of
+    the largest result it read (measured: 400k vectors read, 525 MiB resident against
+    324 with an instance per open, 282 after a trim; a trim costs ~0.1 ms)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 @contextmanager

@@ -31,7 +31,7 @@ DEV_FACES = REPO / "tests" / "faces"
 # that starts last runs alone at the end. Scheduling only: every module runs either way.
 LONGEST_FIRST = (
     "test_dashboard_serving.py",  # ~80 s: servers, every page in Chromium
-    "test_ray.py",  # ~60 s: a two-node Ray cluster, the dev faces through it
+    "test_ray.py",  # ~45 s: a two-node Ray cluster, a third of the dev faces through it
     "test_dashboard_browser.py",  # ~57 s
     "test_service_steps.py",  # ~53 s
     "test_daemon.py",  # ~45 s: daemons as subprocesses, kill -9
