@@ -86,5 +86,13 @@ def test_pool_encodes_and_reports_its_model(tmp_path: Path):
         out = dict(pool.encode([("a", DEV_FACES / "Amy" / "amy1.png")]))
         assert out["a"].status == "ok" and out["a"].model == pool.model_id
         assert len(pool.pids()) == 1
+        # Ctrl-C reaches the workers too (the terminal's process group): the daemon
+        # decides when the pool ends, not the signal.
+        (worker,) = pool.pids()
+        os.kill(worker, signal.SIGINT)
+        time.sleep(0.3)
+        again = dict(pool.encode([("b", DEV_FACES / "Amy" / "amy2.png")]))
+        assert again["b"].status == "ok", again["b"].message
+        assert pool.pids() == [worker]
     finally:
         pool.close()

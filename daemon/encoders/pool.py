@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -49,6 +50,10 @@ def _exit_with_parent(parent: int) -> None:
 def _init_worker(settings: Settings, parent: int) -> None:
     global _worker_encoder, _worker_max_pixels
     _exit_with_parent(parent)
+    # Ctrl-C goes to the terminal's whole process group. The daemon stops on it (its
+    # step finished, then this pool closed); a worker that took it too died mid-job and
+    # printed a KeyboardInterrupt traceback under `facelint up`.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One BLAS/onnxruntime thread per worker: the pool already uses every core.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _worker_max_pixels = settings.max_pixels
