@@ -102,6 +102,16 @@ def scan(root: Path, db: Path, **settings: object) -> Any:
         pipeline.close()
 
 
+def store_rows(db: Path, sql: str, params: list | None = None) -> list[tuple]:
+    """A read-only query of db, through the store's own open: a DuckDB instance of its own
+    for each look would cost several times as much, and the drains look after every
+    step (docs/design.md, "Opening the store")."""
+    from store.connection import open_store
+
+    with open_store(db, read_only=True, timeout=5) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
 @contextmanager
 def store_held_by_another_process(db: Path) -> Iterator[subprocess.Popen[str]]:
     """Another process (the daemon, a DuckDB CLI) holds the store read-write until the

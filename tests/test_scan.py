@@ -13,13 +13,9 @@ from pathlib import Path
 import pytest
 
 from daemon.cli import main
-from store.connection import open_store
-from tests.conftest import DEV_FACES, release, store_held_by_another_process
+from tests.conftest import DEV_FACES, release, store_held_by_another_process, store_rows
 
-
-def query(db: Path, sql: str, params: list | None = None) -> list[tuple]:
-    with open_store(db, read_only=True, timeout=5) as con:
-        return con.execute(sql, params or []).fetchall()
+query = store_rows
 
 
 def pairs_of(db: Path, path: str) -> list[tuple]:

@@ -26,7 +26,7 @@ from daemon.service import ROOT_MISSING, DaemonRunning, Service, daemon_lock
 from daemon.status import read_status
 from store.connection import open_store
 from store.vocab import Decision
-from tests.conftest import DEV_FACES, REPO, copy_dev_faces, real_files
+from tests.conftest import DEV_FACES, REPO, copy_dev_faces, real_files, store_rows
 
 
 class FakeClock:
@@ -40,11 +40,7 @@ class FakeClock:
         self.now += seconds
 
 
-def rows(db: Path, sql: str) -> list[tuple]:
-    # Through the store's own open: a new DuckDB instance for each look costs ~20 ms of
-    # CPU, and the drains below look after every step.
-    with open_store(db, read_only=True, timeout=5) as con:
-        return con.execute(sql).fetchall()
+rows = store_rows
 
 
 def store_paths(db: Path) -> set[str]:
@@ -153,7 +149,6 @@ def test_a_lost_store_is_said_rebuilt_from_the_files_and_its_backup_restores_the
     import socket
 
     from daemon.cli import main
-    from store.connection import open_store
     from store.decisions import record_decision
 
     root = copy_dev_faces(tmp_path / "data", ["Amy", "Penny", "Raj"])
