@@ -39,6 +39,10 @@ INSTALL_HINT = "pip install 'facelint[cluster]'"
 # How long a first connection to the cluster's address may take before it counts as
 # unreachable.
 CONNECT_SECONDS = 5.0
+# How long the pool's actors may take to start (a process, facelint's imports, the
+# models) before the job fails as a cluster error, retried by a later run, rather than
+# waiting forever on a node that cannot host one.
+ACTOR_START_SECONDS = 120
 # How daemon/common/imaging.py words an OSError on open (a permission, an I/O error).
 CANNOT_READ = "cannot read file:"
 
@@ -287,6 +291,10 @@ class RayEncoderPool:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
+        # Blocks go out once the whole pool is up: Ray hands them to the first actor
+        # that is, and one that starts a few seconds late found its share taken (seen:
+        # one node encoding all 24 images of a two-node test while the other loaded).
+        context.wait_for_min_actors_s = ACTOR_START_SECONDS
         # Absolute, not resolved: a root reached through a link must be found by the same
         # name on every node.
         table = pa.table(
@@ -303,7 +311,10 @@ class RayEncoderPool:
             fn_constructor_kwargs={"settings": self._settings},
             batch_size=RAY_BATCH,
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=self.workers),
+            # One block at a time per actor: Ray's default of two, and its preference for
+            # the node that holds a block (the daemon's: blocks are only paths here), let
+            # one actor queue the next block while another sits idle.
+            compute=ray.data.ActorPoolStrategy(size=self.workers, max_tasks_in_flight_per_actor=1),
             num_cpus=1,
         )
         yield from results.iter_batches(batch_size=None, batch_format="pyarrow")
