@@ -16,12 +16,14 @@ from store.connection import open_store
 from store.queries import pairs_page
 from store.queries.pairs_page import PairFilter
 from tests.browser_harness import (
+    KEY_DONE_MS,
     browser_page,
     captions_of,
     decision_of,
     focused_card,
     loaded_images,
     press_and_wait,
+    press_key,
     press_undo,
     requires_chromium,
     serving,
@@ -112,11 +114,11 @@ def test_ten_pairs_cleared_by_keyboard_alone(shared_loose, browser):
         )
         assert decision_of(db, focus) is None
         # Next and previous move the focus without deciding.
-        page.keyboard.press("j")
+        press_key(page, "j")
         page.wait_for_function(
             "k => !document.activeElement.closest('.st-key-qcard-pairs-' + k)", arg=focus
         )
-        page.keyboard.press("k")
+        press_key(page, "k")
         page.wait_for_function(
             "k => document.activeElement.closest('.st-key-qcard-pairs-' + k)", arg=focus
         )
@@ -231,7 +233,7 @@ def test_merge_by_keyboard_moves_the_folder_and_undo_moves_it_back(dev_copy, run
             timeout=60_000,
         )
         expect(page.get_by_role("button", name="merge folders").first).to_be_visible()
-        page.keyboard.press("a")
+        press_key(page, "a")
         _wait_until(
             lambda: not (root / "Joe_Biden").exists() and _listing(root, "Joseph_Biden") == merged,
             "Joe_Biden's files moved into Joseph_Biden",
@@ -287,16 +289,34 @@ _CONFIDENCE_UNDER_THE_BUTTONS = """c => {
 
 
 def _press_until(page: Page, key: str, want: str) -> None:
-    page.keyboard.press(key)
-    page.wait_for_function(
-        f"""w => {{
-            const a = document.activeElement;
-            const c = a && a.closest('{MISTAKE}');
-            return !!c && c.classList.contains('st-key-qcard-mistakes-' + w) && !a.disabled;
-        }}""",
-        arg=want,
-        timeout=30_000,
-    )
+    from playwright.sync_api import TimeoutError as PageTimeout
+
+    press_key(page, key)
+    try:
+        page.wait_for_function(
+            f"""w => {{
+                const a = document.activeElement;
+                const c = a && a.closest('{MISTAKE}');
+                return !!c && c.classList.contains('st-key-qcard-mistakes-' + w) && !a.disabled;
+            }}""",
+            arg=want,
+            timeout=KEY_DONE_MS,
+        )
+    except PageTimeout:
+        # Say where the focus went and what the page showed, not only that it timed out.
+        shown = page.evaluate(_CARDS_SHOWN)
+        raise AssertionError(
+            f"{key.upper()} did not bring the focus to {want} in {KEY_DONE_MS // 1000} s: it "
+            f"is on {focused_card(page, 'mistakes')}; the cards shown: {shown}"
+        ) from None
+
+
+# Each mistakes card on the page: its key, and whether it is still open (has buttons).
+_CARDS_SHOWN = f"""() => [...document.querySelectorAll('{MISTAKE}')].map(c => {{
+    const k = [...c.classList].find(x => x.startsWith('st-key-qcard-mistakes-'));
+    const open = c.querySelector('button') ? '' : ' (decided)';
+    return k.slice('st-key-qcard-mistakes-'.length) + open;
+}})"""
 
 
 def _keys_reach_every_open_card(page: Page, db: Path) -> None:
@@ -314,7 +334,7 @@ def _keys_reach_every_open_card(page: Page, db: Path) -> None:
     _press_until(page, "x", order[2])  # skip card 2: the focus moves on to card 3
     _press_until(page, "k", order[0])  # back past the skipped card
     _press_until(page, "d", order[2])  # reject card 1: on to card 3
-    page.keyboard.press("k")  # no open card before it, no page before this one
+    press_key(page, "k")  # no open card before it, no page before this one
     _press_until(page, "j", order[3])  # J turns the page: its first card
     _press_until(page, "k", order[2])  # K turns it back: the card before
     for card in order[3:]:
