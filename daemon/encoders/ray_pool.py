@@ -245,9 +245,11 @@ class RayEncoderPool:
             self._connected_here = True
 
     def _actors(self, ray: Any, blocks: int) -> int:
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        # No more actors than blocks: each one loads its models (~110 MB) for nothing else.
-        return max(1, min(self._chosen or cpus, blocks))
+        # No more actors than the cluster has CPUs free: the job waits for its whole pool
+        # (ACTOR_START_SECONDS), and an actor other work keeps from starting would fail
+        # every run. No more than blocks: each one loads its models (~110 MB).
+        free = int(ray.available_resources().get("CPU", 0))
+        return max(1, min(self._chosen or free, free, blocks))
 
     def encode_batches(
         self,
